@@ -1,0 +1,64 @@
+//! One error type for everything that reads or checks data, so every failure
+//! names the file (and line, where there is one) that caused it.
+
+use std::path::{Path, PathBuf};
+
+/// Errors from loading, preprocessing and caching datasets.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A line (1-based) that does not have the shape its format requires.
+    #[error("{path}:{line}: {message}")]
+    Malformed {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error("{path}: invalid dataset config: {message}")]
+    Config { path: PathBuf, message: String },
+    /// Valid input that leaves nothing to work with (empty file, all users filtered out…).
+    #[error("{path}: {message}")]
+    Empty { path: PathBuf, message: String },
+    #[error("{path}: cache is unreadable ({message}); delete it to rebuild")]
+    Cache { path: PathBuf, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl DataError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    pub(crate) fn malformed(path: &Path, line: usize, message: impl Into<String>) -> Self {
+        Self::Malformed {
+            path: path.to_path_buf(),
+            line,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn config(path: &Path, message: impl Into<String>) -> Self {
+        Self::Config {
+            path: path.to_path_buf(),
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn empty(path: &Path, message: impl Into<String>) -> Self {
+        Self::Empty {
+            path: path.to_path_buf(),
+            message: message.into(),
+        }
+    }
+}
+
+pub type Result<T, E = DataError> = std::result::Result<T, E>;

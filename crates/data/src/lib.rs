@@ -1,0 +1,22 @@
+//! Datasets for sequential recommendation: reading every supported format,
+//! preprocessing as LLM-ESR / SASRec do, leave-one-out splits, head/tail
+//! groups and stored evaluation candidates.
+//!
+//! The principal types: [`DatasetConfig`] (a `configs/datasets/*.toml`
+//! file), [`Dataset`] (remapped sequences + item attributes), [`Split`],
+//! [`Groups`], [`Candidates`], and [`Prepared`] (all of it, cached on disk).
+
+pub mod attrs;
+pub mod candidates;
+pub mod error;
+pub mod groups;
+pub mod preprocess;
+pub mod raw;
+pub mod split;
+
+pub use attrs::ItemAttrs;
+pub use candidates::{Candidates, Phase};
+pub use error::{DataError, Result};
+pub use groups::{GroupRule, Groups};
+pub use preprocess::{Dataset, PrepReport, PreprocessConfig, preprocess};
+pub use split::Split;
