@@ -31,7 +31,8 @@ impl Default for GroupRule {
 /// Group membership; `head_items` is indexed by item id (index 0 = padding, never head).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Groups {
-    pub rule: GroupRule,
+    /// The rule, described (the tagged enum itself does not fit the binary cache).
+    pub rule: String,
     pub head_users: Vec<bool>,
     pub head_items: Vec<bool>,
 }
@@ -61,7 +62,7 @@ impl Groups {
             }
         };
         Self {
-            rule,
+            rule: format!("{rule:?}"),
             head_users,
             head_items,
         }

@@ -8,15 +8,22 @@
 
 pub mod attrs;
 pub mod candidates;
+pub mod config;
 pub mod error;
+pub mod formats;
 pub mod groups;
+pub mod prepare;
 pub mod preprocess;
 pub mod raw;
 pub mod split;
+pub mod stats;
 
 pub use attrs::ItemAttrs;
 pub use candidates::{Candidates, Phase};
+pub use config::{DatasetConfig, InteractionSource, ItemSource, TextConfig};
 pub use error::{DataError, Result};
 pub use groups::{GroupRule, Groups};
+pub use prepare::{Prepared, candidates, default_cache_dir, prepare};
 pub use preprocess::{Dataset, PrepReport, PreprocessConfig, preprocess};
 pub use split::Split;
+pub use stats::DatasetStats;

@@ -1,0 +1,299 @@
+//! Dataset description files (`configs/datasets/*.toml`).
+//!
+//! Two stages, as for every config in hsuga: [`DatasetConfig`] is the TOML as
+//! written (unknown keys rejected, defaults filled); [`DatasetConfig::load`]
+//! also resolves paths and checks them, so a typo fails before any work.
+//!
+//! Paths are relative to `data_dir`, which is itself relative to the config
+//! file; the `HSUGA_DATA_DIR` environment variable overrides it, so the same
+//! configs work from any checkout.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{DataError, Result};
+use crate::groups::GroupRule;
+use crate::preprocess::PreprocessConfig;
+
+/// Environment variable that replaces every config's `data_dir`.
+pub const DATA_DIR_ENV: &str = "HSUGA_DATA_DIR";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetConfig {
+    pub name: String,
+    /// Root for the relative paths below (relative to the config file).
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    pub interactions: InteractionSource,
+    #[serde(default)]
+    pub items: Option<ItemSource>,
+    #[serde(default)]
+    pub preprocess: PreprocessConfig,
+    #[serde(default)]
+    pub groups: GroupRule,
+    #[serde(default)]
+    pub text: Option<TextConfig>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from(".")
+}
+
+/// Where interactions come from, by format.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "format", rename_all = "snake_case", deny_unknown_fields)]
+pub enum InteractionSource {
+    /// `user item` per line, in time order per user (the paper's `inter.txt`).
+    UserItem {
+        path: PathBuf,
+        /// The paper's files hold integer ids; set false for string ids.
+        #[serde(default = "yes")]
+        numeric_ids: bool,
+    },
+    /// `user item item …` per line, items in time order (P5 / GRAM style).
+    UserSequence { path: PathBuf },
+    /// RecBole atomic `.inter` file (tab separated, typed header; ordered by
+    /// the timestamp column when there is one).
+    Recbole { path: PathBuf },
+    /// Raw Amazon review JSON lines (2014 or 2018 release), gzipped or not.
+    AmazonReviews { path: PathBuf },
+}
+
+/// Where item attributes come from, by format. Their ids must be the raw
+/// item ids of the interaction file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "format", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ItemSource {
+    /// A JSON `{raw id: int}` map plus a CSV with `global_product_id,name`.
+    IdMapLookup { id_map: PathBuf, lookup: PathBuf },
+    /// RecBole atomic `.item` file; columns named by `fields`.
+    Recbole {
+        path: PathBuf,
+        #[serde(default)]
+        fields: RecboleItemFields,
+    },
+    /// The Steam game catalogue (pandas JSON lines with bare NaN), keyed by app id.
+    SteamGames { path: PathBuf },
+    /// Raw Amazon metadata JSON lines (2014 or 2018 release), gzipped or not.
+    AmazonMeta { path: PathBuf },
+}
+
+/// Which RecBole item columns fill which attribute (header names without the `:type`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RecboleItemFields {
+    pub title: Option<String>,
+    pub year: Option<String>,
+    pub genres: Option<String>,
+    pub categories: Option<String>,
+    pub brand: Option<String>,
+}
+
+impl Default for RecboleItemFields {
+    fn default() -> Self {
+        Self {
+            title: Some("movie_title".into()),
+            year: Some("release_year".into()),
+            genres: Some("class".into()),
+            categories: None,
+            brand: None,
+        }
+    }
+}
+
+/// How an item becomes text for embedders and prompts (rendered by the text crate).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TextConfig {
+    /// e.g. `"Title: {title}, genres: {genres}"`; placeholders are `ItemAttrs` field names.
+    pub template: String,
+}
+
+impl DatasetConfig {
+    /// Reads, validates and resolves a dataset config.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
+        let mut cfg: Self = toml::from_str(&text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|s| text[..s.start].matches('\n').count() + 1)
+                .unwrap_or(0);
+            DataError::config(path, format!("line {line}: {}", e.message()))
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let data_dir = match std::env::var_os(DATA_DIR_ENV) {
+            Some(dir) => PathBuf::from(dir),
+            None => base.join(&cfg.data_dir),
+        };
+        cfg.data_dir = data_dir.clone();
+        cfg.resolve_paths(&data_dir);
+        cfg.validate(path)?;
+        Ok(cfg)
+    }
+
+    fn resolve_paths(&mut self, dir: &Path) {
+        let fix = |p: &mut PathBuf| *p = dir.join(&*p);
+        match &mut self.interactions {
+            InteractionSource::UserItem { path, .. }
+            | InteractionSource::UserSequence { path }
+            | InteractionSource::Recbole { path }
+            | InteractionSource::AmazonReviews { path } => fix(path),
+        }
+        match &mut self.items {
+            Some(ItemSource::IdMapLookup { id_map, lookup }) => {
+                fix(id_map);
+                fix(lookup);
+            }
+            Some(
+                ItemSource::Recbole { path, .. }
+                | ItemSource::SteamGames { path }
+                | ItemSource::AmazonMeta { path },
+            ) => fix(path),
+            None => {}
+        }
+    }
+
+    fn validate(&self, path: &Path) -> Result<()> {
+        if self.name.trim().is_empty() {
+            return Err(DataError::config(path, "`name` is empty"));
+        }
+        if self.preprocess.min_user_interactions < 3 {
+            return Err(DataError::config(
+                path,
+                format!(
+                    "preprocess.min_user_interactions = {}: leave-one-out needs at least 3",
+                    self.preprocess.min_user_interactions
+                ),
+            ));
+        }
+        match self.groups {
+            GroupRule::Pareto { ratio } if !(ratio > 0.0 && ratio < 1.0) => {
+                return Err(DataError::config(
+                    path,
+                    format!("groups.ratio = {ratio}: must be strictly between 0 and 1"),
+                ));
+            }
+            _ => {}
+        }
+        for file in self.input_files() {
+            if !file.is_file() {
+                return Err(DataError::config(
+                    path,
+                    format!(
+                        "data file {} does not exist (data_dir = {}; set {DATA_DIR_ENV} to move it)",
+                        file.display(),
+                        self.data_dir.display()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Every file the dataset is read from (for existence checks and the cache hash).
+    pub fn input_files(&self) -> Vec<&Path> {
+        let mut files: Vec<&Path> = vec![match &self.interactions {
+            InteractionSource::UserItem { path, .. }
+            | InteractionSource::UserSequence { path }
+            | InteractionSource::Recbole { path }
+            | InteractionSource::AmazonReviews { path } => path,
+        }];
+        match &self.items {
+            Some(ItemSource::IdMapLookup { id_map, lookup }) => {
+                files.push(id_map);
+                files.push(lookup);
+            }
+            Some(
+                ItemSource::Recbole { path, .. }
+                | ItemSource::SteamGames { path }
+                | ItemSource::AmazonMeta { path },
+            ) => files.push(path),
+            None => {}
+        }
+        files
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, body: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, body).unwrap();
+        p
+    }
+
+    #[test]
+    fn resolves_paths_relative_to_data_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("d")).unwrap();
+        write(&dir.path().join("d"), "inter.txt", "1 1\n");
+        let cfg = write(
+            dir.path(),
+            "x.toml",
+            "name = \"x\"\ndata_dir = \"d\"\n[interactions]\nformat = \"user_item\"\npath = \"inter.txt\"\n",
+        );
+        let c = DatasetConfig::load(&cfg).unwrap();
+        assert_eq!(c.input_files(), vec![dir.path().join("d/inter.txt")]);
+        assert_eq!(c.groups, GroupRule::Pareto { ratio: 0.2 });
+        assert_eq!(c.preprocess.min_user_interactions, 3);
+    }
+
+    #[test]
+    fn typo_names_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = write(
+            dir.path(),
+            "x.toml",
+            "name = \"x\"\n[interactions]\nformat = \"user_item\"\npath = \"a\"\n[preprocess]\nmin_user_interactoins = 3\n",
+        );
+        let err = DatasetConfig::load(&cfg).unwrap_err().to_string();
+        assert!(err.contains("x.toml"), "{err}");
+        assert!(err.contains("line 6"), "{err}");
+        assert!(err.contains("min_user_interactoins"), "{err}");
+    }
+
+    #[test]
+    fn unknown_format_is_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = write(
+            dir.path(),
+            "x.toml",
+            "name = \"x\"\n[interactions]\nformat = \"parquet\"\npath = \"a\"\n",
+        );
+        let err = DatasetConfig::load(&cfg).unwrap_err().to_string();
+        assert!(err.contains("parquet"), "{err}");
+        assert!(err.contains("user_item"), "{err}");
+    }
+
+    #[test]
+    fn missing_data_file_and_bad_ratio() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = write(
+            dir.path(),
+            "x.toml",
+            "name = \"x\"\n[interactions]\nformat = \"user_item\"\npath = \"nope.txt\"\n",
+        );
+        let err = DatasetConfig::load(&cfg).unwrap_err().to_string();
+        assert!(
+            err.contains("nope.txt") && err.contains("does not exist"),
+            "{err}"
+        );
+
+        write(dir.path(), "i.txt", "");
+        let cfg = write(
+            dir.path(),
+            "y.toml",
+            "name = \"y\"\n[interactions]\nformat = \"user_item\"\npath = \"i.txt\"\n[groups]\nrule = \"pareto\"\nratio = 1.5\n",
+        );
+        let err = DatasetConfig::load(&cfg).unwrap_err().to_string();
+        assert!(err.contains("groups.ratio"), "{err}");
+    }
+}

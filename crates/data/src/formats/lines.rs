@@ -1,0 +1,44 @@
+//! Line-by-line reading of plain or gzipped files, with 1-based line numbers
+//! for error messages. Gzip is recognised by its magic bytes, not the name.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+
+use flate2::read::MultiGzDecoder;
+
+use crate::error::{DataError, Result};
+
+/// Opens `path`, transparently decompressing gzip.
+pub fn open(path: &Path) -> Result<Box<dyn BufRead>> {
+    let mut file = File::open(path).map_err(|e| DataError::io(path, e))?;
+    let mut magic = [0u8; 2];
+    let n = file.read(&mut magic).map_err(|e| DataError::io(path, e))?;
+    let file = File::open(path).map_err(|e| DataError::io(path, e))?;
+    Ok(if n == 2 && magic == [0x1f, 0x8b] {
+        Box::new(BufReader::new(MultiGzDecoder::new(file)))
+    } else {
+        Box::new(BufReader::with_capacity(1 << 16, file))
+    })
+}
+
+/// Calls `f(line_number, line)` for every line, without the line ending.
+/// Invalid UTF-8 is an error naming the line.
+pub fn for_each_line(path: &Path, mut f: impl FnMut(usize, &str) -> Result<()>) -> Result<()> {
+    let mut reader = open(path)?;
+    let mut buf = Vec::new();
+    let mut line_no = 0;
+    loop {
+        buf.clear();
+        let n = reader
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| DataError::io(path, e))?;
+        if n == 0 {
+            return Ok(());
+        }
+        line_no += 1;
+        let line = std::str::from_utf8(&buf)
+            .map_err(|e| DataError::malformed(path, line_no, format!("not valid UTF-8 ({e})")))?;
+        f(line_no, line.trim_end_matches(['\n', '\r']))?;
+    }
+}

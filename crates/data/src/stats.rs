@@ -1,0 +1,45 @@
+//! The paper's Table 8 columns plus group sizes.
+
+use serde::{Deserialize, Serialize};
+
+use crate::prepare::Prepared;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DatasetStats {
+    pub name: String,
+    pub users: usize,
+    pub items: usize,
+    pub interactions: usize,
+    /// 1 − interactions / (users · items).
+    pub sparsity: f64,
+    pub avg_length: f64,
+    pub head_users: usize,
+    pub tail_users: usize,
+    pub head_items: usize,
+    pub tail_items: usize,
+    pub dropped_users: usize,
+    pub dropped_items: usize,
+    pub dropped_interactions: usize,
+}
+
+impl DatasetStats {
+    pub fn of(p: &Prepared) -> Self {
+        let d = &p.dataset;
+        let (users, items, inter) = (d.num_users(), d.num_items as usize, d.num_interactions());
+        Self {
+            name: d.name.clone(),
+            users,
+            items,
+            interactions: inter,
+            sparsity: 1.0 - inter as f64 / (users as f64 * items as f64),
+            avg_length: inter as f64 / users as f64,
+            head_users: p.groups.num_head_users(),
+            tail_users: users - p.groups.num_head_users(),
+            head_items: p.groups.num_head_items(),
+            tail_items: items - p.groups.num_head_items(),
+            dropped_users: d.report.dropped_users,
+            dropped_items: d.report.dropped_items,
+            dropped_interactions: d.report.dropped_interactions,
+        }
+    }
+}
