@@ -1,0 +1,322 @@
+//! Result tables in the paper's layout: one row per method, the five column
+//! groups (Overall, Tail Item, Head Item, Tail User, Head User) × metrics,
+//! each cell the mean ± standard deviation over seeds, with `*` where a
+//! paired t-test against the base method gives p < 0.05 in the method's favour.
+//!
+//! The t-test pairs users: each user's metric is first averaged over the
+//! method's seeds (the split and users are the same for every seed), then
+//! compared with the base's average for the same user.
+
+use std::io::Write;
+use std::path::Path;
+
+use hsuga_data::Groups;
+use serde::{Deserialize, Serialize};
+
+use crate::groups::{Column, Ranking};
+use crate::metrics::Metric;
+use crate::ttest::paired_t_test;
+
+/// Significance level for the `*` marker.
+pub const ALPHA: f64 = 0.05;
+
+/// One finished run: a method under one seed, ranked on the test targets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub method: String,
+    pub seed: u64,
+    pub ranking: Ranking,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResultTable {
+    pub title: String,
+    pub base: Option<String>,
+    pub metrics: Vec<Metric>,
+    pub rows: Vec<Row>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Row {
+    pub method: String,
+    pub seeds: Vec<u64>,
+    pub cells: Vec<Cell>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cell {
+    pub column: Column,
+    pub metric: Metric,
+    pub mean: f64,
+    pub std: f64,
+    /// Paired t-test against the base (absent for the base itself).
+    pub p_value: Option<f64>,
+    /// p < [`ALPHA`] and better than the base on average.
+    pub significant: bool,
+}
+
+impl ResultTable {
+    /// Builds the table; methods keep the order of their first record.
+    pub fn build(
+        title: &str,
+        records: &[RunRecord],
+        groups: &Groups,
+        metrics: &[Metric],
+        base: Option<&str>,
+    ) -> Self {
+        let mut methods: Vec<&str> = Vec::new();
+        for r in records {
+            if !methods.contains(&r.method.as_str()) {
+                methods.push(&r.method);
+            }
+        }
+        let runs_of =
+            |m: &str| -> Vec<&RunRecord> { records.iter().filter(|r| r.method == m).collect() };
+        let base_runs = base.map(runs_of).filter(|r| !r.is_empty());
+        let rows = methods
+            .iter()
+            .map(|&method| {
+                let runs = runs_of(method);
+                let summaries: Vec<_> = runs.iter().map(|r| r.ranking.summarize(groups, metrics)).collect();
+                let mut cells = Vec::new();
+                for column in Column::ALL {
+                    for &metric in metrics {
+                        let vals: Vec<f64> = summaries
+                            .iter()
+                            .map(|s| s.get(column, metric).unwrap_or(0.0))
+                            .collect();
+                        let (mean, std) = mean_std(&vals);
+                        let p_value = base_runs
+                            .as_ref()
+                            .filter(|_| Some(method) != base)
+                            .and_then(|b| compare(&runs, b, column, metric, groups));
+                        let base_mean = base_runs.as_ref().map(|b| {
+                            mean_std(
+                                &b.iter()
+                                    .map(|r| r.ranking.summarize(groups, &[metric]).get(column, metric).unwrap_or(0.0))
+                                    .collect::<Vec<_>>(),
+                            )
+                            .0
+                        });
+                        let significant = matches!((p_value, base_mean), (Some(p), Some(bm)) if p < ALPHA && mean > bm);
+                        cells.push(Cell {
+                            column,
+                            metric,
+                            mean,
+                            std,
+                            p_value,
+                            significant,
+                        });
+                    }
+                }
+                Row {
+                    method: method.to_string(),
+                    seeds: runs.iter().map(|r| r.seed).collect(),
+                    cells,
+                }
+            })
+            .collect();
+        Self {
+            title: title.to_string(),
+            base: base.map(str::to_string),
+            metrics: metrics.to_vec(),
+            rows,
+        }
+    }
+
+    pub fn to_markdown(&self) -> String {
+        let mut out = format!("### {}\n\n", self.title);
+        let mut head = String::from("| Method |");
+        let mut sub = String::from("|---|");
+        for c in Column::ALL {
+            for m in &self.metrics {
+                head.push_str(&format!(" {} {} |", c.label(), m.short()));
+                sub.push_str("---:|");
+            }
+        }
+        out.push_str(&head);
+        out.push('\n');
+        out.push_str(&sub);
+        out.push('\n');
+        for row in &self.rows {
+            out.push_str(&format!("| {} |", row.method));
+            for cell in &row.cells {
+                let star = if cell.significant { "*" } else { "" };
+                if row.seeds.len() > 1 {
+                    out.push_str(&format!(" {:.4} ± {:.4}{star} |", cell.mean, cell.std));
+                } else {
+                    out.push_str(&format!(" {:.4}{star} |", cell.mean));
+                }
+            }
+            out.push('\n');
+        }
+        let seeds = self.rows.iter().map(|r| r.seeds.len()).max().unwrap_or(0);
+        out.push_str(&format!("\nMean ± std over {seeds} seed(s)."));
+        if let Some(base) = &self.base {
+            out.push_str(&format!(
+                " `*`: better than {base} with p < {ALPHA} (paired t-test over users, per-user values averaged over seeds)."
+            ));
+        }
+        out.push('\n');
+        out
+    }
+
+    pub fn to_csv(&self) -> String {
+        let mut w = csv::Writer::from_writer(Vec::new());
+        w.write_record([
+            "method",
+            "column",
+            "metric",
+            "mean",
+            "std",
+            "seeds",
+            "p_value",
+            "significant",
+        ])
+        .expect("writing to memory");
+        for row in &self.rows {
+            for c in &row.cells {
+                w.write_record([
+                    row.method.clone(),
+                    c.column.label().to_string(),
+                    c.metric.to_string(),
+                    format!("{:.6}", c.mean),
+                    format!("{:.6}", c.std),
+                    row.seeds.len().to_string(),
+                    c.p_value.map(|p| format!("{p:.3e}")).unwrap_or_default(),
+                    c.significant.to_string(),
+                ])
+                .expect("writing to memory");
+            }
+        }
+        String::from_utf8(w.into_inner().expect("flush to memory")).expect("csv is UTF-8")
+    }
+
+    /// Writes `<stem>.md`, `<stem>.csv` and `<stem>.json` into `dir`.
+    pub fn write_all(&self, dir: &Path, stem: &str) -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        std::fs::write(dir.join(format!("{stem}.md")), self.to_markdown())?;
+        std::fs::write(dir.join(format!("{stem}.csv")), self.to_csv())?;
+        let mut f = std::fs::File::create(dir.join(format!("{stem}.json")))?;
+        serde_json::to_writer_pretty(&mut f, self).map_err(std::io::Error::other)?;
+        f.write_all(b"\n")
+    }
+}
+
+/// Sample mean and standard deviation (n − 1; 0 for a single value).
+pub fn mean_std(v: &[f64]) -> (f64, f64) {
+    if v.is_empty() {
+        return (0.0, 0.0);
+    }
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    if v.len() < 2 {
+        return (mean, 0.0);
+    }
+    let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    (mean, var.sqrt())
+}
+
+/// p-value of the paired t-test between two methods' seed-averaged per-user values.
+fn compare(
+    a: &[&RunRecord],
+    b: &[&RunRecord],
+    column: Column,
+    metric: Metric,
+    groups: &Groups,
+) -> Option<f64> {
+    let users = a.first()?.ranking.users_in(column, groups);
+    let avg = |runs: &[&RunRecord]| -> Option<Vec<f64>> {
+        let per_run: Vec<Vec<f64>> = runs.iter().map(|r| r.ranking.per_user(metric)).collect();
+        users
+            .iter()
+            .map(|&u| {
+                let vals = per_run
+                    .iter()
+                    .map(|v| v.get(u).copied())
+                    .collect::<Option<Vec<f64>>>()?;
+                Some(vals.iter().sum::<f64>() / vals.len() as f64)
+            })
+            .collect()
+    };
+    paired_t_test(&avg(a)?, &avg(b)?).ok().map(|t| t.p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hsuga_data::{GroupRule, Phase, Split};
+
+    fn setup() -> (Split, Groups) {
+        let seqs: Vec<Vec<u32>> = (0..40)
+            .map(|u| vec![u % 4 + 1, 5, 6, (u % 3) + 1])
+            .collect();
+        let split = Split::leave_one_out(&seqs, 6).unwrap();
+        let groups = Groups::compute(&split, GroupRule::Pareto { ratio: 0.2 });
+        (split, groups)
+    }
+
+    fn record(split: &Split, method: &str, seed: u64, ranks: Vec<usize>) -> RunRecord {
+        RunRecord {
+            method: method.into(),
+            seed,
+            ranking: Ranking::new(Phase::Test, split, ranks),
+        }
+    }
+
+    #[test]
+    fn mean_std_hand_values() {
+        assert_eq!(mean_std(&[1.0, 2.0, 3.0]), (2.0, 1.0));
+        assert_eq!(mean_std(&[0.5]), (0.5, 0.0));
+    }
+
+    #[test]
+    fn stars_only_significant_improvements() {
+        let (split, groups) = setup();
+        let base_ranks: Vec<usize> = (0..40).map(|u| 5 + u % 7).collect();
+        let better: Vec<usize> = (0..40).map(|u| u % 3).collect();
+        let recs = vec![
+            record(&split, "SASRec", 42, base_ranks.clone()),
+            record(&split, "SASRec", 43, base_ranks.clone()),
+            record(&split, "Better", 42, better.clone()),
+            record(&split, "Better", 43, better),
+            record(&split, "Same", 42, base_ranks.clone()),
+            record(&split, "Same", 43, base_ranks),
+        ];
+        let t = ResultTable::build(
+            "T",
+            &recs,
+            &groups,
+            &[Metric::Hr(10), Metric::Ndcg(10)],
+            Some("SASRec"),
+        );
+        assert_eq!(t.rows.len(), 3);
+        assert_eq!(t.rows[1].seeds, vec![42, 43]);
+        let overall_ndcg = |row: &Row| {
+            row.cells
+                .iter()
+                .find(|c| c.column == Column::Overall && c.metric == Metric::Ndcg(10))
+                .unwrap()
+                .clone()
+        };
+        assert!(overall_ndcg(&t.rows[1]).significant);
+        assert!(overall_ndcg(&t.rows[0]).p_value.is_none());
+        let same = overall_ndcg(&t.rows[2]);
+        assert_eq!(same.p_value, Some(1.0));
+        assert!(!same.significant);
+        let md = t.to_markdown();
+        assert!(
+            md.contains("| Method | Overall H@10 | Overall N@10 | Tail Item H@10"),
+            "{md}"
+        );
+        assert!(md.contains("| Better | 1.0000 ± 0.0000* |"), "{md}");
+        let csv = t.to_csv();
+        assert_eq!(csv.lines().count(), 1 + 3 * 10);
+        let dir = tempfile::tempdir().unwrap();
+        t.write_all(dir.path(), "table2").unwrap();
+        let back: ResultTable =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join("table2.json")).unwrap())
+                .unwrap();
+        assert_eq!(back.to_markdown(), t.to_markdown());
+    }
+}
