@@ -1,1 +1,68 @@
-fn main() {}
+//! The `hsuga` command-line program: argument parsing and dispatch only.
+//! Every subcommand lives in its own module under `cmd/`; error chains are
+//! printed and exit codes decided here, in one place.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cmd {
+    pub mod data;
+}
+mod datasets;
+
+#[derive(Parser)]
+#[command(
+    name = "hsuga",
+    version,
+    about = "LLM-enhanced sequential recommendation: HSU + GAA on SASRec, BERT4Rec and GRU4Rec"
+)]
+struct Cli {
+    /// Cache for prepared datasets, candidates and embeddings
+    /// [default: $HSUGA_CACHE_DIR, else the user's cache dir + /hsuga].
+    #[arg(long, global = true)]
+    cache_dir: Option<PathBuf>,
+    /// Folder of dataset configs, used to resolve dataset names.
+    #[arg(long, global = true, default_value = "configs/datasets")]
+    datasets_dir: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Inspect and prepare datasets.
+    Data(cmd::data::DataArgs),
+}
+
+/// Settings every subcommand may need.
+pub struct Globals {
+    pub cache_dir: PathBuf,
+    pub datasets_dir: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("HSUGA_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let globals = Globals {
+        cache_dir: cli.cache_dir.unwrap_or_else(hsuga_data::default_cache_dir),
+        datasets_dir: cli.datasets_dir,
+    };
+    let result = match cli.command {
+        Command::Data(args) => cmd::data::run(args, &globals),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! The binary end to end: real datasets, and bad input giving a clear error
+//! and a non-zero exit (never a panic).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn hsuga(cache: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hsuga"))
+        .current_dir(repo())
+        .arg("--cache-dir")
+        .arg(cache)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Runs with a one-off dataset config around a data file with `body`.
+fn with_data(format: &str, body: &[u8]) -> (tempfile::TempDir, Output) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("data.txt"), body).unwrap();
+    let cfg = dir.path().join("d.toml");
+    std::fs::write(
+        &cfg,
+        format!("name = \"d\"\n[interactions]\nformat = \"{format}\"\npath = \"data.txt\"\n"),
+    )
+    .unwrap();
+    let out = hsuga(
+        &dir.path().join("cache"),
+        &["data", "stats", cfg.to_str().unwrap()],
+    );
+    (dir, out)
+}
+
+fn assert_clean_failure(o: &Output, needle: &str) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains(needle), "expected {needle:?} in: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn stats_on_real_datasets() {
+    let cache = tempfile::tempdir().unwrap();
+    let out = hsuga(cache.path(), &["data", "stats", "fashion", "ml-100k"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(text.contains("| fashion | 9094 | 4722 | 34759 |"), "{text}");
+    assert!(text.contains("| ml-100k | 943 | 1682 | 100000 |"), "{text}");
+    let out = hsuga(
+        cache.path(),
+        &["data", "prepare", "ml-100k", "--seeds", "42"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json = hsuga(
+        cache.path(),
+        &["data", "stats", "ml-100k", "--format", "json"],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v[0]["users"], 943);
+}
+
+#[test]
+fn malformed_line_names_file_and_line() {
+    let (_d, o) = with_data("user_item", b"1 2\n1 3\n1 2 3\n");
+    assert_clean_failure(
+        &o,
+        "data.txt:3: expected `user item`, found more than two fields",
+    );
+}
+
+#[test]
+fn non_numeric_id() {
+    let (_d, o) = with_data("user_item", b"1 2\nu1 3\n");
+    assert_clean_failure(
+        &o,
+        "data.txt:2: user id \"u1\" is not a non-negative integer",
+    );
+}
+
+#[test]
+fn empty_dataset() {
+    let (_d, o) = with_data("user_item", b"");
+    assert_clean_failure(&o, "data.txt: no interactions in file");
+}
+
+#[test]
+fn only_short_users_leaves_nothing() {
+    // One user with a single interaction, one with two: both dropped.
+    let (_d, o) = with_data("user_item", b"1 1\n2 1\n2 2\n");
+    assert_clean_failure(&o, "no user has 3 or more interactions");
+}
+
+#[test]
+fn a_user_with_one_interaction_is_dropped_and_reported() {
+    let (_d, o) = with_data("user_item", b"1 1\n2 1\n2 2\n2 3\n");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("dropped 1 users (1 with 1)"), "{text}");
+}
+
+#[test]
+fn unknown_format() {
+    let (_d, o) = with_data("parquet", b"1 1\n");
+    assert_clean_failure(
+        &o,
+        "d.toml: invalid dataset config: line 3: unknown variant `parquet`",
+    );
+}
+
+#[test]
+fn missing_file_and_unknown_dataset() {
+    let cache = tempfile::tempdir().unwrap();
+    let o = hsuga(cache.path(), &["data", "stats", "/nonexistent/x.toml"]);
+    assert_clean_failure(&o, "/nonexistent/x.toml: No such file");
+    let o = hsuga(cache.path(), &["data", "stats", "fashon"]);
+    assert_clean_failure(
+        &o,
+        "unknown dataset \"fashon\"; known in configs/datasets: beauty, fashion",
+    );
+}
+
+#[test]
+fn toml_typo_names_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("data.txt"), "1 1\n").unwrap();
+    let cfg = dir.path().join("d.toml");
+    std::fs::write(
+        &cfg,
+        "name = \"d\"\n[interactions]\nformat = \"user_item\"\npaht = \"data.txt\"\n",
+    )
+    .unwrap();
+    let o = hsuga(dir.path(), &["data", "stats", cfg.to_str().unwrap()]);
+    assert_clean_failure(&o, "d.toml: invalid dataset config: line 2: unknown field `paht`, expected `path`");
+}
