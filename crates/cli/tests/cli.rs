@@ -138,5 +138,8 @@ fn toml_typo_names_the_line() {
     )
     .unwrap();
     let o = hsuga(dir.path(), &["data", "stats", cfg.to_str().unwrap()]);
-    assert_clean_failure(&o, "d.toml: invalid dataset config: line 2: unknown field `paht`, expected `path`");
+    assert_clean_failure(
+        &o,
+        "d.toml: invalid dataset config: line 2: unknown field `paht`, expected `path`",
+    );
 }

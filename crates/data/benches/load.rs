@@ -9,10 +9,13 @@ use hsuga_data::{DatasetConfig, candidates, prepare};
 fn main() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let cache = tempfile::tempdir().expect("temp dir");
-    println!("| dataset | first prepare (ms) | cached reload, median of 20 (ms) | candidates draw / reload (ms) |");
+    println!(
+        "| dataset | first prepare (ms) | cached reload, median of 20 (ms) | candidates draw / reload (ms) |"
+    );
     println!("|---|---:|---:|---:|");
     for name in ["fashion", "steam", "beauty", "ml-100k"] {
-        let cfg = DatasetConfig::load(&repo.join(format!("configs/datasets/{name}.toml"))).expect("config");
+        let cfg = DatasetConfig::load(&repo.join(format!("configs/datasets/{name}.toml")))
+            .expect("config");
         let t = Instant::now();
         let p = prepare(&cfg, cache.path()).expect("prepare");
         let first = t.elapsed().as_secs_f64() * 1e3;
@@ -30,6 +33,9 @@ fn main() {
         let t = Instant::now();
         candidates(&p, 100, 42).expect("reload");
         let reload = t.elapsed().as_secs_f64() * 1e3;
-        println!("| {name} | {first:.1} | {:.1} | {draw:.1} / {reload:.1} |", times[10]);
+        println!(
+            "| {name} | {first:.1} | {:.1} | {draw:.1} / {reload:.1} |",
+            times[10]
+        );
     }
 }
