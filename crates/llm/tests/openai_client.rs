@@ -1,0 +1,246 @@
+//! The OpenAI client against a real HTTP server on loopback that this test
+//! starts: the crate's own OpenAI-compatible route in front of a back-end,
+//! plus routes that inject faults (slow, 429, 500, malformed JSON, truncated
+//! answers, missing usage, 400).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use hsuga_llm::openai::{OpenAiClient, OpenAiConfig};
+use hsuga_llm::scripted::Scripted;
+use hsuga_llm::{ChatBackend, ChatRequest, Finish, LlmError, Message};
+use serde_json::json;
+
+#[derive(Default)]
+struct Counters {
+    flaky: AtomicUsize,
+    busy: AtomicUsize,
+    slow: AtomicUsize,
+    malformed: AtomicUsize,
+    bad: AtomicUsize,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+}
+
+fn ok_body(content: &str, finish: &str, usage: bool) -> serde_json::Value {
+    let mut v = json!({
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish}]
+    });
+    if usage {
+        v["usage"] = json!({"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18});
+    }
+    v
+}
+
+/// Starts the server on 127.0.0.1:0 in its own runtime thread; returns its base URL.
+fn start(backend: Arc<dyn ChatBackend>, c: Arc<Counters>) -> String {
+    let faults = {
+        let c1 = c.clone();
+        let c2 = c.clone();
+        let c3 = c.clone();
+        let c4 = c.clone();
+        let c5 = c.clone();
+        let c6 = c.clone();
+        Router::new()
+            .route(
+                "/flaky/v1/chat/completions",
+                post(move || {
+                    let c = c1.clone();
+                    async move {
+                        if c.flaky.fetch_add(1, Ordering::SeqCst) < 2 {
+                            (StatusCode::INTERNAL_SERVER_ERROR, "boom").into_response()
+                        } else {
+                            axum::Json(ok_body("Final interests: 1. a", "stop", true))
+                                .into_response()
+                        }
+                    }
+                }),
+            )
+            .route(
+                "/busy/v1/chat/completions",
+                post(move || {
+                    let c = c2.clone();
+                    async move {
+                        if c.busy.fetch_add(1, Ordering::SeqCst) < 1 {
+                            let mut h = HeaderMap::new();
+                            h.insert("retry-after", "0".parse().unwrap());
+                            (StatusCode::TOO_MANY_REQUESTS, h, "slow down").into_response()
+                        } else {
+                            axum::Json(ok_body("ok", "stop", true)).into_response()
+                        }
+                    }
+                }),
+            )
+            .route(
+                "/slow/v1/chat/completions",
+                post(move || {
+                    let c = c3.clone();
+                    async move {
+                        c.slow.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_secs(3)).await;
+                        axum::Json(ok_body("late", "stop", true)).into_response()
+                    }
+                }),
+            )
+            .route(
+                "/malformed/v1/chat/completions",
+                post(move || {
+                    let c = c4.clone();
+                    async move {
+                        c.malformed.fetch_add(1, Ordering::SeqCst);
+                        Response::builder()
+                            .status(200)
+                            .header("content-type", "application/json")
+                            .body(axum::body::Body::from("{\"choices\": [{\"mess"))
+                            .unwrap()
+                    }
+                }),
+            )
+            .route(
+                "/truncated/v1/chat/completions",
+                post(|| async {
+                    axum::Json(ok_body("Explanation: the user likes", "length", true))
+                }),
+            )
+            .route(
+                "/nousage/v1/chat/completions",
+                post(|| async { axum::Json(ok_body("twelve chars", "stop", false)) }),
+            )
+            .route(
+                "/bad/v1/chat/completions",
+                post(move || {
+                    let c = c5.clone();
+                    async move {
+                        c.bad.fetch_add(1, Ordering::SeqCst);
+                        (StatusCode::BAD_REQUEST, "no such model").into_response()
+                    }
+                }),
+            )
+            .route(
+                "/count/v1/chat/completions",
+                post(move || {
+                    let c = c6.clone();
+                    async move {
+                        let now = c.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                        c.max_in_flight.fetch_max(now, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(60)).await;
+                        c.in_flight.fetch_sub(1, Ordering::SeqCst);
+                        axum::Json(ok_body("ok", "stop", true)).into_response()
+                    }
+                }),
+            )
+    };
+    let app = Router::new()
+        .nest("/ok", hsuga_llm::server::router(backend))
+        .merge(faults);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap()).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    let addr = rx.recv().unwrap();
+    format!("http://{addr}")
+}
+
+fn client(base: &str, route: &str) -> OpenAiClient {
+    let mut cfg = OpenAiConfig::new(format!("{base}/{route}/v1"), "test-model");
+    cfg.api_key_env = "HSUGA_TEST_NO_SUCH_KEY".into();
+    cfg.timeout_secs = 0.4;
+    cfg.max_retries = 2;
+    cfg.backoff_secs = 0.01;
+    cfg.max_backoff_secs = 0.05;
+    OpenAiClient::new(cfg).unwrap()
+}
+
+fn req() -> ChatRequest {
+    ChatRequest::new(vec![
+        Message::system("be brief"),
+        Message::user("hello there"),
+    ])
+}
+
+#[test]
+fn openai_client_against_loopback_server_with_faults() {
+    let echo = Arc::new(Scripted::new(|r, _| {
+        Ok(format!("echo: {}", r.messages.last().unwrap().content))
+    }));
+    let counters = Arc::new(Counters::default());
+    let base = start(echo.clone(), counters.clone());
+
+    // Normal answer through the crate's own OpenAI-compatible route.
+    let r = client(&base, "ok").chat(&req()).unwrap();
+    assert_eq!(r.text, "echo: hello there");
+    assert_eq!(r.finish, Finish::Stop);
+    assert!(!r.usage.estimated);
+    assert!(r.usage.prompt_tokens > 0 && r.usage.completion_tokens > 0);
+    assert_eq!(echo.calls(), 1);
+
+    // 500, 500, then OK: retried.
+    let r = client(&base, "flaky").chat(&req()).unwrap();
+    assert_eq!(r.text, "Final interests: 1. a");
+    assert_eq!(counters.flaky.load(Ordering::SeqCst), 3);
+
+    // 429 with Retry-After: retried.
+    assert_eq!(client(&base, "busy").chat(&req()).unwrap().text, "ok");
+    assert_eq!(counters.busy.load(Ordering::SeqCst), 2);
+
+    // Slow server: every attempt times out; 1 + 2 retries, then a Timeout error.
+    let t = Instant::now();
+    let e = client(&base, "slow").chat(&req()).unwrap_err();
+    assert!(matches!(e, LlmError::Timeout { .. }), "{e}");
+    assert_eq!(counters.slow.load(Ordering::SeqCst), 3);
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+
+    // Malformed JSON: retried, then reported as such.
+    let e = client(&base, "malformed").chat(&req()).unwrap_err();
+    assert!(matches!(e, LlmError::Malformed { .. }), "{e}");
+    assert_eq!(counters.malformed.load(Ordering::SeqCst), 3);
+
+    // Truncated answer: returned, marked as cut by length.
+    let r = client(&base, "truncated").chat(&req()).unwrap();
+    assert_eq!(r.finish, Finish::Length);
+
+    // No usage in the response: estimated and marked.
+    let r = client(&base, "nousage").chat(&req()).unwrap();
+    assert!(r.usage.estimated);
+    assert_eq!(r.usage.completion_tokens, 3);
+
+    // 400 is not transient: one attempt only.
+    let e = client(&base, "bad").chat(&req()).unwrap_err();
+    assert!(matches!(e, LlmError::Http { status: 400, .. }), "{e}");
+    assert_eq!(counters.bad.load(Ordering::SeqCst), 1);
+
+    // Nothing listening: a transport error, not a panic.
+    let mut cfg = OpenAiConfig::new("http://127.0.0.1:9/v1", "m");
+    cfg.max_retries = 0;
+    let e = OpenAiClient::new(cfg).unwrap().chat(&req()).unwrap_err();
+    assert!(
+        matches!(e, LlmError::Transport { .. } | LlmError::Timeout { .. }),
+        "{e}"
+    );
+
+    // Bounded concurrency: 6 threads, at most 2 requests in flight.
+    let mut cfg = OpenAiConfig::new(format!("{base}/count/v1"), "m");
+    cfg.concurrency = 2;
+    let c = OpenAiClient::new(cfg).unwrap();
+    std::thread::scope(|s| {
+        for _ in 0..6 {
+            s.spawn(|| c.chat(&req()).unwrap());
+        }
+    });
+    let max = counters.max_in_flight.load(Ordering::SeqCst);
+    assert!((1..=2).contains(&max), "max in flight {max}");
+}
