@@ -5,7 +5,7 @@
 //! ```text
 //! cargo bench -p hsuga-llm --bench llm_local -- [--threads 1] [--gen 128]
 //!     [--reps 3] [--prompt benches/reference/llm_prompt.txt] [--parallel 2]
-//!     [--model FILE] [--no-requantize]
+//!     [--model FILE] [--no-requantize] [--no-f32-prefill]
 //! ```
 //! `--threads` is fixed per process (candle sizes its pool once); run one
 //! process per thread count. `--parallel N` also runs N generations side by
@@ -22,6 +22,7 @@ fn main() {
     let mut reps = 3usize;
     let mut parallel = 0usize;
     let mut requantize = true;
+    let mut f32_prefill = true;
     let mut model = None;
     let mut prompt_file = "benches/reference/llm_prompt.txt".to_string();
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -35,6 +36,11 @@ fn main() {
             "--parallel" => parallel = v.parse().expect("--parallel N"),
             "--prompt" => prompt_file = v,
             "--model" => model = Some(v.into()),
+            "--no-f32-prefill" => {
+                f32_prefill = false;
+                i += 1;
+                continue;
+            }
             "--no-requantize" => {
                 requantize = false;
                 i += 1;
@@ -61,6 +67,7 @@ fn main() {
         model_path: model,
         threads,
         requantize_q8: requantize,
+        f32_prefill,
         ..Default::default()
     })
     .expect("load model");
@@ -90,6 +97,7 @@ fn main() {
         serde_json::json!({
             "impl": "hsuga-candle",
             "weights": format!("{:?}", llm.model().weight_dtype),
+            "f32_prefill": f32_prefill,
             "threads": threads,
             "load_s": load_s,
             "prompt_tokens": prompt.len(),

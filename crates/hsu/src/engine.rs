@@ -29,7 +29,7 @@ use sha2::{Digest, Sha256};
 use crate::config::{Mode, Resolved};
 use crate::error::{HsuError, Result};
 use crate::parse::{ParseError, parse_instruction, parse_interests};
-use crate::prompts::{ItemTemplate, interest_list, render};
+use crate::prompts::{ExampleFor, ItemTemplate, interest_list, render};
 use crate::store::{FailureRecord, StageRecord, Status, Store};
 
 /// One item of a history, rendered.
@@ -522,7 +522,17 @@ impl<'a> Engine<'a> {
             (Mode::Hsu, _) => None,
         };
         if let Some((prompt, hint)) = single {
-            let msgs = vec![system, Message::user(prompt.trim())];
+            let (kind, template) = match (mode, stage) {
+                (Mode::Cot, _) => (ExampleFor::Cot, &p.cot),
+                (_, 0) => (ExampleFor::Reason, &p.reason),
+                _ => (ExampleFor::Recursive, &p.recursive),
+            };
+            let mut msgs = vec![system];
+            for (u, a) in p.example_turns(kind, template) {
+                msgs.push(Message::user(u));
+                msgs.push(Message::assistant(a));
+            }
+            msgs.push(Message::user(prompt.trim()));
             rec.prompt_hash = sha(&msgs.iter().map(|m| m.content.as_str()).collect::<Vec<_>>());
             match self.call_until(user, stage, &msgs, &hint, &mut cost, parse_list)? {
                 Some((parsed, resp)) => {
@@ -544,7 +554,12 @@ impl<'a> Engine<'a> {
             &p.select,
             &[("history", &history), ("previous_interests", &prev_text)],
         );
-        let mut msgs = vec![system, Message::user(select.trim())];
+        let mut msgs = vec![system];
+        for (u, a) in p.example_turns(ExampleFor::Select, &p.select) {
+            msgs.push(Message::user(u));
+            msgs.push(Message::assistant(a));
+        }
+        msgs.push(Message::user(select.trim()));
         let allowed = self.cfg.allowed_ops();
         let sel_hint = TaskHint::Select {
             items: attrs.clone(),

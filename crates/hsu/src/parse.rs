@@ -152,6 +152,19 @@ fn strip_marker(s: &str) -> &str {
     s
 }
 
+/// Byte offset of a numbered list's first line (`1.` or `1)` at a line start).
+fn numbered_list_start(text: &str) -> Option<usize> {
+    let mut at = 0;
+    for line in text.split_inclusive('\n') {
+        let t = line.trim_start();
+        if t.starts_with("1.") || t.starts_with("1)") {
+            return Some(at + (line.len() - t.len()));
+        }
+        at += line.len();
+    }
+    None
+}
+
 /// Parses an answer that should end with a `Final interests` list.
 pub fn parse_interests(
     text: &str,
@@ -169,7 +182,7 @@ pub fn parse_interests(
             let rest = rest.strip_prefix(':').unwrap_or(rest);
             (i, rest)
         }
-        None => match find_ci(text, "interest 1") {
+        None => match find_ci(text, "interest 1").or_else(|| numbered_list_start(text)) {
             Some(i) => (i, &text[i..]),
             None => return Err(ParseError::NoInterests),
         },
@@ -245,8 +258,16 @@ pub fn parse_interests(
             raw.len()
         )));
     }
+    if raw.iter().all(|r| {
+        let l = r.to_ascii_lowercase();
+        l.contains("title:") || l.starts_with("no.")
+    }) {
+        return Err(ParseError::Degenerate(
+            "repeated the item history instead of interests".into(),
+        ));
+    }
     if !example.is_empty()
-        && raw.len() == example.len()
+        && raw.len() >= example.len()
         && raw
             .iter()
             .zip(example)
@@ -369,13 +390,23 @@ mod tests {
         assert!(matches!(err(&rep), ParseError::Degenerate(_)));
         let ex = vec!["Animated family films".to_string(), "Musicals".to_string()];
         let e = parse_interests(
-            "Final interests:\n1. Animated family films\n2. Musicals",
+            "Final interests:\n1. Animated family films\n2. Musicals\n3. Comedy",
             Finish::Stop,
             10,
             &ex,
         )
         .unwrap_err();
         assert!(matches!(e, ParseError::Degenerate(_)));
+    }
+
+    #[test]
+    fn unlabelled_lists_and_echoed_history() {
+        assert_eq!(
+            ok("Explanation: The user's interests are:\n1. Westerns\n2. War films"),
+            vec!["Westerns", "War films"]
+        );
+        let e = err("Final interests:\n1. No.1 Title: Heat (1995)\n2. Title: Casino (1995)");
+        assert!(matches!(e, ParseError::Degenerate(_)), "{e:?}");
     }
 
     #[test]

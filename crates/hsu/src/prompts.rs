@@ -44,6 +44,34 @@ pub struct PromptSet {
     /// them copied the example and is treated as unusable.
     #[serde(default)]
     pub example_interests: Vec<String>,
+    /// Worked examples sent as earlier chat turns (user: the prompt rendered
+    /// with the example's history, assistant: the example's answer) before
+    /// the real input. Small models follow a turn-level example far better
+    /// than one embedded in the instructions, and the examples stay part of
+    /// the shared prefix.
+    #[serde(default)]
+    pub examples: Vec<Example>,
+}
+
+/// One worked example for a prompt family.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Example {
+    pub prompt: ExampleFor,
+    /// History lines as the prompt would show them.
+    pub history: String,
+    #[serde(default)]
+    pub previous_interests: String,
+    pub answer: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExampleFor {
+    Reason,
+    Select,
+    Recursive,
+    Cot,
 }
 
 const HISTORY: &[&str] = &["history"];
@@ -134,6 +162,24 @@ impl PromptSet {
         check("recursive", &self.recursive, HISTORY_PREV, HISTORY_PREV)?;
         check("cot", &self.cot, HISTORY, HISTORY)?;
         Ok(())
+    }
+
+    /// The example turns for a prompt family (user, assistant pairs).
+    pub fn example_turns(&self, kind: ExampleFor, template: &str) -> Vec<(String, String)> {
+        self.examples
+            .iter()
+            .filter(|e| e.prompt == kind)
+            .map(|e| {
+                let user = render(
+                    template,
+                    &[
+                        ("history", e.history.trim()),
+                        ("previous_interests", e.previous_interests.trim()),
+                    ],
+                );
+                (user.trim().to_string(), e.answer.trim().to_string())
+            })
+            .collect()
     }
 
     /// The numbered history block of a stage, from rendered item texts.

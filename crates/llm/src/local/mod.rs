@@ -39,11 +39,16 @@ pub struct LocalConfig {
     /// of the reference machine; see DESIGN.md §5).
     pub workers: usize,
     /// Threads inside one generation (ours: 1 — fastest on 2 cores when two
-    /// generations run side by side). Sets `CANDLE_NUM_THREADS` if unset.
+    /// generations run side by side). Sets `CANDLE_NUM_THREADS` and
+    /// `RAYON_NUM_THREADS` if unset.
     pub threads: usize,
     /// Re-quantise Q4_1 weights to Q8_0 at load (candle has no fast Q4_1 CPU
     /// kernel; Q8_0 is ≈5× faster).
     pub requantize_q8: bool,
+    /// Keep dequantized f32 copies of the layer weights (≈ 430 MB for
+    /// SmolLM2-135M) for prompt prefill: a GEMM over many prompt tokens is
+    /// several times faster than quantized dot products (ours: on).
+    pub f32_prefill: bool,
     /// Penalty on tokens among the last 64 generated (ours: 1.1 — SmolLM2-135M
     /// falls into loops without one; 1.0 = off).
     pub repeat_penalty: f32,
@@ -56,6 +61,7 @@ impl Default for LocalConfig {
             workers: 2,
             threads: 1,
             requantize_q8: true,
+            f32_prefill: true,
             repeat_penalty: 1.1,
         }
     }
@@ -105,11 +111,13 @@ impl std::fmt::Debug for LocalLlm {
 
 impl LocalLlm {
     pub fn load(cfg: &LocalConfig) -> Result<Self, LlmError> {
-        if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
-            // SAFETY: set once, before candle starts its worker pool (it reads
-            // the variable when the first quantized matmul runs); nothing
-            // else in hsuga reads or writes this variable.
-            unsafe { std::env::set_var("CANDLE_NUM_THREADS", cfg.threads.max(1).to_string()) };
+        for var in ["CANDLE_NUM_THREADS", "RAYON_NUM_THREADS"] {
+            if std::env::var_os(var).is_none() {
+                // SAFETY: set before candle starts its worker pools (they read
+                // the variables on first use: quantized matmuls and GEMMs);
+                // nothing else in hsuga writes them.
+                unsafe { std::env::set_var(var, cfg.threads.max(1).to_string()) };
+            }
         }
         let path = match &cfg.model_path {
             Some(p) => p.clone(),
@@ -121,7 +129,7 @@ impl LocalLlm {
         let ct = gguf_file::Content::read(&mut f)
             .map_err(|e| LlmError::Model(format!("{}: {e}", path.display())))?;
         let tok = tokenizer::from_gguf(&ct)?;
-        let model = Llama::load(&ct, &mut f, cfg.requantize_q8)?;
+        let model = Llama::load(&ct, &mut f, cfg.requantize_q8, cfg.f32_prefill)?;
         let stops: Vec<u32> = ["<|im_end|>", "<|endoftext|>"]
             .iter()
             .filter_map(|t| tok.token_to_id(t))

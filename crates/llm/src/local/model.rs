@@ -31,14 +31,48 @@ pub struct LlamaConfig {
     pub vocab: usize,
 }
 
+/// A weight matrix: quantized for decoding (one token: memory-bound, the
+/// quantized dot products win) and, optionally, dequantized f32 for prompt
+/// prefill (many tokens: compute-bound, a real GEMM wins by several times).
+struct Linear {
+    q: QMatMul,
+    /// `(in, out)`, already transposed for `x.matmul`.
+    f32_t: Option<Tensor>,
+}
+
+/// Prompt chunks at least this long use the f32 weights.
+const F32_MIN_TOKENS: usize = 8;
+
+impl Linear {
+    fn new(t: QTensor, f32_prefill: bool) -> Result<Self> {
+        let f32_t = if f32_prefill {
+            Some(t.dequantize(&Device::Cpu)?.t()?.contiguous()?)
+        } else {
+            None
+        };
+        Ok(Self {
+            q: QMatMul::from_qtensor(t)?,
+            f32_t,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (_, seq, _) = x.dims3()?;
+        match &self.f32_t {
+            Some(w) if seq >= F32_MIN_TOKENS => Ok(x.broadcast_matmul(w)?),
+            _ => Ok(self.q.forward(x)?),
+        }
+    }
+}
+
 struct Layer {
-    wq: QMatMul,
-    wk: QMatMul,
-    wv: QMatMul,
-    wo: QMatMul,
-    w1: QMatMul,
-    w2: QMatMul,
-    w3: QMatMul,
+    wq: Linear,
+    wk: Linear,
+    wv: Linear,
+    wo: Linear,
+    w1: Linear,
+    w2: Linear,
+    w3: Linear,
     attn_norm: RmsNorm,
     ffn_norm: RmsNorm,
 }
@@ -91,6 +125,7 @@ impl Llama {
         ct: &gguf_file::Content,
         reader: &mut R,
         requantize_q8: bool,
+        f32_prefill: bool,
     ) -> Result<Self> {
         let dev = Device::Cpu;
         let arch = ct
@@ -156,7 +191,7 @@ impl Llama {
         let mut layers = Vec::with_capacity(cfg.n_layer);
         for i in 0..cfg.n_layer {
             let p = format!("blk.{i}");
-            let mm = |t: QTensor| QMatMul::from_qtensor(t).map_err(LlmError::from);
+            let mm = |t: QTensor| Linear::new(t, f32_prefill);
             layers.push(Layer {
                 wq: mm(get(&format!("{p}.attn_q.weight"), true)?)?,
                 wk: mm(get(&format!("{p}.attn_k.weight"), true)?)?,
