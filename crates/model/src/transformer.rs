@@ -1,0 +1,163 @@
+//! The transformer block shared by SASRec and BERT4Rec, written as in
+//! SASRec.pytorch / LLM-ESR: `Q = LN(x)`, `x = Q + MHA(Q, x, x)`,
+//! `x = LN(x)`, `x = x + FFN(x)`, padding zeroed after every block. The
+//! point-wise FFN keeps the hidden size (two `hidden × hidden` layers with
+//! ReLU), as those codes do.
+
+use burn::module::Module;
+use burn::nn::{
+    Dropout, DropoutConfig, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig,
+};
+use burn::tensor::activation::{relu, softmax};
+use burn::tensor::{Device, Tensor};
+
+use crate::batch::SeqBatch;
+use crate::config::ModelConfig;
+
+pub(crate) fn linear(d_in: usize, d_out: usize, device: &Device) -> Linear {
+    LinearConfig::new(d_in, d_out)
+        .with_initializer(Initializer::XavierNormal { gain: 1.0 })
+        .init(device)
+}
+
+/// Multi-head attention with separate query input (already normalised) and
+/// key/value input, dropout on the attention weights.
+#[derive(Module, Debug)]
+pub struct Attention {
+    query: Linear,
+    /// Keys and values in one `hidden × 2·hidden` product.
+    key_value: Linear,
+    out: Linear,
+    dropout: Dropout,
+    heads: usize,
+}
+
+impl Attention {
+    pub fn new(cfg: &ModelConfig, device: &Device) -> Self {
+        let h = cfg.hidden;
+        Self {
+            query: linear(h, h, device),
+            key_value: linear(h, 2 * h, device),
+            out: linear(h, h, device),
+            dropout: DropoutConfig::new(cfg.dropout).init(),
+            heads: cfg.heads,
+        }
+    }
+
+    /// # Shapes
+    /// - `q_in`, `kv_in`: `[B, T, H]`; `bias`: `[B, T, T]`
+    /// - output: `[B, T, H]`
+    pub fn forward(&self, q_in: Tensor<3>, kv_in: Tensor<3>, bias: Tensor<3>) -> Tensor<3> {
+        let [b, t, h] = q_in.dims();
+        let heads = self.heads;
+        let dh = h / heads;
+        let scale = 1.0 / (dh as f64).sqrt();
+        let q = self.query.forward(q_in).mul_scalar(scale); // [B, T, H]
+        let kv = self.key_value.forward(kv_in); // [B, T, 2H]
+        let k = kv.clone().narrow(2, 0, h);
+        let v = kv.narrow(2, h, h);
+        let ctx = if heads == 1 {
+            let scores = q.matmul(k.swap_dims(1, 2)) + bias; // [B, T, T]
+            let w = self.dropout.forward(softmax(scores, 2));
+            w.matmul(v) // [B, T, H]
+        } else {
+            let split = |x: Tensor<3>| x.reshape([b, t, heads, dh]).swap_dims(1, 2); // [B, h, T, dh]
+            let scores = split(q).matmul(split(k).swap_dims(2, 3)) + bias.unsqueeze_dim::<4>(1);
+            let w = self.dropout.forward(softmax(scores, 3));
+            w.matmul(split(v)).swap_dims(1, 2).reshape([b, t, h])
+        };
+        self.out.forward(ctx)
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct Block {
+    attn_norm: LayerNorm,
+    attn: Attention,
+    ffn_norm: LayerNorm,
+    ffn_in: Linear,
+    ffn_out: Linear,
+    dropout: Dropout,
+}
+
+impl Block {
+    pub fn new(cfg: &ModelConfig, device: &Device) -> Self {
+        let h = cfg.hidden;
+        let ln = || {
+            LayerNormConfig::new(h)
+                .with_epsilon(cfg.layer_norm_eps)
+                .init(device)
+        };
+        Self {
+            attn_norm: ln(),
+            attn: Attention::new(cfg, device),
+            ffn_norm: ln(),
+            ffn_in: linear(h, h, device),
+            ffn_out: linear(h, h, device),
+            dropout: DropoutConfig::new(cfg.dropout).init(),
+        }
+    }
+
+    /// # Shapes
+    /// - `x`: `[B, T, H]` → `[B, T, H]`
+    pub fn forward(&self, x: Tensor<3>, batch: &SeqBatch) -> Tensor<3> {
+        let q = self.attn_norm.forward(x.clone());
+        let x = q.clone() + self.attn.forward(q, x, batch.attn_bias.clone());
+        let x = self.ffn_norm.forward(x);
+        let f = self.dropout.forward(relu(self.ffn_in.forward(x.clone())));
+        let x = x + self.dropout.forward(self.ffn_out.forward(f));
+        x * batch.keep.clone()
+    }
+}
+
+/// Item + learned position embeddings, the shared front of both transformers.
+#[derive(Module, Debug)]
+pub struct Transformer {
+    pub items: burn::nn::Embedding,
+    positions: burn::nn::Embedding,
+    dropout: Dropout,
+    blocks: Vec<Block>,
+    last_norm: LayerNorm,
+    scale: f64,
+}
+
+impl Transformer {
+    /// `vocab` = number of item ids including padding (and any mask token).
+    pub fn new(cfg: &ModelConfig, vocab: usize, device: &Device) -> Self {
+        let h = cfg.hidden;
+        // Xavier-normal over the table, as SASRec.pytorch initialises it.
+        let emb = |n: usize| {
+            burn::nn::EmbeddingConfig::new(n, h)
+                .with_initializer(Initializer::Normal {
+                    mean: 0.0,
+                    std: (2.0 / (n + h) as f64).sqrt(),
+                })
+                .init(device)
+        };
+        Self {
+            items: emb(vocab),
+            positions: emb(cfg.max_len + 1),
+            dropout: DropoutConfig::new(cfg.dropout).init(),
+            blocks: (0..cfg.layers).map(|_| Block::new(cfg, device)).collect(),
+            last_norm: LayerNormConfig::new(h)
+                .with_epsilon(cfg.layer_norm_eps)
+                .init(device),
+            scale: (h as f64).sqrt(),
+        }
+    }
+
+    /// # Shapes
+    /// - output: `[B, T, H]`
+    pub fn forward(&self, batch: &SeqBatch) -> Tensor<3> {
+        let x = self
+            .items
+            .forward(batch.items.clone())
+            .mul_scalar(self.scale)
+            + self.positions.forward(batch.positions.clone());
+        let mut x = self.dropout.forward(x) * batch.keep.clone();
+        for block in &self.blocks {
+            x = block.forward(x, batch);
+        }
+        self.last_norm.forward(x)
+    }
+}

@@ -1,0 +1,110 @@
+//! One configured run into its folder (`<out_dir>/<name>/seed-<seed>`):
+//! the resolved config is written before training; a folder holding another
+//! config is refused (nothing overwritten); a finished run is not redone; an
+//! unfinished one resumes.
+
+use std::path::{Path, PathBuf};
+
+use hsuga_data::{Candidates, Phase, Prepared};
+use hsuga_eval::{Metric, Ranking, Summary};
+use serde::{Deserialize, Serialize};
+
+use crate::config::RunConfig;
+use crate::error::TrainError;
+use crate::trainer::{Job, fit};
+
+/// What `hsuga train` reports.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunReport {
+    pub dir: PathBuf,
+    pub best_epoch: usize,
+    pub epochs_run: usize,
+    pub train_seconds: f64,
+    pub valid: crate::metrics::Metrics,
+    pub test: crate::metrics::Metrics,
+    /// Test metrics per column of the paper's Table 2.
+    pub groups: Summary,
+    /// True when the folder already held a finished run.
+    pub reused: bool,
+}
+
+/// The run folder of a config.
+pub fn run_dir(cfg: &RunConfig) -> PathBuf {
+    Path::new(&cfg.out_dir)
+        .join(&cfg.name)
+        .join(format!("seed-{}", cfg.seed))
+}
+
+/// The progress flag does not change results, so resuming with it flipped
+/// is the same run.
+fn comparable(toml: &str) -> String {
+    toml.lines()
+        .filter(|l| !l.trim_start().starts_with("progress"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Checks the folder before any data work: `Ok(Some(report))` when the run
+/// is already finished.
+pub fn check_dir(cfg: &RunConfig) -> Result<Option<RunReport>, TrainError> {
+    let dir = run_dir(cfg);
+    let cfg_file = dir.join("config.toml");
+    if !cfg_file.is_file() {
+        return Ok(None);
+    }
+    let old = std::fs::read_to_string(&cfg_file)?;
+    if comparable(&old) != comparable(&cfg.to_toml()) {
+        return Err(TrainError::RunDir {
+            dir: dir.display().to_string(),
+            msg: "holds a run with a different config; choose another name or out_dir \
+                  (nothing was overwritten)"
+                .into(),
+        });
+    }
+    let report = dir.join("report.json");
+    if report.is_file() {
+        let mut r: RunReport = serde_json::from_str(&std::fs::read_to_string(report)?)?;
+        r.reused = true;
+        return Ok(Some(r));
+    }
+    Ok(None)
+}
+
+/// Trains (or resumes) the configured run on prepared data.
+pub fn run(cfg: &RunConfig, data: &Prepared, cands: &Candidates) -> Result<RunReport, TrainError> {
+    if let Some(done) = check_dir(cfg)? {
+        return Ok(done);
+    }
+    let dir = run_dir(cfg);
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("config.toml"), cfg.to_toml())?;
+    let out = fit(&Job {
+        model: &cfg.model,
+        train: &cfg.train,
+        seed: cfg.seed,
+        split: &data.split,
+        candidates: cands,
+        run_dir: Some(&dir),
+        device: hsuga_model::cpu(),
+    })?;
+    let ranking = Ranking::new(
+        Phase::Test,
+        &data.split,
+        out.test_ranks.iter().map(|&r| r as usize).collect(),
+    );
+    let report = RunReport {
+        dir: dir.clone(),
+        best_epoch: out.best_epoch,
+        epochs_run: out.epochs_run,
+        train_seconds: out.train_seconds,
+        valid: out.best_valid,
+        test: out.test,
+        groups: ranking.summarize(&data.groups, &Metric::at(&[5, 10, 20])),
+        reused: false,
+    };
+    std::fs::write(
+        dir.join("report.json"),
+        serde_json::to_string_pretty(&report)?,
+    )?;
+    Ok(report)
+}

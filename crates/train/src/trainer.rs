@@ -1,0 +1,367 @@
+//! The training loop: Adam, per-epoch validation NDCG@K, early stopping with
+//! patience, best-checkpoint restore, and resume from the run folder.
+//!
+//! Reproducibility: the model is initialised after seeding the device; each
+//! epoch draws its shuffling, masking and negatives from its own ChaCha
+//! stream and reseeds the device (dropout) with a value derived from the
+//! seed and the epoch, so a resumed run replays the same epochs.
+
+use std::path::Path;
+use std::time::Instant;
+
+use hsuga_data::{Candidates, Phase, Split};
+use hsuga_model::burn::module::Module;
+use hsuga_model::burn::optim::decay::WeightDecayConfig;
+use hsuga_model::burn::optim::{AdamConfig, GradientsParams};
+use hsuga_model::burn::tensor::Device;
+use hsuga_model::{Backbone, Batcher, ModelConfig, Recommender};
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint;
+use crate::config::TrainSettings;
+use crate::error::TrainError;
+use crate::log;
+use crate::metrics::{Metrics, evaluate_ranks};
+
+/// One line of the training log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochLog {
+    /// 1-based.
+    pub epoch: usize,
+    pub loss: f64,
+    pub seconds: f64,
+    pub train_seqs_per_s: f64,
+    pub valid: Option<Metrics>,
+    pub best: bool,
+}
+
+/// What a finished run reports.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Outcome {
+    pub best_epoch: usize,
+    pub best_valid: Metrics,
+    pub test: Metrics,
+    pub epochs_run: usize,
+    pub stopped_early: bool,
+    pub train_seconds: f64,
+    /// 0-based rank of each user's test target (index = user).
+    pub test_ranks: Vec<u32>,
+    pub valid_ranks: Vec<u32>,
+    pub history: Vec<EpochLog>,
+}
+
+/// Progress saved after every epoch (`state.json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct State {
+    epochs_done: usize,
+    best_epoch: usize,
+    best_valid: Option<Metrics>,
+    bad_evals: usize,
+    train_seconds: f64,
+    history: Vec<EpochLog>,
+}
+
+/// Everything one run needs.
+pub struct Job<'a> {
+    pub model: &'a ModelConfig,
+    pub train: &'a TrainSettings,
+    pub seed: u64,
+    pub split: &'a Split,
+    pub candidates: &'a Candidates,
+    /// Where checkpoints, logs and curves go; `None` keeps everything in
+    /// memory (tests, benchmarks).
+    pub run_dir: Option<&'a Path>,
+    /// The plain device (autodiff is added for training).
+    pub device: Device,
+}
+
+/// The tag stored in checkpoints: loading into another backbone or
+/// catalogue size fails with a clear message.
+pub fn model_tag(cfg: &ModelConfig, num_items: u32) -> String {
+    format!(
+        "{}/items={}/hidden={}/layers={}/heads={}/max_len={}",
+        cfg.backbone.name(),
+        num_items,
+        cfg.hidden,
+        cfg.layers,
+        cfg.heads,
+        cfg.max_len
+    )
+}
+
+/// Batches of user indices for one epoch.
+fn epoch_batches(
+    split: &Split,
+    min_len: usize,
+    s: &TrainSettings,
+    rng: &mut ChaCha8Rng,
+) -> Vec<Vec<usize>> {
+    let mut users: Vec<usize> = (0..split.num_users())
+        .filter(|&u| split.train[u].len() >= min_len)
+        .collect();
+    users.shuffle(rng);
+    let mut batches: Vec<Vec<usize>> = Vec::new();
+    if s.length_buckets {
+        // Sort within large shuffled chunks: batches of similar lengths, but
+        // each batch still a random draw of users.
+        for chunk in users.chunks(s.batch_size * 32) {
+            let mut c = chunk.to_vec();
+            c.sort_by_key(|&u| split.train[u].len());
+            batches.extend(c.chunks(s.batch_size).map(<[usize]>::to_vec));
+        }
+        batches.shuffle(rng);
+    } else {
+        batches.extend(users.chunks(s.batch_size).map(<[usize]>::to_vec));
+    }
+    batches
+}
+
+/// Trains, selects the best epoch on validation NDCG@K and tests it.
+pub fn fit(job: &Job<'_>) -> Result<Outcome, TrainError> {
+    job.model.validate()?;
+    job.train.validate()?;
+    let split = job.split;
+    let num_items = split.num_items;
+    let s = job.train;
+    let tag = model_tag(job.model, num_items);
+    let ad = job.device.clone().autodiff();
+    ad.seed(job.seed);
+    let mut model = Recommender::new(job.model, num_items, &ad)?;
+    let mut adam = AdamConfig::new().with_epsilon(1e-8);
+    if s.weight_decay > 0.0 {
+        adam = adam.with_weight_decay(Some(WeightDecayConfig::new(s.weight_decay as f32)));
+    }
+    let mut optim = adam.init();
+    let batcher = Batcher::new(job.model, num_items, &ad);
+    let eval_batcher = Batcher::new(job.model, num_items, &job.device);
+    let min_len = match job.model.backbone {
+        Backbone::Bert4rec => 1,
+        _ => 2,
+    };
+    let seen_sorted: Vec<Vec<u32>> = split
+        .train
+        .iter()
+        .map(|s| {
+            let mut v = s.clone();
+            v.sort_unstable();
+            v.dedup();
+            v
+        })
+        .collect();
+
+    let mut state = State {
+        epochs_done: 0,
+        best_epoch: 0,
+        best_valid: None,
+        bad_evals: 0,
+        train_seconds: 0.0,
+        history: Vec::new(),
+    };
+    let mut best_model: Option<Recommender> = None;
+    if let Some(dir) = job.run_dir {
+        std::fs::create_dir_all(dir)?;
+        let state_path = dir.join("state.json");
+        if state_path.exists() {
+            state = serde_json::from_str(&std::fs::read_to_string(&state_path)?)?;
+            model = checkpoint::load(model, &tag, &dir.join("last.safetensors"))?;
+            optim = optim
+                .load(dir.join("last.optim.bpk"))
+                .map_err(|e| TrainError::Checkpoint(format!("optimiser state: {e:?}")))?;
+            tracing::info!(epochs_done = state.epochs_done, "resuming run");
+        }
+    }
+
+    let mut stopped_early = state.bad_evals >= s.patience && state.epochs_done > 0;
+    while !stopped_early && state.epochs_done < s.epochs {
+        let epoch = state.epochs_done + 1;
+        let t0 = Instant::now();
+        let mut rng = ChaCha8Rng::seed_from_u64(job.seed);
+        rng.set_stream(epoch as u64);
+        ad.seed(
+            job.seed
+                .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                .wrapping_add(epoch as u64),
+        );
+        let batches = epoch_batches(split, min_len, s, &mut rng);
+        let bar = if s.progress {
+            let b = ProgressBar::new(batches.len() as u64);
+            b.set_style(
+                ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ({elapsed})")
+                    .expect("template")
+                    .progress_chars("=> "),
+            );
+            b.set_prefix(format!("epoch {epoch:>3}"));
+            b
+        } else {
+            ProgressBar::hidden()
+        };
+        let mut loss_sum = 0.0f64;
+        let mut loss_n = 0usize;
+        let mut seqs = 0usize;
+        for users in &batches {
+            let rows: Vec<&[u32]> = users.iter().map(|&u| split.train[u].as_slice()).collect();
+            let tb = batcher.train_batch(
+                &rows,
+                |r, item| seen_sorted[users[r]].binary_search(&item).is_ok(),
+                &mut rng,
+            );
+            if tb.count == 0 {
+                continue;
+            }
+            let loss = model.loss(&tb);
+            let lv = loss.clone().into_scalar::<f32>() as f64;
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(s.lr, model, grads);
+            loss_sum += lv;
+            loss_n += 1;
+            seqs += users.len();
+            bar.inc(1);
+            if loss_n.is_multiple_of(10) {
+                bar.set_message(format!(
+                    "loss {:.4}{}",
+                    loss_sum / loss_n as f64,
+                    last_valid(&state)
+                ));
+            }
+        }
+        bar.finish_and_clear();
+        let train_s = t0.elapsed().as_secs_f64();
+        let mut line = EpochLog {
+            epoch,
+            loss: loss_sum / loss_n.max(1) as f64,
+            seconds: train_s,
+            train_seqs_per_s: seqs as f64 / train_s.max(1e-9),
+            valid: None,
+            best: false,
+        };
+        if epoch.is_multiple_of(s.eval_every) || epoch == s.epochs {
+            let plain = model.valid();
+            let ranks = evaluate_ranks(
+                &plain,
+                &eval_batcher,
+                split,
+                job.candidates,
+                Phase::Valid,
+                s.eval_batch_size,
+            );
+            let m = Metrics::from_ranks(&ranks, s.metric_k);
+            line.valid = Some(m);
+            if state.best_valid.is_none_or(|b| m.ndcg > b.ndcg) {
+                state.best_valid = Some(m);
+                state.best_epoch = epoch;
+                state.bad_evals = 0;
+                line.best = true;
+                if let Some(dir) = job.run_dir {
+                    checkpoint::save(&plain, &tag, &dir.join("best.safetensors"))?;
+                }
+                best_model = Some(plain);
+            } else {
+                state.bad_evals += 1;
+            }
+        }
+        state.train_seconds += train_s;
+        state.epochs_done = epoch;
+        if s.progress {
+            eprintln!(
+                "epoch {epoch:>3}  loss {:.4}  {:.1}s  {:.0} seq/s{}{}",
+                line.loss,
+                train_s,
+                line.train_seqs_per_s,
+                line.valid.map_or(String::new(), |m| format!(
+                    "  valid HR@{k} {:.4} NDCG@{k} {:.4}",
+                    m.hr,
+                    m.ndcg,
+                    k = m.k
+                )),
+                if line.best { "  *" } else { "" }
+            );
+        }
+        tracing::debug!(epoch, loss = line.loss, "epoch done");
+        state.history.push(line);
+        stopped_early = state.bad_evals >= s.patience;
+        if let Some(dir) = job.run_dir {
+            checkpoint::save(&model, &tag, &dir.join("last.safetensors"))?;
+            optim
+                .save(dir.join("last.optim.bpk"))
+                .map_err(|e| TrainError::Checkpoint(format!("optimiser state: {e:?}")))?;
+            let tmp = dir.join("state.json.tmp");
+            std::fs::write(&tmp, serde_json::to_string_pretty(&state)?)?;
+            std::fs::rename(&tmp, dir.join("state.json"))?;
+            log::write_logs(dir, &state.history)?;
+        }
+    }
+
+    // Best-checkpoint restore.
+    let best = match (best_model, job.run_dir) {
+        (Some(m), _) => m,
+        (None, Some(dir)) if dir.join("best.safetensors").exists() => {
+            let fresh = Recommender::new(job.model, num_items, &job.device)?;
+            checkpoint::load(fresh, &tag, &dir.join("best.safetensors"))?
+        }
+        _ => model.valid(),
+    };
+    let valid_ranks = evaluate_ranks(
+        &best,
+        &eval_batcher,
+        split,
+        job.candidates,
+        Phase::Valid,
+        s.eval_batch_size,
+    );
+    let test_ranks = evaluate_ranks(
+        &best,
+        &eval_batcher,
+        split,
+        job.candidates,
+        Phase::Test,
+        s.eval_batch_size,
+    );
+    let outcome = Outcome {
+        best_epoch: state.best_epoch,
+        best_valid: Metrics::from_ranks(&valid_ranks, s.metric_k),
+        test: Metrics::from_ranks(&test_ranks, s.metric_k),
+        epochs_run: state.epochs_done,
+        stopped_early,
+        train_seconds: state.train_seconds,
+        test_ranks,
+        valid_ranks,
+        history: state.history,
+    };
+    if let Some(dir) = job.run_dir {
+        log::write_outcome(dir, &outcome)?;
+        if let Err(e) = log::plot_curves(dir, &outcome.history) {
+            tracing::warn!("training curve not drawn: {e}");
+        }
+    }
+    Ok(outcome)
+}
+
+fn last_valid(state: &State) -> String {
+    state
+        .history
+        .iter()
+        .rev()
+        .find_map(|l| l.valid)
+        .map_or(String::new(), |m| {
+            format!("  valid NDCG@{} {:.4}", m.k, m.ndcg)
+        })
+}
+
+/// A model read back from a run folder's `best.safetensors`, for scoring.
+pub fn load_best(
+    cfg: &ModelConfig,
+    num_items: u32,
+    dir: &Path,
+    device: &Device,
+) -> Result<Recommender, TrainError> {
+    let fresh = Recommender::new(cfg, num_items, device)?;
+    checkpoint::load(
+        fresh,
+        &model_tag(cfg, num_items),
+        &dir.join("best.safetensors"),
+    )
+}
