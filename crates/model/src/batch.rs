@@ -107,8 +107,14 @@ impl Batcher {
     /// Encoder input from already-truncated rows (each at most `max_len`).
     pub fn seq_batch(&self, rows: &[&[u32]]) -> SeqBatch {
         let b = rows.len();
-        let t = rows.iter().map(|r| r.len()).max().unwrap_or(1).max(1);
         let max_len = self.cfg.max_len;
+        let attend_padding = self.cfg.attend_padding && self.cfg.backbone != Backbone::Gru4rec;
+        let longest = rows.iter().map(|r| r.len()).max().unwrap_or(1).max(1);
+        let t = if attend_padding {
+            max_len.max(longest)
+        } else {
+            longest
+        };
         let mut items = vec![0i64; b * t];
         let mut pos = vec![0i64; b * t];
         let mut keep = vec![0f32; b * t];
@@ -123,7 +129,7 @@ impl Batcher {
                     // Last slot -> max_len, as if padded to max_len.
                     pos[i] = (max_len + s + 1 - t) as i64;
                     keep[i] = 1.0;
-                } else {
+                } else if !attend_padding {
                     pad[i] = MASKED;
                 }
             }

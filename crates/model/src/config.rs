@@ -107,6 +107,12 @@ pub struct ModelConfig {
     pub mask_last_prob: f64,
     #[serde(default = "d_eps")]
     pub layer_norm_eps: f64,
+    /// Transformers only: pad every batch to `max_len` and let queries
+    /// attend to the padding, as SASRec.pytorch and LLM-ESR do (padding then
+    /// acts as a learned "attend to nothing" slot). Off by default: batches
+    /// are padded only to their longest sequence and padding is masked.
+    #[serde(default)]
+    pub attend_padding: bool,
 }
 
 impl Default for ModelConfig {
@@ -128,6 +134,7 @@ fn toml_default() -> ModelConfig {
         mask_prob: d_mask_prob(),
         mask_last_prob: d_mask_last_prob(),
         layer_norm_eps: d_eps(),
+        attend_padding: false,
     }
 }
 

@@ -7,16 +7,17 @@
 //! mini-batches with in-batch negatives.
 
 use burn::module::Module;
-use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, Gru, GruConfig, Initializer};
+use burn::nn::{Embedding, EmbeddingConfig, Gru, GruConfig, Initializer};
 use burn::tensor::{Device, Tensor};
 
 use crate::batch::SeqBatch;
 use crate::config::ModelConfig;
+use crate::dropout::FastDropout;
 
 #[derive(Module, Debug)]
 pub struct Gru4rec {
     pub items: Embedding,
-    dropout: Dropout,
+    dropout: FastDropout,
     gru: Gru,
 }
 
@@ -31,7 +32,7 @@ impl Gru4rec {
                     std: (2.0 / (n + h) as f64).sqrt(),
                 })
                 .init(device),
-            dropout: DropoutConfig::new(cfg.dropout).init(),
+            dropout: FastDropout::new(cfg.dropout),
             gru: GruConfig::new(h, h, true).init(device),
         }
     }

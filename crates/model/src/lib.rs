@@ -10,6 +10,7 @@
 pub mod batch;
 pub mod bert4rec;
 pub mod config;
+pub mod dropout;
 pub mod error;
 pub mod gru4rec;
 pub mod recommender;
@@ -20,6 +21,7 @@ pub use batch::{Batcher, SeqBatch, TrainBatch};
 pub use bert4rec::Bert4rec;
 pub use burn;
 pub use config::{Backbone, Loss, ModelConfig};
+pub use dropout::seed_dropout;
 pub use error::ModelError;
 pub use gru4rec::Gru4rec;
 pub use recommender::{Encoder, Recommender, SequenceEncoder};

@@ -5,14 +5,13 @@
 //! ReLU), as those codes do.
 
 use burn::module::Module;
-use burn::nn::{
-    Dropout, DropoutConfig, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig,
-};
+use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::{relu, softmax};
 use burn::tensor::{Device, Tensor};
 
 use crate::batch::SeqBatch;
 use crate::config::ModelConfig;
+use crate::dropout::FastDropout;
 
 pub(crate) fn linear(d_in: usize, d_out: usize, device: &Device) -> Linear {
     LinearConfig::new(d_in, d_out)
@@ -28,7 +27,7 @@ pub struct Attention {
     /// Keys and values in one `hidden × 2·hidden` product.
     key_value: Linear,
     out: Linear,
-    dropout: Dropout,
+    dropout: FastDropout,
     heads: usize,
 }
 
@@ -39,7 +38,7 @@ impl Attention {
             query: linear(h, h, device),
             key_value: linear(h, 2 * h, device),
             out: linear(h, h, device),
-            dropout: DropoutConfig::new(cfg.dropout).init(),
+            dropout: FastDropout::new(cfg.dropout),
             heads: cfg.heads,
         }
     }
@@ -77,7 +76,7 @@ pub struct Block {
     ffn_norm: LayerNorm,
     ffn_in: Linear,
     ffn_out: Linear,
-    dropout: Dropout,
+    dropout: FastDropout,
 }
 
 impl Block {
@@ -94,7 +93,7 @@ impl Block {
             ffn_norm: ln(),
             ffn_in: linear(h, h, device),
             ffn_out: linear(h, h, device),
-            dropout: DropoutConfig::new(cfg.dropout).init(),
+            dropout: FastDropout::new(cfg.dropout),
         }
     }
 
@@ -115,7 +114,7 @@ impl Block {
 pub struct Transformer {
     pub items: burn::nn::Embedding,
     positions: burn::nn::Embedding,
-    dropout: Dropout,
+    dropout: FastDropout,
     blocks: Vec<Block>,
     last_norm: LayerNorm,
     scale: f64,
@@ -137,7 +136,7 @@ impl Transformer {
         Self {
             items: emb(vocab),
             positions: emb(cfg.max_len + 1),
-            dropout: DropoutConfig::new(cfg.dropout).init(),
+            dropout: FastDropout::new(cfg.dropout),
             blocks: (0..cfg.layers).map(|_| Block::new(cfg, device)).collect(),
             last_norm: LayerNormConfig::new(h)
                 .with_epsilon(cfg.layer_norm_eps)

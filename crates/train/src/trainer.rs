@@ -130,6 +130,7 @@ pub fn fit(job: &Job<'_>) -> Result<Outcome, TrainError> {
     let tag = model_tag(job.model, num_items);
     let ad = job.device.clone().autodiff();
     ad.seed(job.seed);
+    hsuga_model::seed_dropout(job.seed);
     let mut model = Recommender::new(job.model, num_items, &ad)?;
     let mut adam = AdamConfig::new().with_epsilon(1e-8);
     if s.weight_decay > 0.0 {
