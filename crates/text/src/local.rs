@@ -29,6 +29,7 @@ pub struct MiniLm {
     dim: usize,
     max_tokens: usize,
     batch_size: usize,
+    workers: usize,
     id: String,
 }
 
@@ -92,6 +93,7 @@ impl MiniLm {
             dim: config.hidden_size,
             max_tokens,
             batch_size: Self::DEFAULT_BATCH,
+            workers: default_workers(),
             id: format!("{}@{}", MINILM_L6_V2.name, max_tokens),
         })
     }
@@ -99,6 +101,13 @@ impl MiniLm {
     /// Sets texts per forward pass.
     pub fn with_batch_size(mut self, batch_size: usize) -> Self {
         self.batch_size = batch_size.max(1);
+        self
+    }
+
+    /// Sets worker threads (each runs whole batches on one core); 1 runs
+    /// batches one after another with candle's own multi-threaded matmuls.
+    pub fn with_workers(mut self, workers: usize) -> Self {
+        self.workers = workers.max(1);
         self
     }
 
@@ -136,8 +145,18 @@ impl MiniLm {
         // Longest first, so each batch pads to a similar length.
         let mut order: Vec<usize> = (0..texts.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(encodings[i].get_ids().len()));
-        let mut out = vec![Vec::new(); texts.len()];
-        for batch in order.chunks(self.batch_size) {
+        let batches: Vec<&[usize]> = order.chunks(self.batch_size).collect();
+        report.padded_tokens = batches
+            .iter()
+            .map(|b| {
+                b.len()
+                    * b.iter()
+                        .map(|&i| encodings[i].get_ids().len())
+                        .max()
+                        .unwrap_or(0)
+            })
+            .sum();
+        let run = |batch: &[usize]| -> Result<Vec<Vec<f32>>> {
             let t = batch
                 .iter()
                 .map(|&i| encodings[i].get_ids().len())
@@ -151,8 +170,54 @@ impl MiniLm {
                 ids[row * t..row * t + e.len()].copy_from_slice(e);
                 mask[row * t..row * t + e.len()].fill(1);
             }
-            report.padded_tokens += b * t;
-            let vecs = self.forward(ids, mask, b, t)?;
+            self.forward(ids, mask, b, t)
+        };
+        let mut results: Vec<Option<BatchResult>> = Vec::new();
+        results.resize_with(batches.len(), || None);
+        let w = self.workers.min(batches.len());
+        if w <= 1 {
+            for (j, b) in batches.iter().enumerate() {
+                results[j] = Some(run(b));
+            }
+        } else {
+            // One batch per worker thread at a time, each forward on a
+            // single-thread rayon pool: every op (not only the matmuls) runs
+            // in parallel across cores, and small matmuls skip the fork/join
+            // overhead. Batches are dealt round-robin (they are sorted by
+            // length, so the work is balanced).
+            let done: Vec<Vec<(usize, BatchResult)>> = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..w)
+                    .map(|k| {
+                        let (batches, run) = (&batches, &run);
+                        s.spawn(move || {
+                            let pool = rayon::ThreadPoolBuilder::new()
+                                .num_threads(1)
+                                .build()
+                                .expect("a one-thread pool");
+                            pool.install(|| {
+                                batches
+                                    .iter()
+                                    .enumerate()
+                                    .skip(k)
+                                    .step_by(w)
+                                    .map(|(j, b)| (j, run(b)))
+                                    .collect()
+                            })
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("embedding worker panicked"))
+                    .collect()
+            });
+            for (j, r) in done.into_iter().flatten() {
+                results[j] = Some(r);
+            }
+        }
+        let mut out = vec![Vec::new(); texts.len()];
+        for (batch, r) in batches.iter().zip(results) {
+            let vecs = r.expect("every batch ran")?;
             for (row, &i) in batch.iter().enumerate() {
                 out[i] = vecs[row].clone();
             }
@@ -177,6 +242,18 @@ impl MiniLm {
         let normed = mean.broadcast_div(&norm)?;
         Ok(normed.to_vec2::<f32>()?)
     }
+}
+
+/// One batch's vectors, or why not.
+type BatchResult = Result<Vec<Vec<f32>>>;
+
+/// `HSUGA_EMBED_WORKERS`, else the number of cores.
+fn default_workers() -> usize {
+    std::env::var("HSUGA_EMBED_WORKERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1)
 }
 
 impl TextEmbedder for MiniLm {

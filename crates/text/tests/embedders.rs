@@ -129,7 +129,7 @@ fn quick(base_url: &str) -> OpenAiConfig {
     OpenAiConfig {
         batch_size: 4,
         concurrency: 2,
-        timeout_s: 5.0,
+        timeout_s: 30.0,
         max_retries: 3,
         backoff_s: 0.01,
         ..OpenAiConfig::new(base_url, "minilm")
@@ -140,7 +140,13 @@ fn quick(base_url: &str) -> OpenAiConfig {
 fn remote_client_against_served_minilm() {
     let m = minilm().clone();
     let srv = spawn(server::router(m.clone(), "minilm"));
-    let client = OpenAiEmbedder::new(quick(&srv.base_url)).unwrap();
+    // Generous timeout: the served model runs one request at a time, and CI
+    // machines are slow.
+    let client = OpenAiEmbedder::new(OpenAiConfig {
+        timeout_s: 300.0,
+        ..quick(&srv.base_url)
+    })
+    .unwrap();
     assert_eq!(client.dim(), 384, "dimension found by the probe request");
     let f = fixture();
     // 24 texts in batches of 4, two in flight: order must be kept.

