@@ -58,8 +58,9 @@ fn minilm_matches_reference_vectors() {
         assert!((norm - 1.0).abs() < 1e-4, "sentence {i} norm {norm}");
     }
     eprintln!(
-        "worst parity cosine over {} sentences: {worst:.8}",
-        got.len()
+        "worst parity cosine over {} sentences: {worst:.8} (1 - cos = {:.1e})",
+        got.len(),
+        1.0 - worst
     );
     // The 5× long text is over 256 tokens before truncation.
     assert_eq!(report.truncated, 1, "{report:?}");
