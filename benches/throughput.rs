@@ -191,6 +191,18 @@ fn epoch_bench(a: &Args, path: &str) {
     );
 }
 
+/// Peak resident memory of this process so far, in MiB (Linux).
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
 fn main() {
     let a = parse();
     for &b in &a.backbones {
@@ -201,4 +213,8 @@ fn main() {
     if let Some(p) = &a.epoch_data {
         epoch_bench(&a, p);
     }
+    println!(
+        "{{\"impl\": \"hsuga-burn\", \"peak_rss_mib\": {:.0}}}",
+        peak_rss_mib()
+    );
 }

@@ -159,6 +159,9 @@ def main():
         step_bench(args, length)
     if args.epoch_data:
         epoch_bench(args)
+    import resource
+    print(json.dumps({"impl": "pytorch",
+                      "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
 if __name__ == "__main__":
