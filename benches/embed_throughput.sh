@@ -41,7 +41,7 @@ for ds in "${DATASETS[@]}"; do
     # hsuga: --force recomputes; its first output line is its own timing.
     for w in 2 1; do
       /usr/bin/time -f "  cpu: %U s user + %S s sys, wall %e s" -o "$WORK/t" \
-        env HSUGA_EMBED_WORKERS=$w $HSUGA --cache-dir "$CACHE" embed items "$ds" --force | head -1 | sed "s/^/hsuga (workers=$w): /"
+        env HSUGA_EMBED_WORKERS=$w $HSUGA --cache-dir "$CACHE" embed items "$ds" --force | sed -n "1s/^/hsuga (workers=$w): /p"
       cat "$WORK/t"
     done
     /usr/bin/time -f "  cpu: %U s user + %S s sys, wall %e s" -o "$WORK/t" \
@@ -50,5 +50,5 @@ for ds in "${DATASETS[@]}"; do
     uptime
   done
   # Unchanged inputs are loaded from the store, not recomputed.
-  $HSUGA --cache-dir "$CACHE" embed items "$ds" | head -1
+  $HSUGA --cache-dir "$CACHE" embed items "$ds" | sed -n 1p
 done
