@@ -83,6 +83,7 @@ fn main() {
     };
     let mut best: Option<hsuga_llm::local::Generation> = None;
     for _ in 0..=reps {
+        llm.clear_prefix_cache();
         let g = llm.generate(&prompt, &opts).expect("generate");
         if best
             .as_ref()
@@ -109,6 +110,7 @@ fn main() {
         })
     );
     if parallel > 1 {
+        llm.clear_prefix_cache();
         let t = Instant::now();
         let total: usize = std::thread::scope(|s| {
             let hs: Vec<_> = (0..parallel)

@@ -18,6 +18,12 @@ fn llm() -> Arc<LocalLlm> {
     .clone()
 }
 
+/// The tests share one model and its prefix cache: run them one at a time.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn opts(n: usize) -> GenOptions {
     GenOptions {
         max_tokens: n,
@@ -31,6 +37,7 @@ fn opts(n: usize) -> GenOptions {
 
 #[test]
 fn tokenizer_has_no_prefix_space_and_splits_digits() {
+    let _serial = serial();
     let m = llm();
     let ids = m.encode("Hello world 1995<|im_end|>").unwrap();
     let toks: Vec<String> = ids.iter().map(|&i| m.decode(&[i]).unwrap()).collect();
@@ -47,6 +54,7 @@ fn tokenizer_has_no_prefix_space_and_splits_digits() {
 
 #[test]
 fn greedy_is_deterministic_and_returns_hidden_mean() {
+    let _serial = serial();
     let m = llm();
     let prompt = m
         .encode(&LocalLlm::chat_prompt(&[
@@ -54,9 +62,14 @@ fn greedy_is_deterministic_and_returns_hidden_mean() {
             Message::user("Name three fruits."),
         ]))
         .unwrap();
+    m.clear_prefix_cache();
     let a = m.generate(&prompt, &opts(12)).unwrap();
+    m.clear_prefix_cache();
     let b = m.generate(&prompt, &opts(12)).unwrap();
     assert_eq!(a.tokens, b.tokens);
+    // With the prompt's prefix cached, the answer starts the same way.
+    let c = m.generate(&prompt, &opts(12)).unwrap();
+    assert_eq!(c.tokens[..4], a.tokens[..4]);
     assert!(!a.text.trim().is_empty());
     let h = a.hidden_mean.unwrap();
     assert_eq!(h.len(), m.model().cfg.n_embd);
@@ -67,14 +80,15 @@ fn greedy_is_deterministic_and_returns_hidden_mean() {
         seed: 7,
         ..opts(12)
     };
-    assert_eq!(
-        m.generate(&prompt, &s).unwrap().tokens,
-        m.generate(&prompt, &s).unwrap().tokens
-    );
+    m.clear_prefix_cache();
+    let x = m.generate(&prompt, &s).unwrap().tokens;
+    m.clear_prefix_cache();
+    assert_eq!(x, m.generate(&prompt, &s).unwrap().tokens);
 }
 
 #[test]
 fn openai_client_against_the_local_model_over_http() {
+    let _serial = serial();
     let backend: Arc<dyn ChatBackend> = llm();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -100,11 +114,13 @@ fn openai_client_against_the_local_model_over_http() {
         Message::user("Say hello."),
     ]);
     req.max_tokens = 8;
+    llm().clear_prefix_cache();
     let r = client.chat(&req).unwrap();
     assert!(!r.usage.estimated);
     assert!(r.usage.prompt_tokens > 10);
     assert!(r.usage.completion_tokens >= 1 && r.usage.completion_tokens <= 8);
     assert!(matches!(r.finish, Finish::Stop | Finish::Length));
     // The same request in-process gives the same greedy answer.
+    llm().clear_prefix_cache();
     assert_eq!(llm().chat(&req).unwrap().text, r.text);
 }

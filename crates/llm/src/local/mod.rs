@@ -5,6 +5,9 @@
 //! sampling until `<|im_end|>`. Each generation runs on the calling thread;
 //! candle's own worker pool is limited to `threads` (1 by default: on 2 cores
 //! one thread per generation and two generations side by side is fastest).
+//! Recent prompts' keys/values are kept so that a new prompt sharing their
+//! start (the system message and worked examples; an edit call extending its
+//! selection call) only prefills the rest.
 //! With `want_hidden` it returns the mean of the final-norm hidden states at
 //! the generated tokens' positions — the official HSUGA code's user embedding.
 
@@ -92,7 +95,15 @@ pub struct Generation {
     pub hidden_mean: Option<Vec<f32>>,
 }
 
+/// Recent prompts whose keys/values are kept for prefix reuse.
+const PREFIX_CACHE_ENTRIES: usize = 8;
+/// Shorter shared prefixes are not worth a lookup.
+const MIN_PREFIX_REUSE: usize = 16;
+
+type PrefixEntry = (Vec<u32>, model::Cache);
+
 pub struct LocalLlm {
+    prefixes: std::sync::Mutex<Vec<PrefixEntry>>,
     model: Arc<Llama>,
     tok: tokenizers::Tokenizer,
     stops: Vec<u32>,
@@ -121,7 +132,7 @@ impl LocalLlm {
         }
         let path = match &cfg.model_path {
             Some(p) => p.clone(),
-            None => fetch::SMOLLM2.ensure(&fetch::models_dir())?,
+            None => fetch::ensure_smollm2(&fetch::models_dir())?,
         };
         let _span = tracing::info_span!("load_llm", path = %path.display()).entered();
         let mut f = std::fs::File::open(&path)
@@ -149,6 +160,7 @@ impl LocalLlm {
                     .unwrap_or_default()
             });
         Ok(Self {
+            prefixes: std::sync::Mutex::new(Vec::new()),
             tok,
             stops,
             cfg: cfg.clone(),
@@ -205,10 +217,14 @@ impl LocalLlm {
             )));
         }
         let max_new = o.max_tokens.min(ctx - prompt.len());
-        let mut cache = self.model.new_cache();
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(o.seed);
         let t0 = Instant::now();
-        let hidden = self.model.forward(prompt, &mut cache)?;
+        // Prefix cache: reuse the keys/values of the longest shared start with
+        // a recent prompt (the system message and worked examples are shared
+        // by every call of a kind; an edit call extends its selection call).
+        let (mut cache, reused) = self.cached_prefix(prompt)?;
+        let hidden = self.model.forward(&prompt[reused..], &mut cache)?;
+        self.remember(prompt, &cache);
         let mut last = Llama::last(&hidden)?;
         let prefill = t0.elapsed();
         let t1 = Instant::now();
@@ -247,6 +263,40 @@ impl LocalLlm {
             decode,
             hidden_mean,
         })
+    }
+
+    /// A cache holding the longest prefix of `prompt` seen recently (always
+    /// leaving at least one token to run), and its length.
+    fn cached_prefix(&self, prompt: &[u32]) -> Result<(model::Cache, usize), LlmError> {
+        let recent = self.prefixes.lock().unwrap_or_else(|p| p.into_inner());
+        let best = recent
+            .iter()
+            .map(|(toks, c)| {
+                let n = toks.iter().zip(prompt).take_while(|(a, b)| a == b).count();
+                (n.min(prompt.len() - 1).min(c.len), c)
+            })
+            .max_by_key(|(n, _)| *n);
+        match best {
+            Some((n, c)) if n >= MIN_PREFIX_REUSE => Ok((c.prefix(n)?, n)),
+            _ => Ok((self.model.new_cache(), 0)),
+        }
+    }
+
+    /// Forgets the cached prompt prefixes (benchmarks measure cold prefill;
+    /// answers can differ in the last float bits with and without reuse).
+    pub fn clear_prefix_cache(&self) {
+        self.prefixes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
+    fn remember(&self, prompt: &[u32], cache: &model::Cache) {
+        let mut recent = self.prefixes.lock().unwrap_or_else(|p| p.into_inner());
+        recent.retain(|(t, _)| !prompt.starts_with(t));
+        recent.push((prompt.to_vec(), cache.clone()));
+        let excess = recent.len().saturating_sub(PREFIX_CACHE_ENTRIES);
+        recent.drain(..excess);
     }
 
     fn pick(

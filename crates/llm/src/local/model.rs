@@ -101,10 +101,26 @@ impl std::fmt::Debug for Llama {
 }
 
 /// Per-generation key/value cache.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Cache {
     kv: Vec<Option<(Tensor, Tensor)>>,
     pub len: usize,
+}
+
+impl Cache {
+    /// The cache of the first `len` positions (tensor views, no copy).
+    pub fn prefix(&self, len: usize) -> Result<Cache> {
+        let len = len.min(self.len);
+        let kv = self
+            .kv
+            .iter()
+            .map(|e| match e {
+                Some((k, v)) => Ok(Some((k.narrow(2, 0, len)?, v.narrow(2, 0, len)?))),
+                None => Ok(None),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Cache { kv, len })
+    }
 }
 
 fn md_u32(ct: &gguf_file::Content, key: &str) -> Result<usize> {
