@@ -12,6 +12,7 @@ mod cmd {
     pub mod embed;
     pub mod hsu;
     pub mod models;
+    pub mod train;
 }
 mod datasets;
 
@@ -47,6 +48,8 @@ enum Command {
     Hsu(cmd::hsu::HsuArgs),
     /// One user's stage-by-stage interest trail from the HSU store.
     Interests(cmd::hsu::InterestsArgs),
+    /// Train one backbone run from a config (resumes an interrupted run).
+    Train(cmd::train::TrainArgs),
 }
 
 /// Settings every subcommand may need.
@@ -75,6 +78,7 @@ fn main() -> ExitCode {
         Command::ServeEmbeddings(args) => cmd::embed::serve(args),
         Command::Hsu(args) => cmd::hsu::run(args, &globals),
         Command::Interests(args) => cmd::hsu::interests(args, &globals),
+        Command::Train(args) => cmd::train::run(args, &globals),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
