@@ -1,7 +1,9 @@
 //! Result tables in the paper's layout: one row per method, the five column
 //! groups (Overall, Tail Item, Head Item, Tail User, Head User) × metrics,
 //! each cell the mean ± standard deviation over seeds, with `*` where a
-//! paired t-test against the base method gives p < 0.05 in the method's favour.
+//! paired t-test against the row's base method gives p < 0.05 in the
+//! method's favour. Rows may have different bases (the paper's Table 1 pairs
+//! each "+GAA"/"+HSU" row with its own base).
 //!
 //! The t-test pairs users: each user's metric is first averaged over the
 //! method's seeds (the split and users are the same for every seed), then
@@ -31,7 +33,6 @@ pub struct RunRecord {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResultTable {
     pub title: String,
-    pub base: Option<String>,
     pub metrics: Vec<Metric>,
     pub rows: Vec<Row>,
 }
@@ -39,6 +40,8 @@ pub struct ResultTable {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Row {
     pub method: String,
+    /// The method this row is t-tested against.
+    pub base: Option<String>,
     pub seeds: Vec<u64>,
     pub cells: Vec<Cell>,
 }
@@ -57,12 +60,13 @@ pub struct Cell {
 
 impl ResultTable {
     /// Builds the table; methods keep the order of their first record.
+    /// `base_of(method)` names the row a method is tested against.
     pub fn build(
         title: &str,
         records: &[RunRecord],
         groups: &Groups,
         metrics: &[Metric],
-        base: Option<&str>,
+        base_of: &dyn Fn(&str) -> Option<String>,
     ) -> Self {
         let mut methods: Vec<&str> = Vec::new();
         for r in records {
@@ -72,10 +76,11 @@ impl ResultTable {
         }
         let runs_of =
             |m: &str| -> Vec<&RunRecord> { records.iter().filter(|r| r.method == m).collect() };
-        let base_runs = base.map(runs_of).filter(|r| !r.is_empty());
         let rows = methods
             .iter()
             .map(|&method| {
+                let base = base_of(method).filter(|b| b != method);
+                let base_runs = base.as_deref().map(runs_of).filter(|r| !r.is_empty());
                 let runs = runs_of(method);
                 let summaries: Vec<_> = runs.iter().map(|r| r.ranking.summarize(groups, metrics)).collect();
                 let mut cells = Vec::new();
@@ -88,7 +93,6 @@ impl ResultTable {
                         let (mean, std) = mean_std(&vals);
                         let p_value = base_runs
                             .as_ref()
-                            .filter(|_| Some(method) != base)
                             .and_then(|b| compare(&runs, b, column, metric, groups));
                         let base_mean = base_runs.as_ref().map(|b| {
                             mean_std(
@@ -111,6 +115,7 @@ impl ResultTable {
                 }
                 Row {
                     method: method.to_string(),
+                    base,
                     seeds: runs.iter().map(|r| r.seed).collect(),
                     cells,
                 }
@@ -118,16 +123,29 @@ impl ResultTable {
             .collect();
         Self {
             title: title.to_string(),
-            base: base.map(str::to_string),
             metrics: metrics.to_vec(),
             rows,
         }
     }
 
+    /// The base every tested row shares, if there is exactly one.
+    fn single_base(&self) -> Option<&str> {
+        let mut bases = self.rows.iter().filter_map(|r| r.base.as_deref());
+        let first = bases.next()?;
+        bases.all(|b| b == first).then_some(first)
+    }
+
     pub fn to_markdown(&self) -> String {
         let mut out = format!("### {}\n\n", self.title);
+        let single = self.single_base();
+        let tested = self.rows.iter().any(|r| r.base.is_some());
+        let vs_column = tested && single.is_none();
         let mut head = String::from("| Method |");
         let mut sub = String::from("|---|");
+        if vs_column {
+            head.push_str(" vs |");
+            sub.push_str("---|");
+        }
         for c in Column::ALL {
             for m in &self.metrics {
                 head.push_str(&format!(" {} {} |", c.label(), m.short()));
@@ -140,6 +158,9 @@ impl ResultTable {
         out.push('\n');
         for row in &self.rows {
             out.push_str(&format!("| {} |", row.method));
+            if vs_column {
+                out.push_str(&format!(" {} |", row.base.as_deref().unwrap_or("")));
+            }
             for cell in &row.cells {
                 let star = if cell.significant { "*" } else { "" };
                 if row.seeds.len() > 1 {
@@ -152,10 +173,15 @@ impl ResultTable {
         }
         let seeds = self.rows.iter().map(|r| r.seeds.len()).max().unwrap_or(0);
         out.push_str(&format!("\nMean ± std over {seeds} seed(s)."));
-        if let Some(base) = &self.base {
-            out.push_str(&format!(
-                " `*`: better than {base} with p < {ALPHA} (paired t-test over users, per-user values averaged over seeds)."
-            ));
+        let test = format!(
+            "with p < {ALPHA} (paired t-test over users, per-user values averaged over seeds)."
+        );
+        match single {
+            Some(base) => out.push_str(&format!(" `*`: better than {base} {test}")),
+            None if tested => {
+                out.push_str(&format!(" `*`: better than the row's `vs` method {test}"))
+            }
+            None => {}
         }
         out.push('\n');
         out
@@ -165,6 +191,7 @@ impl ResultTable {
         let mut w = csv::Writer::from_writer(Vec::new());
         w.write_record([
             "method",
+            "base",
             "column",
             "metric",
             "mean",
@@ -178,6 +205,7 @@ impl ResultTable {
             for c in &row.cells {
                 w.write_record([
                     row.method.clone(),
+                    row.base.clone().unwrap_or_default(),
                     c.column.label().to_string(),
                     c.metric.to_string(),
                     format!("{:.6}", c.mean),
@@ -288,7 +316,7 @@ mod tests {
             &recs,
             &groups,
             &[Metric::Hr(10), Metric::Ndcg(10)],
-            Some("SASRec"),
+            &|_| Some("SASRec".to_string()),
         );
         assert_eq!(t.rows.len(), 3);
         assert_eq!(t.rows[1].seeds, vec![42, 43]);
@@ -310,6 +338,7 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("| Better | 1.0000 ± 0.0000* |"), "{md}");
+        assert!(md.contains("better than SASRec with p < 0.05"), "{md}");
         let csv = t.to_csv();
         assert_eq!(csv.lines().count(), 1 + 3 * 10);
         let dir = tempfile::tempdir().unwrap();
@@ -318,5 +347,33 @@ mod tests {
             serde_json::from_str(&std::fs::read_to_string(dir.path().join("table2.json")).unwrap())
                 .unwrap();
         assert_eq!(back.to_markdown(), t.to_markdown());
+    }
+
+    #[test]
+    fn rows_with_their_own_base_get_a_vs_column() {
+        let (split, groups) = setup();
+        let worse: Vec<usize> = (0..40).map(|u| 5 + u % 7).collect();
+        let better: Vec<usize> = (0..40).map(|u| u % 3).collect();
+        let recs = vec![
+            record(&split, "A", 1, worse.clone()),
+            record(&split, "A+GAA", 1, better.clone()),
+            record(&split, "B", 1, better),
+            record(&split, "B+GAA", 1, worse),
+        ];
+        let base_of = |m: &str| m.strip_suffix("+GAA").map(str::to_string);
+        let t = ResultTable::build("T", &recs, &groups, &[Metric::Ndcg(10)], &base_of);
+        let md = t.to_markdown();
+        assert!(md.contains("| Method | vs | Overall N@10 |"), "{md}");
+        assert!(md.contains("| A+GAA | A | 0.7176* |"), "{md}");
+        assert!(md.contains("| B |  | 0.7176 |"), "{md}");
+        // B+GAA is worse than its base: tested, but no star.
+        let b_gaa = &t.rows[3];
+        assert_eq!(b_gaa.base.as_deref(), Some("B"));
+        let overall = &b_gaa.cells[0];
+        assert_eq!(overall.column, Column::Overall);
+        assert!(
+            overall.p_value.is_some_and(|p| p < ALPHA) && !overall.significant,
+            "{overall:?}"
+        );
     }
 }
