@@ -172,6 +172,8 @@ fn epoch_bench(a: &Args, path: &str) {
     let job = Job {
         model: &model,
         train: &train,
+        method: &Default::default(),
+        semantic: &Default::default(),
         seed: 42,
         split: &split,
         candidates: &cands,

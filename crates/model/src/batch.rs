@@ -33,6 +33,30 @@ pub struct SeqBatch {
     pub attn_bias: Tensor<3>,
     pub batch: usize,
     pub len: usize,
+    /// `[B, S]` each row's user semantic embedding, for models that fuse it
+    /// (HSU alone); set by the caller, who knows which user a row is.
+    pub user_semantic: Option<Tensor<2>>,
+}
+
+impl SeqBatch {
+    /// The batch twice over (`[2B, …]`): LLM-ESR runs both views through the
+    /// one shared backbone in a single call, which halves per-op overhead on
+    /// the small tensors of short-sequence data.
+    pub fn doubled(&self) -> SeqBatch {
+        let two = |t: &Tensor<3>| Tensor::cat(vec![t.clone(), t.clone()], 0);
+        SeqBatch {
+            items: Tensor::cat(vec![self.items.clone(), self.items.clone()], 0),
+            positions: Tensor::cat(vec![self.positions.clone(), self.positions.clone()], 0),
+            keep: two(&self.keep),
+            attn_bias: two(&self
+                .attn_bias
+                .clone()
+                .expand([self.batch, self.len, self.len])),
+            batch: 2 * self.batch,
+            len: self.len,
+            user_semantic: None,
+        }
+    }
 }
 
 /// A training batch: encoder input plus, for each supervised position, the
@@ -148,6 +172,7 @@ impl Batcher {
             attn_bias,
             batch: b,
             len: t,
+            user_semantic: None,
         }
     }
 

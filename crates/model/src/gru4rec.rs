@@ -40,7 +40,15 @@ impl Gru4rec {
     /// # Shapes
     /// - output: `[B, T, H]`
     pub fn forward(&self, batch: &SeqBatch) -> Tensor<3> {
-        let x = self.items.forward(batch.items.clone()) * batch.keep.clone();
+        self.forward_embedded(self.items.forward(batch.items.clone()), batch)
+    }
+
+    /// The GRU over item vectors looked up elsewhere (LLM-ESR's semantic view).
+    ///
+    /// # Shapes
+    /// - `items`: `[B, T, H]`; output: `[B, T, H]`
+    pub fn forward_embedded(&self, items: Tensor<3>, batch: &SeqBatch) -> Tensor<3> {
+        let x = items * batch.keep.clone();
         let x = self.dropout.forward(x);
         self.gru.forward(x, None)
     }

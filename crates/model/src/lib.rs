@@ -1,6 +1,8 @@
 //! Sequential recommender backbones on burn 0.22: [`Sasrec`], [`Bert4rec`]
 //! and [`Gru4rec`] behind one [`SequenceEncoder`] interface, wrapped in a
-//! [`Recommender`] that adds the loss ([`Loss`]: BCE, BPR, CE) and scoring.
+//! [`Recommender`] that adds the loss ([`Loss`]: BCE, BPR, CE) and scoring,
+//! and optionally LLM-ESR's dual view ([`dual`]), HSU fusion ([`fusion`])
+//! and LLMInit item rows ([`Extras`]).
 //!
 //! The crate knows nothing about files: the `train` crate feeds it batches
 //! built by [`Batcher`] and stores its weights. Build a model on
@@ -11,7 +13,9 @@ pub mod batch;
 pub mod bert4rec;
 pub mod config;
 pub mod dropout;
+pub mod dual;
 pub mod error;
+pub mod fusion;
 pub mod gru4rec;
 pub mod recommender;
 pub mod sasrec;
@@ -22,9 +26,11 @@ pub use bert4rec::Bert4rec;
 pub use burn;
 pub use config::{Backbone, Loss, ModelConfig};
 pub use dropout::seed_dropout;
+pub use dual::DualViewSpec;
 pub use error::ModelError;
+pub use fusion::Fusion;
 pub use gru4rec::Gru4rec;
-pub use recommender::{Encoder, Recommender, SequenceEncoder};
+pub use recommender::{Encoder, Extras, Recommender, SequenceEncoder, Tables};
 pub use sasrec::Sasrec;
 
 /// The CPU device everything runs on by default (burn's Flex backend, with

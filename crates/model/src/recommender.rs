@@ -1,15 +1,19 @@
 //! One recommender over any backbone: the [`SequenceEncoder`] interface,
 //! the losses, and scoring (paper eq. 5: dot product of the sequence
-//! representation with item embeddings).
+//! representation with item embeddings). Optional parts, each its own
+//! module: LLM-ESR's dual view ([`DualView`]), HSU fusion ([`FusionLayer`])
+//! and PCA-initialised collaborative items (LLMInit, via [`Extras`]).
 
-use burn::module::Module;
+use burn::module::{Module, Param};
 use burn::tensor::activation::{log_sigmoid, log_softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::batch::{SeqBatch, TrainBatch};
 use crate::bert4rec::Bert4rec;
 use crate::config::{Backbone, Loss, ModelConfig};
+use crate::dual::{DualView, DualViewSpec};
 use crate::error::ModelError;
+use crate::fusion::{Fusion, FusionLayer};
 use crate::gru4rec::Gru4rec;
 use crate::sasrec::Sasrec;
 
@@ -19,6 +23,12 @@ pub trait SequenceEncoder {
     /// # Shapes
     /// - output: `[B, T, H]`
     fn encode(&self, batch: &SeqBatch) -> Tensor<3>;
+    /// The same encoder over item vectors the caller looked up (LLM-ESR's
+    /// semantic view).
+    ///
+    /// # Shapes
+    /// - `items`: `[B, T, H]`; output: `[B, T, H]`
+    fn encode_embedded(&self, items: Tensor<3>, batch: &SeqBatch) -> Tensor<3>;
     /// `[V, H]` item embeddings; row `i` scores item `i` for `1 <= i <= N`.
     fn item_table(&self) -> Tensor<2>;
 
@@ -29,9 +39,7 @@ pub trait SequenceEncoder {
     /// # Shapes
     /// - output: `[B, H]`
     fn encode_last(&self, batch: &SeqBatch) -> Tensor<2> {
-        let h = self.encode(batch);
-        let [b, t, d] = h.dims();
-        h.narrow(1, t - 1, 1).reshape([b, d])
+        last(self.encode(batch))
     }
 }
 
@@ -54,6 +62,14 @@ impl SequenceEncoder for Encoder {
         }
     }
 
+    fn encode_embedded(&self, items: Tensor<3>, batch: &SeqBatch) -> Tensor<3> {
+        match self {
+            Encoder::Sasrec(m) => m.net.forward_embedded(items, batch),
+            Encoder::Bert4rec(m) => m.net.forward_embedded(items, batch),
+            Encoder::Gru4rec(m) => m.forward_embedded(items, batch),
+        }
+    }
+
     fn item_table(&self) -> Tensor<2> {
         match self {
             Encoder::Sasrec(m) => m.item_table(),
@@ -63,34 +79,152 @@ impl SequenceEncoder for Encoder {
     }
 }
 
-/// A sequential recommender: encoder + loss. Build it on `device.autodiff()`
-/// to train, and call [`Module::valid`] for a plain copy to evaluate.
+impl Encoder {
+    /// Replaces the collaborative rows of items `1..=N` (LLMInit), keeping
+    /// padding and special-token rows.
+    fn set_item_rows(&mut self, rows: Tensor<2>) {
+        let weight = match self {
+            Encoder::Sasrec(m) => &mut m.net.items.weight,
+            Encoder::Bert4rec(m) => &mut m.net.items.weight,
+            Encoder::Gru4rec(m) => &mut m.items.weight,
+        };
+        let old = weight.val();
+        let [v, _] = old.dims();
+        let [n, _] = rows.dims();
+        let mut parts = vec![old.clone().narrow(0, 0, 1), rows];
+        if v > n + 1 {
+            parts.push(old.narrow(0, n + 1, v - n - 1));
+        }
+        // A fresh leaf: the concatenation itself must not be tracked.
+        *weight = Param::from_tensor(Tensor::cat(parts, 0).detach());
+    }
+}
+
+/// `table[items]`.
+///
+/// # Shapes
+/// - `table`: `[V, H]`; `items`: `[B, T]`; output: `[B, T, H]`
+fn gather(table: Tensor<2>, items: Tensor<2, Int>) -> Tensor<3> {
+    let [b, t] = items.dims();
+    let [_, h] = table.dims();
+    table.select(0, items.reshape([b * t])).reshape([b, t, h])
+}
+
+/// What a model adds to its backbone; `Extras::default()` is the plain
+/// backbone.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Extras<'a> {
+    /// LLMInit: row-major `num_items × hidden` initial collaborative rows
+    /// (row `i - 1` = item `i`), e.g. PCA of the item text embeddings.
+    pub item_init: Option<&'a [f32]>,
+    /// LLM-ESR's semantic view.
+    pub dual_view: Option<DualViewSpec<'a>>,
+    /// HSU fusion: the kind and the user embedding size.
+    pub fusion: Option<(Fusion, usize)>,
+}
+
+/// Item tables computed once per step (training) or per pass (evaluation),
+/// so the adapter never runs per position or per batch of users.
+#[derive(Debug, Clone)]
+pub struct Tables {
+    /// `[V, H]` the collaborative (backbone) table.
+    collaborative: Tensor<2>,
+    /// `[V, H]` the adapted semantic table (dual view only).
+    semantic: Option<Tensor<2>>,
+    /// `[V, D]` the table that scores representations (`D = 2H` with the
+    /// dual view: `[e_co; e_se]`).
+    pub scoring: Tensor<2>,
+}
+
+/// A sequential recommender: encoder (+ dual view, + fusion) + loss. Build
+/// it on `device.autodiff()` to train, and call [`Module::valid`] for a
+/// plain copy to evaluate.
 #[derive(Module, Debug)]
 pub struct Recommender {
     pub encoder: Encoder,
+    pub dual: Option<DualView>,
+    pub fusion: Option<FusionLayer>,
     #[module(skip)]
     loss: Loss,
     num_items: usize,
 }
 
 impl Recommender {
-    /// Builds a freshly initialised model for a catalogue of `num_items`
-    /// items (ids `1..=num_items`). Seed the device first for reproducible
-    /// initialisation.
+    /// Builds a freshly initialised plain backbone for a catalogue of
+    /// `num_items` items (ids `1..=num_items`). Seed the device first for
+    /// reproducible initialisation.
     pub fn new(cfg: &ModelConfig, num_items: u32, device: &Device) -> Result<Self, ModelError> {
+        Self::with_extras(cfg, num_items, &Extras::default(), device)
+    }
+
+    /// Builds a backbone with the given [`Extras`], checking their shapes.
+    pub fn with_extras(
+        cfg: &ModelConfig,
+        num_items: u32,
+        extras: &Extras<'_>,
+        device: &Device,
+    ) -> Result<Self, ModelError> {
         cfg.validate()?;
         if num_items == 0 {
             return Err(ModelError::Input("the catalogue has no items".into()));
         }
-        let encoder = match cfg.backbone {
+        let n = num_items as usize;
+        let mut encoder = match cfg.backbone {
             Backbone::Sasrec => Encoder::Sasrec(Sasrec::new(cfg, num_items, device)),
             Backbone::Bert4rec => Encoder::Bert4rec(Bert4rec::new(cfg, num_items, device)),
             Backbone::Gru4rec => Encoder::Gru4rec(Gru4rec::new(cfg, num_items, device)),
         };
+        if let Some(rows) = extras.item_init {
+            if rows.len() != n * cfg.hidden {
+                return Err(ModelError::Input(format!(
+                    "initial item rows hold {} values; {n} items × hidden {} expected",
+                    rows.len(),
+                    cfg.hidden
+                )));
+            }
+            let t = Tensor::from_data(TensorData::new(rows.to_vec(), [n, cfg.hidden]), device);
+            encoder.set_item_rows(t);
+        }
+        let vocab = encoder.item_table().dims()[0];
+        let dual = match extras.dual_view {
+            Some(spec) => {
+                if spec.dim == 0 || spec.text.len() != n * spec.dim {
+                    return Err(ModelError::Input(format!(
+                        "item text holds {} values; {n} items × dimension {} expected",
+                        spec.text.len(),
+                        spec.dim
+                    )));
+                }
+                Some(DualView::new(cfg, &spec, n, vocab, device))
+            }
+            None => None,
+        };
+        let d_rep = if dual.is_some() {
+            2 * cfg.hidden
+        } else {
+            cfg.hidden
+        };
+        let fusion = match extras.fusion {
+            None | Some((Fusion::None, _)) => None,
+            Some((_, 0)) => {
+                return Err(ModelError::Input(
+                    "fusion needs user embeddings of dimension at least 1".into(),
+                ));
+            }
+            Some((kind, d_sem)) => Some(FusionLayer::new(
+                kind,
+                d_sem,
+                d_rep,
+                cfg.layer_norm_eps,
+                device,
+            )),
+        };
         Ok(Self {
             encoder,
+            dual,
+            fusion,
             loss: cfg.loss,
-            num_items: num_items as usize,
+            num_items: n,
         })
     }
 
@@ -98,13 +232,88 @@ impl Recommender {
         self.num_items
     }
 
-    /// The training loss of one batch (a scalar, `[1]`).
+    /// Whether the representation needs [`SeqBatch::user_semantic`].
+    pub fn fuses_users(&self) -> bool {
+        self.fusion.is_some()
+    }
+
+    /// The item tables of the current weights (the adapter runs here, once).
+    pub fn tables(&self) -> Tables {
+        let collaborative = self.encoder.item_table();
+        let semantic = self.dual.as_ref().map(DualView::table);
+        let scoring = match &semantic {
+            Some(se) => Tensor::cat(vec![collaborative.clone(), se.clone()], 1),
+            None => collaborative.clone(),
+        };
+        Tables {
+            collaborative,
+            semantic,
+            scoring,
+        }
+    }
+
+    /// Per-position representations.
+    ///
+    /// # Shapes
+    /// - output: `[B, T, D]` (`D = 2H` with the dual view)
+    ///
+    /// # Panics
+    /// With fusion, when `batch.user_semantic` is not set.
+    pub fn represent(&self, tables: &Tables, batch: &SeqBatch) -> Tensor<3> {
+        let h = match (&self.dual, &tables.semantic) {
+            (Some(dual), Some(se_table)) => {
+                let b = batch.batch;
+                let x = Tensor::cat(
+                    vec![
+                        gather(tables.collaborative.clone(), batch.items.clone()),
+                        gather(se_table.clone(), batch.items.clone()),
+                    ],
+                    0,
+                ); // [2B, T, H]
+                let both = self.encoder.encode_embedded(x, &batch.doubled());
+                let co = both.clone().narrow(0, 0, b);
+                let se = both.narrow(0, b, b);
+                dual.fuse(co, se, batch)
+            }
+            _ => self.encoder.encode(batch),
+        };
+        match &self.fusion {
+            Some(f) => f.forward(
+                h,
+                batch
+                    .user_semantic
+                    .clone()
+                    .expect("a fusing model needs SeqBatch::user_semantic"),
+            ),
+            None => h,
+        }
+    }
+
+    /// The representation that predicts the next item (the last position;
+    /// batches are left-padded).
+    ///
+    /// # Shapes
+    /// - output: `[B, D]`
+    pub fn represent_last(&self, tables: &Tables, batch: &SeqBatch) -> Tensor<2> {
+        last(self.represent(tables, batch))
+    }
+
+    /// The ranking loss of one batch (a scalar, `[1]`).
     pub fn loss(&self, batch: &TrainBatch) -> Tensor<1> {
-        let h = self.encoder.encode(&batch.input);
+        self.train_forward(batch).0
+    }
+
+    /// One training forward: the ranking loss (`[1]`) and each row's
+    /// last-position representation (`[B, D]`, the self-distillation
+    /// student), from one encoding and one adapted table.
+    pub fn train_forward(&self, batch: &TrainBatch) -> (Tensor<1>, Tensor<2>) {
+        let tables = self.tables();
+        let h = self.represent(&tables, &batch.input);
         let [b, t, d] = h.dims();
-        let hs = h.reshape([b * t, d]).select(0, batch.rows.clone()); // [M, H]
-        let table = self.encoder.item_table();
-        match self.loss {
+        let student = last(h.clone());
+        let hs = h.reshape([b * t, d]).select(0, batch.rows.clone()); // [M, D]
+        let table = tables.scoring;
+        let loss = match self.loss {
             Loss::Bce | Loss::Bpr => {
                 let pos = (hs.clone() * table.clone().select(0, batch.targets.clone())).sum_dim(1); // [M, 1]
                 let neg = (hs * table.select(0, batch.negatives.clone())).sum_dim(1);
@@ -114,12 +323,13 @@ impl Recommender {
                 }
             }
             Loss::Ce => {
-                let items = table.narrow(0, 1, self.num_items); // [N, H]
+                let items = table.narrow(0, 1, self.num_items); // [N, D]
                 let logp = log_softmax(hs.matmul(items.transpose()), 1); // [M, N]
                 let idx = batch.targets.clone().sub_scalar(1).unsqueeze_dim::<2>(1); // [M, 1]
                 logp.gather(1, idx).mean().neg()
             }
-        }
+        };
+        (loss, student)
     }
 
     /// Scores candidate items for each history.
@@ -127,15 +337,33 @@ impl Recommender {
     /// # Shapes
     /// - `candidates`: `[B, C]` item ids; output: `[B, C]`
     pub fn score_candidates(&self, batch: &SeqBatch, candidates: Tensor<2, Int>) -> Tensor<2> {
-        let h = self.encoder.encode_last(batch); // [B, H]
-        let [b, d] = h.dims();
-        let [_, c] = candidates.dims();
-        let e = self
-            .encoder
-            .item_table()
-            .select(0, candidates.reshape([b * c]))
-            .reshape([b, c, d]); // [B, C, H]
-        e.matmul(h.reshape([b, d, 1])).reshape([b, c])
+        self.score_candidates_with(&self.tables(), batch, candidates)
+    }
+
+    /// [`Self::score_candidates`] with tables computed once for many batches.
+    pub fn score_candidates_with(
+        &self,
+        tables: &Tables,
+        batch: &SeqBatch,
+        candidates: Tensor<2, Int>,
+    ) -> Tensor<2> {
+        self.score_reps(tables, self.represent_last(tables, batch), candidates)
+    }
+
+    /// Scores candidates against representations already computed.
+    ///
+    /// # Shapes
+    /// - `reps`: `[B, D]`; `candidates`: `[B, C]`; output: `[B, C]`
+    pub fn score_reps(
+        &self,
+        tables: &Tables,
+        reps: Tensor<2>,
+        candidates: Tensor<2, Int>,
+    ) -> Tensor<2> {
+        let [b, d] = reps.dims();
+        let e = gather(tables.scoring.clone(), candidates); // [B, C, D]
+        let [_, c, _] = e.dims();
+        e.matmul(reps.reshape([b, d, 1])).reshape([b, c])
     }
 
     /// Scores every item `1..=N` for each history.
@@ -143,8 +371,9 @@ impl Recommender {
     /// # Shapes
     /// - output: `[B, N]` (column `j` is item `j + 1`)
     pub fn score_all(&self, batch: &SeqBatch) -> Tensor<2> {
-        let h = self.encoder.encode_last(batch); // [B, H]
-        let items = self.encoder.item_table().narrow(0, 1, self.num_items);
+        let tables = self.tables();
+        let h = self.represent_last(&tables, batch); // [B, D]
+        let items = tables.scoring.narrow(0, 1, self.num_items);
         h.matmul(items.transpose())
     }
 
@@ -158,4 +387,10 @@ impl Recommender {
             .collect();
         Tensor::from_data(TensorData::new(flat, [b, c]), device)
     }
+}
+
+/// The last position of `[B, T, D]` as `[B, D]`.
+fn last(h: Tensor<3>) -> Tensor<2> {
+    let [b, t, d] = h.dims();
+    h.narrow(1, t - 1, 1).reshape([b, d])
 }

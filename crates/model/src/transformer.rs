@@ -148,11 +148,16 @@ impl Transformer {
     /// # Shapes
     /// - output: `[B, T, H]`
     pub fn forward(&self, batch: &SeqBatch) -> Tensor<3> {
-        let x = self
-            .items
-            .forward(batch.items.clone())
-            .mul_scalar(self.scale)
-            + self.positions.forward(batch.positions.clone());
+        self.forward_embedded(self.items.forward(batch.items.clone()), batch)
+    }
+
+    /// The encoder over item vectors looked up elsewhere (LLM-ESR's semantic
+    /// view feeds adapted text embeddings through the same blocks).
+    ///
+    /// # Shapes
+    /// - `items`: `[B, T, H]` (unscaled item vectors); output: `[B, T, H]`
+    pub fn forward_embedded(&self, items: Tensor<3>, batch: &SeqBatch) -> Tensor<3> {
+        let x = items.mul_scalar(self.scale) + self.positions.forward(batch.positions.clone());
         let mut x = self.dropout.forward(x) * batch.keep.clone();
         for block in &self.blocks {
             x = block.forward(x, batch);

@@ -17,7 +17,8 @@
 
 use std::path::Path;
 
-use hsuga_model::ModelConfig;
+use hsuga_model::{Fusion, ModelConfig};
+use hsuga_retrieval::RetrievalConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::error::TrainError;
@@ -143,6 +144,289 @@ pub struct RunConfig {
     pub model: ModelConfig,
     #[serde(default)]
     pub train: TrainSettings,
+    #[serde(default)]
+    pub method: MethodConfig,
+    #[serde(default)]
+    pub inputs: InputsConfig,
+}
+
+/// How the collaborative item rows start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ItemInit {
+    /// The backbone's own Xavier-normal initialisation.
+    #[default]
+    Random,
+    /// LLMInit: PCA of the item text embeddings to the hidden size.
+    Pca,
+}
+
+/// Where the self-distillation teacher comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Teacher {
+    /// Every user's representation, recomputed in eval mode (no gradient)
+    /// every `refresh` steps, or from each epoch's validation pass (whose
+    /// inputs are exactly the training sequences) when `refresh = 0`.
+    #[default]
+    Cache,
+    /// The batch's neighbours encoded in the same step by an eval-mode copy
+    /// of the current weights (no gradient).
+    Online,
+}
+
+fn d_alpha() -> f64 {
+    0.1 // LLM-ESR code and DESIGN §4
+}
+fn d_neighbours() -> usize {
+    10 // LLM-ESR code
+}
+fn d_k_active() -> usize {
+    6 // ours, after the paper's Figure 3a: active users peak with few neighbours
+}
+fn d_k_tail() -> usize {
+    14 // ours, after Figure 3a: long-tail users gain from more neighbours
+}
+fn d_active_ratio() -> f64 {
+    0.2 // paper §3.4
+}
+fn d_percentile() -> f64 {
+    50.0 // ours: the middle of the paper's grid {25, 50, 75}
+}
+
+/// Retrieval-augmented self-distillation (`[method.distill]`):
+/// `L = L_rank + alpha · MSE(f(u), mean over neighbours v of f(v))`, the
+/// teacher detached. With `group_aware` it is GAA (HSUGA §3.4); without, it
+/// is LLM-ESR's (the same `k` for everyone, no filter).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DistillConfig {
+    /// Weight of the self-distillation loss; paper grid {1, 0.5, 0.1, 0.05, 0.01}.
+    #[serde(default = "d_alpha")]
+    pub alpha: f64,
+    /// GAA's group-aware retrieval; `false` is the "w/o group-aware SD"
+    /// ablation: `k` neighbours for everyone and no filter.
+    #[serde(default = "d_true")]
+    pub group_aware: bool,
+    /// Neighbours per user without group awareness.
+    #[serde(default = "d_neighbours")]
+    pub k: usize,
+    /// Neighbours per active user (before the filter); paper grid {2, 6, 10, 14, 18}.
+    #[serde(default = "d_k_active")]
+    pub k_active: usize,
+    /// Neighbours per long-tail user.
+    #[serde(default = "d_k_tail")]
+    pub k_tail: usize,
+    /// Share of users, by training length, that are active; paper grid {0.15, 0.2, 0.25}.
+    #[serde(default = "d_active_ratio")]
+    pub active_ratio: f64,
+    /// The Pearson percentile filter on active users' neighbours; `false` is
+    /// the "w/o active-user filter" ablation.
+    #[serde(default = "d_true")]
+    pub active_filter: bool,
+    /// τ in [0, 100]; paper grid {25, 50, 75}.
+    #[serde(default = "d_percentile")]
+    pub percentile: f64,
+    #[serde(default)]
+    pub teacher: Teacher,
+    /// Cache teacher: optimiser steps between refreshes; 0 = once per epoch.
+    #[serde(default)]
+    pub refresh: usize,
+}
+
+impl Default for DistillConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("defaults")
+    }
+}
+
+impl DistillConfig {
+    /// The neighbour retrieval these settings name.
+    pub fn retrieval(&self) -> RetrievalConfig {
+        if self.group_aware {
+            RetrievalConfig::GroupAware {
+                active_ratio: self.active_ratio,
+                k_active: self.k_active,
+                k_tail: self.k_tail,
+                percentile: self.active_filter.then_some(self.percentile),
+            }
+        } else {
+            RetrievalConfig::Uniform { k: self.k }
+        }
+    }
+
+    fn validate(&self) -> Result<(), TrainError> {
+        let bad = |m: String| Err(TrainError::Config(m));
+        if !(self.alpha >= 0.0 && self.alpha.is_finite()) {
+            return bad(format!(
+                "method.distill.alpha must be a number >= 0, got {}",
+                self.alpha
+            ));
+        }
+        if !(0.0..=100.0).contains(&self.percentile) {
+            return bad(format!(
+                "method.distill.percentile must be in [0, 100], got {}",
+                self.percentile
+            ));
+        }
+        if !(self.active_ratio > 0.0 && self.active_ratio < 1.0) {
+            return bad(format!(
+                "method.distill.active_ratio must be strictly between 0 and 1, got {}",
+                self.active_ratio
+            ));
+        }
+        if self.k == 0 || self.k_active == 0 || self.k_tail == 0 {
+            return bad("method.distill.k, k_active and k_tail must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// What the model adds to its backbone (`[method]`). Every key has a
+/// default, so a plain backbone needs no `[method]` table.
+///
+/// | paper row | keys |
+/// |---|---|
+/// | LLMInit | `item_init = "pca"` |
+/// | LLM-ESR | `item_init = "pca"`, `dual_view = true`, `[method.distill] group_aware = false` |
+/// | + GAA | `[method.distill]` (group-aware by default) |
+/// | + HSU | `fusion = "gate"` (or `add`, `concat`) with `inputs.user_semantic = "hsu:…"` |
+/// | HSUGA | LLM-ESR + GAA with `inputs.user_semantic = "hsu:…"` |
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MethodConfig {
+    #[serde(default)]
+    pub item_init: ItemInit,
+    /// LLM-ESR's semantic view beside the collaborative one.
+    #[serde(default)]
+    pub dual_view: bool,
+    /// Cross-attention between the two views (needs `dual_view`; the LLM-ESR
+    /// scripts turn it on, ours defaults to off).
+    #[serde(default)]
+    pub cross_attention: bool,
+    /// HSU fusion of the user semantic embedding into the representation.
+    #[serde(default)]
+    pub fusion: Fusion,
+    /// Self-distillation from semantic neighbours; absent = none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distill: Option<DistillConfig>,
+}
+
+impl MethodConfig {
+    /// Whether the method reads item text embeddings.
+    pub fn needs_item_text(&self) -> bool {
+        self.item_init == ItemInit::Pca || self.dual_view
+    }
+
+    /// Whether the method reads user semantic embeddings.
+    pub fn needs_user_semantic(&self) -> bool {
+        self.distill.is_some() || self.fusion != Fusion::None
+    }
+
+    /// Appended to the checkpoint tag, so that weights never load into a
+    /// model with other parts.
+    pub fn tag(&self) -> String {
+        let mut t = String::new();
+        if self.item_init == ItemInit::Pca {
+            t.push_str("/init=pca");
+        }
+        if self.dual_view {
+            t.push_str(if self.cross_attention {
+                "/dual+cross"
+            } else {
+                "/dual"
+            });
+        }
+        if self.fusion != Fusion::None {
+            t.push_str(&format!("/fusion={:?}", self.fusion).to_lowercase());
+        }
+        t
+    }
+
+    /// Rejects combinations no model can run with.
+    pub fn validate(&self, model: &ModelConfig) -> Result<(), TrainError> {
+        if self.cross_attention && !self.dual_view {
+            return Err(TrainError::Config(
+                "method.cross_attention needs method.dual_view = true".into(),
+            ));
+        }
+        // GRU4Rec skips the heads check in `ModelConfig::validate`, but its
+        // cross-attention uses them.
+        if self.cross_attention && (model.heads == 0 || !model.hidden.is_multiple_of(model.heads)) {
+            return Err(TrainError::Config(format!(
+                "model.heads ({}) must divide model.hidden ({}) for cross-attention",
+                model.heads, model.hidden
+            )));
+        }
+        match &self.distill {
+            Some(d) => d.validate(),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Where semantic inputs come from (`[inputs]`). The train crate only checks
+/// that a method has what it needs; the caller loads the matrices
+/// ([`crate::SemanticInputs`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputsConfig {
+    /// Embedder id of the item text embeddings, e.g. `all-minilm-l6-v2`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item_text: Option<String>,
+    /// User semantic embeddings: `item-mean` (mean of the user's training
+    /// items' text embeddings) or `hsu:<hsu config name>`, e.g. `hsu:rules`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_semantic: Option<String>,
+}
+
+/// A parsed `inputs.user_semantic`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserSemantic {
+    /// Mean of the user's training items' text embeddings.
+    ItemMean,
+    /// HSU's final interests under the named HSU config.
+    Hsu(String),
+}
+
+impl InputsConfig {
+    /// The parsed `user_semantic`, if set.
+    pub fn user_semantic(&self) -> Result<Option<UserSemantic>, TrainError> {
+        match self.user_semantic.as_deref() {
+            None => Ok(None),
+            Some("item-mean") => Ok(Some(UserSemantic::ItemMean)),
+            Some(s) => match s.strip_prefix("hsu:") {
+                Some(name) if !name.is_empty() => Ok(Some(UserSemantic::Hsu(name.to_string()))),
+                _ => Err(TrainError::Config(format!(
+                    "inputs.user_semantic = `{s}`: expected `item-mean` or `hsu:<hsu config name>`"
+                ))),
+            },
+        }
+    }
+
+    fn validate(&self, method: &MethodConfig) -> Result<(), TrainError> {
+        let user = self.user_semantic()?;
+        if method.needs_item_text() && self.item_text.as_deref().is_none_or(str::is_empty) {
+            return Err(TrainError::Config(
+                "method.item_init = \"pca\" and method.dual_view need inputs.item_text \
+                 (the item text embedder id, e.g. \"all-minilm-l6-v2\")"
+                    .into(),
+            ));
+        }
+        if user == Some(UserSemantic::ItemMean) && self.item_text.is_none() {
+            return Err(TrainError::Config(
+                "inputs.user_semantic = \"item-mean\" needs inputs.item_text".into(),
+            ));
+        }
+        if method.needs_user_semantic() && user.is_none() {
+            return Err(TrainError::Config(
+                "method.distill and method.fusion need inputs.user_semantic \
+                 (\"item-mean\" or \"hsu:<hsu config name>\")"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl RunConfig {
@@ -169,7 +453,9 @@ impl RunConfig {
             return Err(TrainError::Config("negatives must be at least 1".into()));
         }
         self.model.validate()?;
-        self.train.validate()
+        self.train.validate()?;
+        self.method.validate(&self.model)?;
+        self.inputs.validate(&self.method)
     }
 
     /// The resolved config, every default written out.

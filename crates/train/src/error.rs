@@ -4,6 +4,8 @@
 pub enum TrainError {
     #[error("invalid training config: {0}")]
     Config(String),
+    #[error("semantic inputs: {0}")]
+    Inputs(String),
     #[error(transparent)]
     Model(#[from] hsuga_model::ModelError),
     #[error("checkpoint: {0}")]

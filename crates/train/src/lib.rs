@@ -2,18 +2,28 @@
 //! validation NDCG@K, restores the best checkpoint and tests it; a run
 //! folder holds the resolved config, safetensors checkpoints
 //! ([`checkpoint`]), `state.json` for resuming, CSV/JSON logs and a
-//! training curve. [`RunConfig`] is the `hsuga train` config file.
+//! training curve. [`RunConfig`] is the `hsuga train` config file; its
+//! `[method]` ([`MethodConfig`]) adds LLMInit, LLM-ESR's dual view, HSU
+//! fusion and self-distillation ([`distill`], LLM-ESR's or GAA's) to any
+//! backbone, reading the matrices of [`SemanticInputs`].
 
 pub mod checkpoint;
 pub mod config;
+pub mod distill;
 pub mod error;
 pub mod log;
 pub mod metrics;
 pub mod run;
+pub mod semantic;
 pub mod trainer;
 
-pub use config::{RunConfig, TrainSettings};
+pub use config::{
+    DistillConfig, InputsConfig, ItemInit, MethodConfig, RunConfig, Teacher, TrainSettings,
+    UserSemantic,
+};
+pub use distill::Distiller;
 pub use error::TrainError;
-pub use metrics::{Metrics, evaluate_ranks, rank_of_target};
+pub use metrics::{Evaluation, Metrics, evaluate, evaluate_ranks, rank_of_target, represent_users};
 pub use run::{RunReport, check_dir, run, run_dir};
+pub use semantic::{Matrix, SemanticInputs};
 pub use trainer::{EpochLog, Job, Outcome, fit, load_best, model_tag};

@@ -3,7 +3,8 @@
 //! target, so a constant scorer ranks last.
 
 use hsuga_data::{Candidates, Phase, Split};
-use hsuga_model::{Batcher, Recommender};
+use hsuga_model::burn::tensor::{Int, Tensor, TensorData};
+use hsuga_model::{Batcher, Recommender, SeqBatch, Tables};
 use serde::{Deserialize, Serialize};
 
 /// HR@K and NDCG@K averaged over users.
@@ -45,25 +46,105 @@ pub fn rank_of_target(target: f32, negatives: &[f32], negative_ids: &[u32]) -> u
         .count() as u32
 }
 
-/// Ranks of every user's validation or test target (index = user).
-/// `model` should be a plain (non-autodiff) copy: `model.valid()`.
-pub fn evaluate_ranks(
+/// One pass over every user's validation or test input.
+#[derive(Debug, Clone)]
+pub struct Evaluation {
+    /// 0-based rank of each user's target (index = user).
+    pub ranks: Vec<u32>,
+    /// `[U, D]` row-major: each user's last-position representation. For
+    /// [`Phase::Valid`] the input is the whole training sequence, exactly
+    /// what the self-distillation teacher encodes, so the teacher cache is
+    /// refreshed from it for free.
+    pub reps: Vec<f32>,
+    pub dim: usize,
+}
+
+/// Attaches the rows' user semantic embeddings to a batch, for fusing models.
+pub fn attach_users(batch: &mut SeqBatch, user_semantic: Option<&Tensor<2>>, users: &[usize]) {
+    if let Some(sem) = user_semantic {
+        let idx: Vec<i64> = users.iter().map(|&u| u as i64).collect();
+        let idx = Tensor::<1, Int>::from_data(TensorData::new(idx, [users.len()]), &sem.device());
+        batch.user_semantic = Some(sem.clone().select(0, idx));
+    }
+}
+
+/// Users in length order (batches pad little), in chunks.
+fn length_chunks(split: &Split, users: &[usize], batch_size: usize) -> Vec<Vec<usize>> {
+    let mut order = users.to_vec();
+    order.sort_by_key(|&u| split.train[u].len());
+    order
+        .chunks(batch_size.max(1))
+        .map(<[usize]>::to_vec)
+        .collect()
+}
+
+/// `[b, D]` last-position representations of one chunk of histories.
+fn represent_chunk(
+    model: &Recommender,
+    tables: &Tables,
+    batcher: &Batcher,
+    histories: &[&[u32]],
+    users: &[usize],
+    user_semantic: Option<&Tensor<2>>,
+) -> Tensor<2> {
+    let mut batch = batcher.eval_batch(histories);
+    attach_users(&mut batch, user_semantic, users);
+    model.represent_last(tables, &batch)
+}
+
+/// Each listed user's representation of their whole training sequence
+/// (row-major `users.len() × D`, in the order given). `model` should be a
+/// plain (eval-mode) copy.
+pub fn represent_users(
+    model: &Recommender,
+    batcher: &Batcher,
+    split: &Split,
+    users: &[usize],
+    batch_size: usize,
+    user_semantic: Option<&Tensor<2>>,
+) -> (Vec<f32>, usize) {
+    let tables = model.tables();
+    let d = tables.scoring.dims()[1];
+    let slot: std::collections::HashMap<usize, usize> =
+        users.iter().enumerate().map(|(i, &u)| (u, i)).collect();
+    let mut out = vec![0f32; users.len() * d];
+    for chunk in length_chunks(split, users, batch_size) {
+        let hist: Vec<&[u32]> = chunk.iter().map(|&u| split.train[u].as_slice()).collect();
+        let reps = hsuga_model::to_f32(represent_chunk(
+            model,
+            &tables,
+            batcher,
+            &hist,
+            &chunk,
+            user_semantic,
+        ));
+        for (j, u) in chunk.iter().enumerate() {
+            let i = slot[u];
+            out[i * d..(i + 1) * d].copy_from_slice(&reps[j * d..(j + 1) * d]);
+        }
+    }
+    (out, d)
+}
+
+/// Ranks every user's validation or test target and keeps their
+/// representations. `model` should be a plain (non-autodiff) copy:
+/// `model.valid()`; `user_semantic` (`[U, S]`) is needed by fusing models.
+pub fn evaluate(
     model: &Recommender,
     batcher: &Batcher,
     split: &Split,
     cands: &Candidates,
     phase: Phase,
     batch_size: usize,
-) -> Vec<u32> {
+    user_semantic: Option<&Tensor<2>>,
+) -> Evaluation {
     let users = split.num_users();
-    let mut ranks = Vec::with_capacity(users);
-    let mut order: Vec<usize> = (0..users).collect();
-    // Group similar lengths so batches pad little; ranks are put back in
-    // user order below.
-    let len = |u: usize| split.train[u].len();
-    order.sort_by_key(|&u| len(u));
-    let mut out = vec![0u32; users];
-    for chunk in order.chunks(batch_size.max(1)) {
+    let tables = model.tables();
+    let d = tables.scoring.dims()[1];
+    let mut ranks = vec![0u32; users];
+    let mut reps = vec![0f32; users * d];
+    let all: Vec<usize> = (0..users).collect();
+    for chunk in length_chunks(split, &all, batch_size) {
         let inputs: Vec<Vec<u32>> = chunk
             .iter()
             .map(|&u| match phase {
@@ -72,7 +153,7 @@ pub fn evaluate_ranks(
             })
             .collect();
         let refs: Vec<&[u32]> = inputs.iter().map(|v| v.as_slice()).collect();
-        let batch = batcher.eval_batch(&refs);
+        let h = represent_chunk(model, &tables, batcher, &refs, &chunk, user_semantic);
         let rows: Vec<Vec<u32>> = chunk
             .iter()
             .map(|&u| {
@@ -94,14 +175,42 @@ pub fn evaluate_ranks(
             .collect();
         let c = rows[0].len();
         let cand = Recommender::candidate_tensor(&rows, &batcher.device);
-        let scores = hsuga_model::to_f32(model.score_candidates(&batch, cand));
+        let scores = hsuga_model::to_f32(model.score_reps(&tables, h.clone(), cand));
+        let h = hsuga_model::to_f32(h);
         for (j, &u) in chunk.iter().enumerate() {
             let s = &scores[j * c..(j + 1) * c];
-            out[u] = rank_of_target(s[0], &s[1..], cands.negatives(phase, u));
+            ranks[u] = rank_of_target(s[0], &s[1..], cands.negatives(phase, u));
+            reps[u * d..(u + 1) * d].copy_from_slice(&h[j * d..(j + 1) * d]);
         }
     }
-    ranks.extend(out);
-    ranks
+    Evaluation {
+        ranks,
+        reps,
+        dim: d,
+    }
+}
+
+/// Ranks of every user's validation or test target (index = user); see
+/// [`evaluate`].
+pub fn evaluate_ranks(
+    model: &Recommender,
+    batcher: &Batcher,
+    split: &Split,
+    cands: &Candidates,
+    phase: Phase,
+    batch_size: usize,
+    user_semantic: Option<&Tensor<2>>,
+) -> Vec<u32> {
+    evaluate(
+        model,
+        batcher,
+        split,
+        cands,
+        phase,
+        batch_size,
+        user_semantic,
+    )
+    .ranks
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::RunConfig;
 use crate::error::TrainError;
+use crate::semantic::SemanticInputs;
 use crate::trainer::{Job, fit};
 
 /// What `hsuga train` reports.
@@ -70,17 +71,27 @@ pub fn check_dir(cfg: &RunConfig) -> Result<Option<RunReport>, TrainError> {
     Ok(None)
 }
 
-/// Trains (or resumes) the configured run on prepared data.
-pub fn run(cfg: &RunConfig, data: &Prepared, cands: &Candidates) -> Result<RunReport, TrainError> {
+/// Trains (or resumes) the configured run on prepared data, with the
+/// semantic matrices its method reads (checked before training starts).
+pub fn run(
+    cfg: &RunConfig,
+    data: &Prepared,
+    cands: &Candidates,
+    semantic: &SemanticInputs,
+) -> Result<RunReport, TrainError> {
     if let Some(done) = check_dir(cfg)? {
         return Ok(done);
     }
+    cfg.validate()?;
+    semantic.check(&cfg.method, cfg.model.hidden, &data.split)?;
     let dir = run_dir(cfg);
     std::fs::create_dir_all(&dir)?;
     std::fs::write(dir.join("config.toml"), cfg.to_toml())?;
     let out = fit(&Job {
         model: &cfg.model,
         train: &cfg.train,
+        method: &cfg.method,
+        semantic,
         seed: cfg.seed,
         split: &data.split,
         candidates: cands,

@@ -14,7 +14,8 @@ use hsuga_model::burn::module::Module;
 use hsuga_model::burn::optim::decay::WeightDecayConfig;
 use hsuga_model::burn::optim::{AdamConfig, GradientsParams};
 use hsuga_model::burn::tensor::Device;
-use hsuga_model::{Backbone, Batcher, ModelConfig, Recommender};
+use hsuga_model::burn::tensor::{Tensor, TensorData};
+use hsuga_model::{Backbone, Batcher, DualViewSpec, Extras, ModelConfig, Recommender};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -22,10 +23,12 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint;
-use crate::config::TrainSettings;
+use crate::config::{ItemInit, MethodConfig, TrainSettings};
+use crate::distill::Distiller;
 use crate::error::TrainError;
 use crate::log;
-use crate::metrics::{Metrics, evaluate_ranks};
+use crate::metrics::{Metrics, attach_users, evaluate, represent_users};
+use crate::semantic::{Matrix, SemanticInputs, pca_rows};
 
 /// One line of the training log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -69,6 +72,10 @@ struct State {
 pub struct Job<'a> {
     pub model: &'a ModelConfig,
     pub train: &'a TrainSettings,
+    /// What the model adds to its backbone (`MethodConfig::default()`: nothing).
+    pub method: &'a MethodConfig,
+    /// The matrices the method reads (`SemanticInputs::default()`: none).
+    pub semantic: &'a SemanticInputs,
     pub seed: u64,
     pub split: &'a Split,
     pub candidates: &'a Candidates,
@@ -120,18 +127,90 @@ fn epoch_batches(
     batches
 }
 
+/// A `rows × dim` matrix as a device tensor.
+fn matrix_tensor(m: &Matrix, device: &Device) -> Tensor<2> {
+    Tensor::from_data(TensorData::new(m.data.clone(), [m.rows, m.dim]), device)
+}
+
+/// Builds the job's model (backbone + method parts) on a device; the same
+/// recipe builds the training model and the one a checkpoint loads into.
+struct Builder<'a> {
+    model: &'a ModelConfig,
+    method: &'a MethodConfig,
+    semantic: &'a SemanticInputs,
+    num_items: u32,
+    item_init: Option<Vec<f32>>,
+}
+
+impl Builder<'_> {
+    fn build(&self, device: &Device) -> Result<Recommender, TrainError> {
+        let text = self.semantic.item_text.as_ref();
+        let extras = Extras {
+            item_init: self.item_init.as_deref(),
+            dual_view: match (self.method.dual_view, text) {
+                (true, Some(t)) => Some(DualViewSpec {
+                    text: &t.data,
+                    dim: t.dim,
+                    cross_attention: self.method.cross_attention,
+                }),
+                _ => None,
+            },
+            fusion: self
+                .semantic
+                .user_semantic
+                .as_ref()
+                .map(|u| (self.method.fusion, u.dim)),
+        };
+        Ok(Recommender::with_extras(
+            self.model,
+            self.num_items,
+            &extras,
+            device,
+        )?)
+    }
+}
+
 /// Trains, selects the best epoch on validation NDCG@K and tests it.
 pub fn fit(job: &Job<'_>) -> Result<Outcome, TrainError> {
     job.model.validate()?;
     job.train.validate()?;
+    job.method.validate(job.model)?;
     let split = job.split;
+    job.semantic.check(job.method, job.model.hidden, split)?;
     let num_items = split.num_items;
     let s = job.train;
-    let tag = model_tag(job.model, num_items);
+    let tag = model_tag(job.model, num_items) + &job.method.tag();
+    let builder = Builder {
+        model: job.model,
+        method: job.method,
+        semantic: job.semantic,
+        num_items,
+        item_init: match (job.method.item_init, &job.semantic.item_text) {
+            (ItemInit::Pca, Some(t)) => {
+                Some(pca_rows(t, job.model.hidden, num_items as usize + 1)?)
+            }
+            _ => None,
+        },
+    };
+    let mut distiller = match &job.method.distill {
+        Some(d) => {
+            let users = job.semantic.user_semantic.as_ref().expect("checked above");
+            Some(Distiller::new(d, users, split)?)
+        }
+        None => None,
+    };
     let ad = job.device.clone().autodiff();
     ad.seed(job.seed);
     hsuga_model::seed_dropout(job.seed);
-    let mut model = Recommender::new(job.model, num_items, &ad)?;
+    let mut model = builder.build(&ad)?;
+    // Fusing models read each row's user embedding; constants, no gradient.
+    let (users_ad, users_plain) = match (&job.semantic.user_semantic, model.fuses_users()) {
+        (Some(u), true) => (
+            Some(matrix_tensor(u, &ad)),
+            Some(matrix_tensor(u, &job.device)),
+        ),
+        _ => (None, None),
+    };
     let mut adam = AdamConfig::new().with_epsilon(1e-8);
     if s.weight_decay > 0.0 {
         adam = adam.with_weight_decay(Some(WeightDecayConfig::new(s.weight_decay as f32)));
@@ -179,6 +258,9 @@ pub fn fit(job: &Job<'_>) -> Result<Outcome, TrainError> {
     let mut stopped_early = state.bad_evals >= s.patience && state.epochs_done > 0;
     while !stopped_early && state.epochs_done < s.epochs {
         let epoch = state.epochs_done + 1;
+        if let Some(d) = distiller.as_mut() {
+            d.start_epoch();
+        }
         let t0 = Instant::now();
         let mut rng = ChaCha8Rng::seed_from_u64(job.seed);
         rng.set_stream(epoch as u64);
@@ -205,7 +287,7 @@ pub fn fit(job: &Job<'_>) -> Result<Outcome, TrainError> {
         let mut seqs = 0usize;
         for users in &batches {
             let rows: Vec<&[u32]> = users.iter().map(|&u| split.train[u].as_slice()).collect();
-            let tb = batcher.train_batch(
+            let mut tb = batcher.train_batch(
                 &rows,
                 |r, item| seen_sorted[users[r]].binary_search(&item).is_ok(),
                 &mut rng,
@@ -213,7 +295,24 @@ pub fn fit(job: &Job<'_>) -> Result<Outcome, TrainError> {
             if tb.count == 0 {
                 continue;
             }
-            let loss = model.loss(&tb);
+            attach_users(&mut tb.input, users_ad.as_ref(), users);
+            let (rank_loss, student) = model.train_forward(&tb);
+            let loss = match distiller.as_mut() {
+                Some(d) => {
+                    let (teacher, _) = d.teacher(users, |list| {
+                        represent_users(
+                            &model.valid(),
+                            &eval_batcher,
+                            split,
+                            list,
+                            s.eval_batch_size,
+                            users_plain.as_ref(),
+                        )
+                    });
+                    rank_loss + d.loss(student, teacher, &ad)
+                }
+                None => rank_loss,
+            };
             let lv = loss.clone().into_scalar::<f32>() as f64;
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             model = optim.step(s.lr, model, grads);
@@ -241,15 +340,19 @@ pub fn fit(job: &Job<'_>) -> Result<Outcome, TrainError> {
         };
         if epoch.is_multiple_of(s.eval_every) || epoch == s.epochs {
             let plain = model.valid();
-            let ranks = evaluate_ranks(
+            let ev = evaluate(
                 &plain,
                 &eval_batcher,
                 split,
                 job.candidates,
                 Phase::Valid,
                 s.eval_batch_size,
+                users_plain.as_ref(),
             );
-            let m = Metrics::from_ranks(&ranks, s.metric_k);
+            let m = Metrics::from_ranks(&ev.ranks, s.metric_k);
+            if let Some(d) = distiller.as_mut().filter(|d| d.wants_validation_reps()) {
+                d.refresh_from(ev.reps, ev.dim);
+            }
             line.valid = Some(m);
             if state.best_valid.is_none_or(|b| m.ndcg > b.ndcg) {
                 state.best_valid = Some(m);
@@ -300,27 +403,25 @@ pub fn fit(job: &Job<'_>) -> Result<Outcome, TrainError> {
     let best = match (best_model, job.run_dir) {
         (Some(m), _) => m,
         (None, Some(dir)) if dir.join("best.safetensors").exists() => {
-            let fresh = Recommender::new(job.model, num_items, &job.device)?;
+            let fresh = builder.build(&job.device)?;
             checkpoint::load(fresh, &tag, &dir.join("best.safetensors"))?
         }
         _ => model.valid(),
     };
-    let valid_ranks = evaluate_ranks(
-        &best,
-        &eval_batcher,
-        split,
-        job.candidates,
-        Phase::Valid,
-        s.eval_batch_size,
-    );
-    let test_ranks = evaluate_ranks(
-        &best,
-        &eval_batcher,
-        split,
-        job.candidates,
-        Phase::Test,
-        s.eval_batch_size,
-    );
+    let ranks = |phase| {
+        evaluate(
+            &best,
+            &eval_batcher,
+            split,
+            job.candidates,
+            phase,
+            s.eval_batch_size,
+            users_plain.as_ref(),
+        )
+        .ranks
+    };
+    let valid_ranks = ranks(Phase::Valid);
+    let test_ranks = ranks(Phase::Test);
     let outcome = Outcome {
         best_epoch: state.best_epoch,
         best_valid: Metrics::from_ranks(&valid_ranks, s.metric_k),

@@ -62,6 +62,8 @@ fn sasrec_learns_fashion_and_checkpoints_round_trip() {
     let job = Job {
         model: &model,
         train: &train,
+        method: &Default::default(),
+        semantic: &Default::default(),
         seed: 42,
         split: &p.split,
         candidates: &c,
@@ -98,7 +100,7 @@ fn sasrec_learns_fashion_and_checkpoints_round_trip() {
     // Save -> load gives identical scores.
     let loaded = load_best(&model, p.split.num_items, run.path(), &cpu()).unwrap();
     let b = hsuga_model::Batcher::new(&model, p.split.num_items, &cpu());
-    let again = hsuga_train::evaluate_ranks(&loaded, &b, &p.split, &c, Phase::Test, 512);
+    let again = hsuga_train::evaluate_ranks(&loaded, &b, &p.split, &c, Phase::Test, 512, None);
     assert_eq!(again, out.test_ranks);
     // A checkpoint of another model is refused with a clear error.
     let other = ModelConfig {
@@ -129,6 +131,8 @@ fn interrupted_run_resumes_without_losing_epochs() {
         fit(&Job {
             model: &model,
             train,
+            method: &Default::default(),
+            semantic: &Default::default(),
             seed: 7,
             split: &p.split,
             candidates: &c,

@@ -1,0 +1,129 @@
+//! One training epoch on the paper's Fashion split for plain SASRec, LLM-ESR
+//! (dual view, PCA init, cross-attention, 10-neighbour self-distillation)
+//! and HSUGA-style LLM-ESR + GAA, with random item text of each given
+//! dimension (Fashion has no item text; random vectors of the right shape
+//! cost the same) and both teacher modes. Issue 6 §7: the official LLM-ESR
+//! code takes ≈59 min per epoch of this setting on this CPU.
+//!
+//! ```text
+//! cargo bench --profile dev -p hsuga-train --bench semantic_epoch -- [--dims 1536 384] [--epochs 1]
+//! ```
+//! Prints one JSON object per run; `epoch_s` excludes validation.
+
+use std::path::Path;
+
+use hsuga_data::DatasetConfig;
+use hsuga_model::{ModelConfig, cpu};
+use hsuga_train::{
+    DistillConfig, ItemInit, Job, Matrix, MethodConfig, SemanticInputs, Teacher, TrainSettings,
+};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// Random unit rows (text embedders return unit vectors; the values do not
+/// change the cost).
+fn random_unit(rows: usize, dim: usize, seed: u64) -> Matrix {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut data: Vec<f32> = (0..rows * dim)
+        .map(|_| rng.random::<f32>() * 2.0 - 1.0)
+        .collect();
+    for row in data.chunks_mut(dim) {
+        let n = row.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+        row.iter_mut().for_each(|x| *x /= n);
+    }
+    Matrix { rows, dim, data }
+}
+
+fn main() {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let mut dims = vec![1536usize, 384];
+    let mut epochs = 1usize;
+    let mut i = 0;
+    while i < argv.len() {
+        match argv[i].as_str() {
+            "--dims" => {
+                dims.clear();
+                while let Some(v) = argv.get(i + 1).and_then(|v| v.parse().ok()) {
+                    dims.push(v);
+                    i += 1;
+                }
+            }
+            "--epochs" => {
+                epochs = argv[i + 1].parse().expect("--epochs N");
+                i += 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    let cache = tempfile::tempdir().unwrap();
+    let cfg = DatasetConfig::load(Path::new("../../configs/datasets/fashion.toml")).unwrap();
+    let data = hsuga_data::prepare(&cfg, cache.path()).unwrap();
+    let split = &data.split;
+    let cands = hsuga_data::candidates(&data, 100, 42).unwrap();
+    // LLM-ESR's Fashion setting: max length 200, batch 128.
+    let model = ModelConfig {
+        max_len: 200,
+        ..ModelConfig::default()
+    };
+    let train = TrainSettings {
+        epochs,
+        progress: false,
+        ..TrainSettings::default()
+    };
+    let users = random_unit(split.num_users(), 384, 2);
+    let epoch = |name: &str, dim: usize, method: &MethodConfig, semantic: &SemanticInputs| {
+        let o = hsuga_train::fit(&Job {
+            model: &model,
+            train: &train,
+            method,
+            semantic,
+            seed: 42,
+            split,
+            candidates: &cands,
+            run_dir: None,
+            device: cpu(),
+        })
+        .unwrap();
+        let s = o.history.iter().map(|e| e.seconds).sum::<f64>() / o.history.len() as f64;
+        println!(
+            "{{\"run\": \"{name}\", \"text_dim\": {dim}, \"epoch_s\": {s:.2}, \"valid_ndcg10\": {:.4}}}",
+            o.best_valid.ndcg
+        );
+        s
+    };
+    let plain = epoch(
+        "sasrec",
+        0,
+        &MethodConfig::default(),
+        &SemanticInputs::default(),
+    );
+    for &dim in &dims {
+        let semantic = SemanticInputs {
+            item_text: Some(random_unit(split.num_items as usize, dim, 1)),
+            user_semantic: Some(users.clone()),
+        };
+        for teacher in [Teacher::Cache, Teacher::Online] {
+            for (name, group_aware) in [("llm-esr", false), ("hsuga", true)] {
+                let method = MethodConfig {
+                    item_init: ItemInit::Pca,
+                    dual_view: true,
+                    cross_attention: true,
+                    distill: Some(DistillConfig {
+                        group_aware,
+                        teacher,
+                        ..DistillConfig::default()
+                    }),
+                    ..MethodConfig::default()
+                };
+                let label = format!("{name}/{teacher:?}").to_lowercase();
+                let s = epoch(&label, dim, &method, &semantic);
+                println!(
+                    "{{\"run\": \"{label}\", \"text_dim\": {dim}, \"vs_sasrec\": {:.2}, \"vs_official_59min\": {:.0}}}",
+                    s / plain,
+                    59.0 * 60.0 / s
+                );
+            }
+        }
+    }
+}

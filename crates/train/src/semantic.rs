@@ -1,0 +1,120 @@
+//! The semantic matrices a run reads, handed in by the caller (the train
+//! crate never loads another crate's files): item text embeddings and user
+//! semantic embeddings, checked against the split and the method before
+//! training starts; and LLMInit's PCA of the item text.
+
+use hsuga_data::Split;
+
+use crate::config::{ItemInit, MethodConfig};
+use crate::error::TrainError;
+
+/// A row-major `rows × dim` matrix (the text crate's embedding type).
+pub use hsuga_text::Embeddings as Matrix;
+
+/// Semantic inputs of one run. `SemanticInputs::default()` is "none", which
+/// is all a plain backbone needs.
+#[derive(Debug, Clone, Default)]
+pub struct SemanticInputs {
+    /// `num_items` rows; row `i - 1` is internal item id `i`.
+    pub item_text: Option<Matrix>,
+    /// One row per user, in the split's user order.
+    pub user_semantic: Option<Matrix>,
+}
+
+fn check_shape(m: &Matrix, what: &str, rows: usize, of: &str) -> Result<(), TrainError> {
+    if m.dim == 0 || m.data.len() != m.rows * m.dim {
+        return Err(TrainError::Inputs(format!(
+            "{what}: {} values do not form {} rows of dimension {}",
+            m.data.len(),
+            m.rows,
+            m.dim
+        )));
+    }
+    if m.rows != rows {
+        return Err(TrainError::Inputs(format!(
+            "{what} has {} rows but the dataset has {rows} {of}",
+            m.rows
+        )));
+    }
+    if let Some(i) = m.data.iter().position(|v| !v.is_finite()) {
+        return Err(TrainError::Inputs(format!(
+            "{what}: value at row {}, column {} is not finite",
+            i / m.dim,
+            i % m.dim
+        )));
+    }
+    Ok(())
+}
+
+impl SemanticInputs {
+    /// Checks that the method has the matrices it needs, with the split's
+    /// counts, and that its neighbour counts fit the number of users.
+    pub fn check(
+        &self,
+        method: &MethodConfig,
+        hidden: usize,
+        split: &Split,
+    ) -> Result<(), TrainError> {
+        let items = split.num_items as usize;
+        let users = split.num_users();
+        if method.needs_item_text() {
+            let m = self.item_text.as_ref().ok_or_else(|| {
+                TrainError::Inputs(
+                    "the method (item_init = \"pca\" or dual_view) needs item text embeddings, \
+                     none were given"
+                        .into(),
+                )
+            })?;
+            check_shape(m, "item text embeddings", items, "items")?;
+            if method.item_init == ItemInit::Pca && (m.dim < hidden || items < hidden) {
+                return Err(TrainError::Inputs(format!(
+                    "PCA to hidden size {hidden} needs at least {hidden} items and dimensions, \
+                     item text is {items} × {}",
+                    m.dim
+                )));
+            }
+        }
+        if method.needs_user_semantic() {
+            let m = self.user_semantic.as_ref().ok_or_else(|| {
+                TrainError::Inputs(
+                    "the method (distill or fusion) needs user semantic embeddings, none were given"
+                        .into(),
+                )
+            })?;
+            check_shape(m, "user semantic embeddings", users, "users")?;
+        }
+        if let Some(d) = &method.distill {
+            d.retrieval()
+                .validate(users)
+                .map_err(|e| TrainError::Inputs(format!("method.distill: {e}")))?;
+        }
+        Ok(())
+    }
+}
+
+/// LLMInit's collaborative rows: the item text projected on its top
+/// `hidden` principal components, rescaled so that the table's standard
+/// deviation equals the backbone's Xavier-normal one, `√(2 / (V + H))`.
+///
+/// The rescaling is ours: LLM-ESR copies the raw PCA coordinates, whose
+/// scale follows the embedder (≈1 per coordinate for random Gaussian
+/// vectors, ≈0.1 for MiniLM); rescaling keeps the PCA geometry and gives
+/// every embedder the scale the backbone was tuned at.
+pub fn pca_rows(text: &Matrix, hidden: usize, vocab: usize) -> Result<Vec<f32>, TrainError> {
+    let (mut y, _) =
+        hsuga_text::pca(text, hidden).map_err(|e| TrainError::Inputs(format!("LLMInit: {e}")))?;
+    let n = y.data.len() as f64;
+    let mean = y.data.iter().map(|&v| v as f64).sum::<f64>() / n;
+    let var = y
+        .data
+        .iter()
+        .map(|&v| (v as f64 - mean).powi(2))
+        .sum::<f64>()
+        / n;
+    let target = (2.0 / (vocab + hidden) as f64).sqrt();
+    let scale = if var > 0.0 { target / var.sqrt() } else { 0.0 };
+    y.data
+        .iter_mut()
+        .for_each(|v| *v = (*v as f64 * scale) as f32);
+    Ok(y.data)
+}
