@@ -239,8 +239,13 @@ impl Recommender {
 
     /// The item tables of the current weights (the adapter runs here, once).
     pub fn tables(&self) -> Tables {
+        self.tables_for(None)
+    }
+
+    /// [`Self::tables`], adapting only the `used` item ids when given.
+    fn tables_for(&self, used: Option<Tensor<1, Int>>) -> Tables {
         let collaborative = self.encoder.item_table();
-        let semantic = self.dual.as_ref().map(DualView::table);
+        let semantic = self.dual.as_ref().map(|d| d.table_rows(used));
         let scoring = match &semantic {
             Some(se) => Tensor::cat(vec![collaborative.clone(), se.clone()], 1),
             None => collaborative.clone(),
@@ -307,7 +312,9 @@ impl Recommender {
     /// last-position representation (`[B, D]`, the self-distillation
     /// student), from one encoding and one adapted table.
     pub fn train_forward(&self, batch: &TrainBatch) -> (Tensor<1>, Tensor<2>) {
-        let tables = self.tables();
+        // CE scores the whole catalogue; BCE/BPR read only the step's items.
+        let used = (self.dual.is_some() && self.loss != Loss::Ce).then(|| self.used_items(batch));
+        let tables = self.tables_for(used);
         let h = self.represent(&tables, &batch.input);
         let [b, t, d] = h.dims();
         let student = last(h.clone());
@@ -330,6 +337,27 @@ impl Recommender {
             }
         };
         (loss, student)
+    }
+
+    /// The distinct item ids (`1..=N`) a BCE/BPR step reads: inputs,
+    /// targets and negatives.
+    fn used_items(&self, batch: &TrainBatch) -> Tensor<1, Int> {
+        let host = |t: Tensor<1, Int>| -> Vec<i64> {
+            t.into_data()
+                .convert::<i64>()
+                .try_to_vec::<i64>()
+                .expect("int tensor converts to i64")
+        };
+        let [b, t] = batch.input.items.dims();
+        let mut ids = host(batch.input.items.clone().reshape([b * t]));
+        ids.extend(host(batch.targets.clone()));
+        ids.extend(host(batch.negatives.clone()));
+        let n = self.num_items as i64;
+        ids.retain(|&i| (1..=n).contains(&i));
+        ids.sort_unstable();
+        ids.dedup();
+        let m = ids.len();
+        Tensor::from_data(TensorData::new(ids, [m]), &batch.targets.device())
     }
 
     /// Scores candidate items for each history.
