@@ -2,8 +2,9 @@
 //!
 //! [`LocalLlm`] loads the GGUF once (re-quantising Q4_1 to Q8_0, building the
 //! tokenizer from the GGUF metadata) and generates with greedy or seeded
-//! sampling until `<|im_end|>`. Each generation runs on the calling thread;
-//! candle's own worker pool is limited to `threads` (1 by default: on 2 cores
+//! sampling until `<|im_end|>`. Each generation runs on the calling
+//! thread, or with `threads > 1` on a pool of that many threads that splits
+//! each token's matrix products and attention heads (1 by default: on 2 cores
 //! one thread per generation and two generations side by side is fastest).
 //! Recent prompts' keys/values are kept so that a new prompt sharing their
 //! start (the system message and worked examples; an edit call extending its
@@ -13,13 +14,13 @@
 
 pub mod fetch;
 pub mod model;
+pub mod q8;
 pub mod tokenizer;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use candle_core::Tensor;
 use candle_core::quantized::gguf_file;
 use rand::SeedableRng;
 use rand::distr::Distribution;
@@ -29,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     BackendId, ChatBackend, ChatRequest, ChatResponse, Finish, LlmError, Message, Role, Usage,
 };
-use model::Llama;
+use model::{Llama, Scratch};
 
 /// `[backend]` settings for `kind = "local"`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -45,8 +46,9 @@ pub struct LocalConfig {
     /// generations run side by side). Sets `CANDLE_NUM_THREADS` and
     /// `RAYON_NUM_THREADS` if unset.
     pub threads: usize,
-    /// Re-quantise Q4_1 weights to Q8_0 at load (candle has no fast Q4_1 CPU
-    /// kernel; Q8_0 is ≈5× faster).
+    /// Re-quantise Q4_1 weights to Q8_0 at load for prompt prefill too
+    /// (candle has no fast Q4_1 CPU kernel; Q8_0 is ≈5× faster). Decoding
+    /// always runs on Q8_0.
     pub requantize_q8: bool,
     /// Keep dequantized f32 copies of the layer weights (≈ 430 MB for
     /// SmolLM2-135M) for prompt prefill: a GEMM over many prompt tokens is
@@ -104,6 +106,8 @@ type PrefixEntry = (Vec<u32>, model::Cache);
 
 pub struct LocalLlm {
     prefixes: std::sync::Mutex<Vec<PrefixEntry>>,
+    /// The threads of one generation when `threads > 1`.
+    pool: Option<rayon::ThreadPool>,
     model: Arc<Llama>,
     tok: tokenizers::Tokenizer,
     stops: Vec<u32>,
@@ -159,8 +163,20 @@ impl LocalLlm {
                     .map(|s| s.to_string_lossy().into_owned())
                     .unwrap_or_default()
             });
+        let pool = if cfg.threads > 1 {
+            Some(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(cfg.threads)
+                    .thread_name(|i| format!("smollm2-{i}"))
+                    .build()
+                    .map_err(|e| LlmError::Model(format!("thread pool: {e}")))?,
+            )
+        } else {
+            None
+        };
         Ok(Self {
             prefixes: std::sync::Mutex::new(Vec::new()),
+            pool,
             tok,
             stops,
             cfg: cfg.clone(),
@@ -206,6 +222,17 @@ impl LocalLlm {
 
     /// Generates from prompt token ids.
     pub fn generate(&self, prompt: &[u32], o: &GenOptions) -> Result<Generation, LlmError> {
+        match &self.pool {
+            // The calling thread joins the pool, so that the per-token splits
+            // are picked up by its spinning workers instead of being sent
+            // from outside.
+            Some(pool) => pool.install(|| self.generate_on(prompt, o)),
+            None => self.generate_on(prompt, o),
+        }
+    }
+
+    fn generate_on(&self, prompt: &[u32], o: &GenOptions) -> Result<Generation, LlmError> {
+        let threads = self.cfg.threads.max(1);
         if prompt.is_empty() {
             return Err(LlmError::Model("empty prompt".into()));
         }
@@ -222,18 +249,24 @@ impl LocalLlm {
         // Prefix cache: reuse the keys/values of the longest shared start with
         // a recent prompt (the system message and worked examples are shared
         // by every call of a kind; an edit call extends its selection call).
-        let (mut cache, reused) = self.cached_prefix(prompt)?;
-        let hidden = self.model.forward(&prompt[reused..], &mut cache)?;
+        let (mut cache, reused) = self.cached_prefix(prompt);
+        cache.reserve(prompt.len() - reused + max_new);
+        let mut s = Scratch::default();
+        let hidden = self
+            .model
+            .forward(&prompt[reused..], &mut cache, &mut s, threads)?;
         self.remember(prompt, &cache);
-        let mut last = Llama::last(&hidden)?;
+        let mut last = hidden[hidden.len() - self.model.cfg.n_embd..].to_vec();
         let prefill = t0.elapsed();
         let t1 = Instant::now();
         let mut out: Vec<u32> = Vec::new();
-        let mut hiddens: Vec<Tensor> = Vec::new();
+        // Sum of the final-norm hidden states at the generated tokens.
+        let mut hidden_sum = vec![0f32; if o.want_hidden { last.len() } else { 0 }];
+        let mut n_hidden = 0usize;
         let mut finish = Finish::Length;
         while out.len() < max_new {
-            let logits = self.model.logits(&last)?;
-            let next = self.pick(&logits, &out, o, &mut rng)?;
+            self.model.logits(&last, &mut s, threads);
+            let next = self.pick(&mut s.logits, &out, o, &mut rng)?;
             if o.stop_at_eos && self.stops.contains(&next) {
                 finish = Finish::Stop;
                 break;
@@ -242,18 +275,20 @@ impl LocalLlm {
             if out.len() == max_new {
                 break;
             }
-            let h = self.model.forward(&[next], &mut cache)?;
-            last = Llama::last(&h)?;
+            self.model.step(next, &mut cache, &mut s, threads)?;
+            last.copy_from_slice(&s.hidden);
             if o.want_hidden {
-                hiddens.push(last.clone());
+                for (a, h) in hidden_sum.iter_mut().zip(&s.hidden) {
+                    *a += h;
+                }
+                n_hidden += 1;
             }
         }
         let decode = t1.elapsed();
-        let hidden_mean = if o.want_hidden && !hiddens.is_empty() {
-            Some(Llama::mean_rows(&hiddens)?)
-        } else {
-            None
-        };
+        let hidden_mean = (n_hidden > 0).then(|| {
+            let scale = (1.0 / n_hidden as f64) as f32;
+            hidden_sum.iter().map(|v| v * scale).collect()
+        });
         Ok(Generation {
             text: self.decode(&out)?,
             tokens: out,
@@ -267,7 +302,7 @@ impl LocalLlm {
 
     /// A cache holding the longest prefix of `prompt` seen recently (always
     /// leaving at least one token to run), and its length.
-    fn cached_prefix(&self, prompt: &[u32]) -> Result<(model::Cache, usize), LlmError> {
+    fn cached_prefix(&self, prompt: &[u32]) -> (model::Cache, usize) {
         let recent = self.prefixes.lock().unwrap_or_else(|p| p.into_inner());
         let best = recent
             .iter()
@@ -277,8 +312,8 @@ impl LocalLlm {
             })
             .max_by_key(|(n, _)| *n);
         match best {
-            Some((n, c)) if n >= MIN_PREFIX_REUSE => Ok((c.prefix(n)?, n)),
-            _ => Ok((self.model.new_cache(), 0)),
+            Some((n, c)) if n >= MIN_PREFIX_REUSE => (c.prefix(n), n),
+            _ => (self.model.new_cache(), 0),
         }
     }
 
@@ -301,12 +336,11 @@ impl LocalLlm {
 
     fn pick(
         &self,
-        logits: &Tensor,
+        l: &mut [f32],
         history: &[u32],
         o: &GenOptions,
         rng: &mut rand_chacha::ChaCha8Rng,
     ) -> Result<u32, LlmError> {
-        let mut l: Vec<f32> = logits.to_vec1()?;
         if o.repeat_penalty != 1.0 {
             let start = history.len().saturating_sub(64);
             let mut seen = std::collections::HashSet::new();

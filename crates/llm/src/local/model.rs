@@ -1,18 +1,23 @@
 //! Quantized llama forward pass (SmolLM2-135M: 30 layers, d = 576, 9 heads,
 //! 3 KV heads, tied embeddings), adapted from candle-transformers'
-//! `quantized_llama` with two changes: it returns the final-norm hidden
+//! `quantized_llama` with these changes: it returns the final-norm hidden
 //! states (for the official HSUGA user embedding: the mean over generated
-//! tokens), and it can re-quantise weights to Q8_0 at load (candle has no
-//! fast CPU kernel for the file's Q4_1; Q8_0 is ≈5× faster). The KV cache
-//! lives outside the weights so one loaded model serves several generations
-//! at once.
+//! tokens); decoding weights are Q8_0 (candle has no fast CPU kernel for the
+//! file's Q4_1; Q8_0 is ≈5× faster); prompts of [`BATCH_MIN_TOKENS`] or more
+//! run as candle tensor ops over the whole chunk (f32 GEMMs), while single
+//! tokens run through [`Llama::step`], plain loops over preallocated buffers
+//! and the [`q8`](super::q8) kernels — per token, candle's ~40 tensor ops per
+//! layer (each allocating, KV concatenation copying the whole cache) cost
+//! more than the arithmetic. The KV cache lives outside the weights so one
+//! loaded model serves several generations at once.
 
 use std::io::{Read, Seek};
 
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor, gguf_file};
-use candle_core::{D, DType, Device, Module, Tensor};
-use candle_transformers::quantized_nn::RmsNorm;
+use candle_core::{DType, Device, Module, Tensor};
+use rayon::prelude::*;
 
+use super::q8::{Q8Matrix, Q8Vec};
 use crate::LlmError;
 
 type Result<T> = std::result::Result<T, LlmError>;
@@ -31,61 +36,111 @@ pub struct LlamaConfig {
     pub vocab: usize,
 }
 
-/// A weight matrix: quantized for decoding (one token: memory-bound, the
-/// quantized dot products win) and, optionally, dequantized f32 for prompt
-/// prefill (many tokens: compute-bound, a real GEMM wins by several times).
-struct Linear {
-    q: QMatMul,
-    /// `(in, out)`, already transposed for `x.matmul`.
-    f32_t: Option<Tensor>,
+/// Prompt chunks at least this long run as one batch of tensor ops; shorter
+/// ones (and decoding) token by token.
+pub const BATCH_MIN_TOKENS: usize = 8;
+
+/// A weight matrix for whole-chunk prefill: dequantized f32 (many tokens are
+/// compute-bound, a real GEMM wins by several times) or candle's quantized
+/// matmul when the f32 copies are turned off.
+enum Batched {
+    F32(Tensor),
+    Quant(QMatMul),
 }
 
-/// Prompt chunks at least this long use the f32 weights.
-const F32_MIN_TOKENS: usize = 8;
-
-impl Linear {
+impl Batched {
     fn new(t: QTensor, f32_prefill: bool) -> Result<Self> {
-        let f32_t = if f32_prefill {
-            Some(t.dequantize(&Device::Cpu)?.t()?.contiguous()?)
+        Ok(if f32_prefill {
+            // `(in, out)`, already transposed for `x.matmul`.
+            Batched::F32(t.dequantize(&Device::Cpu)?.t()?.contiguous()?)
         } else {
-            None
-        };
-        Ok(Self {
-            q: QMatMul::from_qtensor(t)?,
-            f32_t,
+            Batched::Quant(QMatMul::from_qtensor(t)?)
         })
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (_, seq, _) = x.dims3()?;
-        match &self.f32_t {
-            Some(w) if seq >= F32_MIN_TOKENS => Ok(x.broadcast_matmul(w)?),
-            _ => Ok(self.q.forward(x)?),
+        Ok(match self {
+            Batched::F32(w) => x.broadcast_matmul(w)?,
+            Batched::Quant(q) => q.forward(x)?,
+        })
+    }
+}
+
+/// A decoding weight: the tensor's own Q8_0 blocks, or it quantised to Q8_0.
+fn q8_matrix(t: &QTensor) -> Result<Q8Matrix> {
+    let (rows, cols) = t.shape().dims2()?;
+    Ok(if t.dtype() == GgmlDType::Q8_0 {
+        Q8Matrix::from_ggml_q8_0(rows, cols, &t.data()?)
+    } else {
+        let x = t
+            .dequantize(&Device::Cpu)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        Q8Matrix::quantize(rows, cols, &x)
+    })
+}
+
+/// RMSNorm weights, as a tensor for chunks and a slice for single tokens.
+struct Norm {
+    t: Tensor,
+    w: Vec<f32>,
+    eps: f32,
+}
+
+impl Norm {
+    fn new(t: QTensor, eps: f64) -> Result<Self> {
+        let t = t.dequantize(&Device::Cpu)?;
+        Ok(Self {
+            w: t.to_vec1()?,
+            t,
+            eps: eps as f32,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(candle_nn::ops::rms_norm(x, &self.t, self.eps)?)
+    }
+
+    /// candle's RMSNorm row kernel, same operation order.
+    fn row(&self, x: &[f32], out: &mut [f32]) {
+        let sum2: f32 = x.iter().map(|v| v * v).sum();
+        let m = (sum2 / x.len() as f32 + self.eps).sqrt();
+        for ((o, &v), &a) in out.iter_mut().zip(x).zip(&self.w) {
+            *o = v / m * a;
         }
     }
 }
 
 struct Layer {
-    wq: Linear,
-    wk: Linear,
-    wv: Linear,
-    wo: Linear,
-    w1: Linear,
-    w2: Linear,
-    w3: Linear,
-    attn_norm: RmsNorm,
-    ffn_norm: RmsNorm,
+    wq: Batched,
+    wk: Batched,
+    wv: Batched,
+    wo: Batched,
+    w1: Batched,
+    w2: Batched,
+    w3: Batched,
+    /// Decoding weights: Q, K and V stacked; gate (w1) and up (w3) stacked.
+    qkv: Q8Matrix,
+    o: Q8Matrix,
+    gate_up: Q8Matrix,
+    down: Q8Matrix,
+    attn_norm: Norm,
+    ffn_norm: Norm,
 }
 
 /// The weights. Immutable once loaded; share it between threads.
 pub struct Llama {
     pub cfg: LlamaConfig,
-    embed: Tensor,
+    /// `(vocab, n_embd)` f32.
+    embed: Vec<f32>,
     layers: Vec<Layer>,
-    norm: RmsNorm,
-    output: QMatMul,
+    norm: Norm,
+    output: Q8Matrix,
     cos: Tensor,
     sin: Tensor,
+    /// `cos`/`sin` as `(context, rope_dim / 2)` rows for single tokens.
+    cos_rows: Vec<f32>,
+    sin_rows: Vec<f32>,
     /// Dtype the matmul weights ended up in (after any re-quantisation).
     pub weight_dtype: GgmlDType,
     span: tracing::Span,
@@ -100,27 +155,53 @@ impl std::fmt::Debug for Llama {
     }
 }
 
-/// Per-generation key/value cache.
+/// Per-generation key/value cache: per layer, one row of `n_kv_head *
+/// head_dim` keys (after rope) and values per position.
 #[derive(Debug, Default, Clone)]
 pub struct Cache {
-    kv: Vec<Option<(Tensor, Tensor)>>,
+    k: Vec<Vec<f32>>,
+    v: Vec<Vec<f32>>,
+    row: usize,
     pub len: usize,
 }
 
 impl Cache {
-    /// The cache of the first `len` positions (tensor views, no copy).
-    pub fn prefix(&self, len: usize) -> Result<Cache> {
+    /// A copy of the first `len` positions.
+    pub fn prefix(&self, len: usize) -> Cache {
         let len = len.min(self.len);
-        let kv = self
-            .kv
-            .iter()
-            .map(|e| match e {
-                Some((k, v)) => Ok(Some((k.narrow(2, 0, len)?, v.narrow(2, 0, len)?))),
-                None => Ok(None),
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Cache { kv, len })
+        let cut = |l: &Vec<Vec<f32>>| l.iter().map(|r| r[..len * self.row].to_vec()).collect();
+        Cache {
+            k: cut(&self.k),
+            v: cut(&self.v),
+            row: self.row,
+            len,
+        }
     }
+
+    /// Room for `more` positions, so that decoding never reallocates.
+    pub fn reserve(&mut self, more: usize) {
+        for l in self.k.iter_mut().chain(self.v.iter_mut()) {
+            l.reserve(more * self.row);
+        }
+    }
+}
+
+/// Buffers of single-token steps, reused across tokens (one per generation).
+#[derive(Debug, Default)]
+pub struct Scratch {
+    x: Vec<f32>,
+    h: Vec<f32>,
+    qkv: Vec<f32>,
+    y: Vec<f32>,
+    proj: Vec<f32>,
+    gate_up: Vec<f32>,
+    act: Vec<f32>,
+    scores: Vec<f32>,
+    xq: Q8Vec,
+    /// The last step's final-norm hidden state.
+    pub hidden: Vec<f32>,
+    /// The last [`Llama::logits`].
+    pub logits: Vec<f32>,
 }
 
 fn md_u32(ct: &gguf_file::Content, key: &str) -> Result<usize> {
@@ -134,6 +215,183 @@ fn md_u32(ct: &gguf_file::Content, key: &str) -> Result<usize> {
 
 fn md_f32(ct: &gguf_file::Content, key: &str) -> Option<f32> {
     ct.metadata.get(key).and_then(|v| v.to_f32().ok())
+}
+
+/// candle's interleaved rope (`rope_i`) on one head.
+fn rope(x: &mut [f32], cos: &[f32], sin: &[f32]) {
+    for ((p, &c), &s) in x.chunks_exact_mut(2).zip(cos).zip(sin) {
+        let (a, b) = (p[0], p[1]);
+        p[0] = a * c - b * s;
+        p[1] = a * s + b * c;
+    }
+}
+
+/// Eight f32 lanes, as one AVX2 register.
+type Lanes = [f32; 8];
+
+#[inline(always)]
+fn add8(a: Lanes, b: Lanes) -> Lanes {
+    std::array::from_fn(|l| a[l] + b[l])
+}
+
+/// `acc += a * b` lane-wise with single rounding, over `a.len() <= 8` lanes.
+#[inline(always)]
+fn fma8(acc: &mut Lanes, a: &[f32], b: &[f32]) {
+    for ((acc, &a), &b) in acc.iter_mut().zip(a).zip(b) {
+        *acc = a.mul_add(b, *acc);
+    }
+}
+
+/// `q · k` as the `gemm` crate's "horizontal" kernel sums it: one 8-lane
+/// FMA accumulator, reduced as `(l0+l4 + l2+l6) + (l1+l5 + l3+l7)`.
+#[inline(always)]
+fn dot_horizontal(q: &[f32], k: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    for (kc, qc) in k.chunks(8).zip(q.chunks(8)) {
+        fma8(&mut acc, kc, qc);
+    }
+    let x: [f32; 4] = std::array::from_fn(|i| acc[i] + acc[i + 4]);
+    (x[0] + x[2]) + (x[1] + x[3])
+}
+
+/// `q · k` as the `gemm` crate's row-major matrix–vector kernel sums it: 8
+/// accumulators over 64-value steps added pairwise, 8-value steps, the
+/// lanes in order, then the rest.
+#[inline(always)]
+fn dot_gemv(q: &[f32], k: &[f32]) -> f32 {
+    let mut acc = [[0f32; 8]; 8];
+    let (kc, qc) = (k.chunks_exact(64), q.chunks_exact(64));
+    let (kr, qr) = (kc.remainder(), qc.remainder());
+    for (kb, qb) in kc.zip(qc) {
+        for (a, (ka, qa)) in acc
+            .iter_mut()
+            .zip(kb.chunks_exact(8).zip(qb.chunks_exact(8)))
+        {
+            fma8(a, ka, qa);
+        }
+    }
+    let mut s = add8(
+        add8(add8(acc[0], acc[1]), add8(acc[2], acc[3])),
+        add8(add8(acc[4], acc[5]), add8(acc[6], acc[7])),
+    );
+    let (kc, qc) = (kr.chunks_exact(8), qr.chunks_exact(8));
+    let (kt, qt) = (kc.remainder(), qc.remainder());
+    for (ka, qa) in kc.zip(qc) {
+        fma8(&mut s, ka, qa);
+    }
+    let mut sum = s[1..].iter().fold(s[0], |a, &b| a + b);
+    for (a, b) in kt.iter().zip(qt) {
+        sum = a.mul_add(*b, sum);
+    }
+    sum
+}
+
+/// The sum of `xs` as candle's `vec_sum` computes it: 4 × 8 lanes over
+/// 32-value steps, reduced pairwise, then the rest in order.
+#[inline(always)]
+fn sum_candle(xs: &[f32]) -> f32 {
+    let steps = xs.chunks_exact(32);
+    let rest = steps.remainder();
+    let mut acc = [[0f32; 8]; 4];
+    for step in steps {
+        for (a, c) in acc.iter_mut().zip(step.chunks_exact(8)) {
+            for (a, &c) in a.iter_mut().zip(c) {
+                *a += c;
+            }
+        }
+    }
+    let x = add8(add8(acc[0], acc[1]), add8(acc[2], acc[3]));
+    let t: [f32; 4] = std::array::from_fn(|i| x[i] + x[i + 4]);
+    rest.iter()
+        .fold((t[0] + t[1]) + (t[2] + t[3]), |a, &b| a + b)
+}
+
+/// One query head against `len` cached positions of its key/value head:
+/// scaled scores, softmax, weighted sum of values into `y`.
+///
+/// Every sum runs in the order candle's tensor attention used on an AVX2
+/// machine — the `gemm` crate's kernels for `q·kᵀ` (its "horizontal" kernel
+/// up to 256 keys, its row-major matrix–vector kernel beyond) and `p·v`
+/// (column-major: one FMA per position, in order) and candle's 32-wide
+/// softmax sum — so decoding keeps the candle forward pass's results bit for
+/// bit: after Q8 re-quantisation of the activations a last-bit difference
+/// can grow into a different greedy token.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn attend_head_impl(
+    q: &[f32],
+    keys: &[f32],
+    values: &[f32],
+    row: usize,
+    kv_off: usize,
+    len: usize,
+    scores: &mut Vec<f32>,
+    y: &mut [f32],
+) {
+    let hd = q.len();
+    let scale = (1.0 / (hd as f64).sqrt()) as f32;
+    scores.clear();
+    for j in 0..len {
+        let k = &keys[j * row + kv_off..][..hd];
+        let d = if len <= 256 {
+            dot_horizontal(q, k)
+        } else {
+            dot_gemv(q, k)
+        };
+        scores.push(d * scale);
+    }
+    let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    for s in scores.iter_mut() {
+        *s = (*s - max).exp();
+    }
+    let sum = sum_candle(scores);
+    for s in scores.iter_mut() {
+        *s /= sum;
+    }
+    let v0 = &values[kv_off..][..hd];
+    for (o, &v) in y.iter_mut().zip(v0) {
+        *o = v * scores[0];
+    }
+    for (j, &p) in scores.iter().enumerate().skip(1) {
+        for (o, &v) in y.iter_mut().zip(&values[j * row + kv_off..][..hd]) {
+            *o = v.mul_add(p, *o);
+        }
+    }
+}
+
+/// [`attend_head_impl`] compiled with FMA instructions where the CPU has
+/// them (without, `mul_add` is a slow library call).
+#[allow(clippy::too_many_arguments)]
+fn attend_head(
+    q: &[f32],
+    keys: &[f32],
+    values: &[f32],
+    row: usize,
+    kv_off: usize,
+    len: usize,
+    scores: &mut Vec<f32>,
+    y: &mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        #[target_feature(enable = "avx2,fma")]
+        #[allow(clippy::too_many_arguments)]
+        fn fma(
+            q: &[f32],
+            keys: &[f32],
+            values: &[f32],
+            row: usize,
+            kv_off: usize,
+            len: usize,
+            scores: &mut Vec<f32>,
+            y: &mut [f32],
+        ) {
+            attend_head_impl(q, keys, values, row, kv_off, len, scores, y)
+        }
+        // SAFETY: the features were just detected.
+        return unsafe { fma(q, keys, values, row, kv_off, len, scores, y) };
+    }
+    attend_head_impl(q, keys, values, row, kv_off, len, scores, y)
 }
 
 impl Llama {
@@ -190,40 +448,44 @@ impl Llama {
             Ok(t)
         };
         let embed_q = get("token_embd.weight", false)?;
-        let embed = embed_q.dequantize(&dev)?;
-        let vocab = embed.dim(0)?;
-        let norm = RmsNorm::from_qtensor(get("output_norm.weight", false)?, cfg.rms_eps)?;
+        let embed_t = embed_q.dequantize(&dev)?;
+        let vocab = embed_t.dim(0)?;
+        let norm = Norm::new(get("output_norm.weight", false)?, cfg.rms_eps)?;
         let output = if ct.tensor_infos.contains_key("output.weight") {
-            QMatMul::from_qtensor(get("output.weight", true)?)?
+            q8_matrix(&get("output.weight", true)?)?
         } else {
             // Tied embeddings: the output head is the embedding matrix.
-            let q = if requantize_q8 {
-                QTensor::quantize(&embed, GgmlDType::Q8_0)?
-            } else {
-                embed_q
-            };
-            QMatMul::from_qtensor(q)?
+            q8_matrix(&embed_q)?
         };
+        drop(embed_q);
         let mut layers = Vec::with_capacity(cfg.n_layer);
         for i in 0..cfg.n_layer {
             let p = format!("blk.{i}");
-            let mm = |t: QTensor| Linear::new(t, f32_prefill);
+            let mut w = |n: &str| -> Result<(Q8Matrix, Batched)> {
+                let t = get(&format!("{p}.{n}.weight"), true)?;
+                Ok((q8_matrix(&t)?, Batched::new(t, f32_prefill)?))
+            };
+            let (q, wq) = w("attn_q")?;
+            let (k, wk) = w("attn_k")?;
+            let (v, wv) = w("attn_v")?;
+            let (o, wo) = w("attn_output")?;
+            let (gate, w1) = w("ffn_gate")?;
+            let (down, w2) = w("ffn_down")?;
+            let (up, w3) = w("ffn_up")?;
             layers.push(Layer {
-                wq: mm(get(&format!("{p}.attn_q.weight"), true)?)?,
-                wk: mm(get(&format!("{p}.attn_k.weight"), true)?)?,
-                wv: mm(get(&format!("{p}.attn_v.weight"), true)?)?,
-                wo: mm(get(&format!("{p}.attn_output.weight"), true)?)?,
-                w1: mm(get(&format!("{p}.ffn_gate.weight"), true)?)?,
-                w2: mm(get(&format!("{p}.ffn_down.weight"), true)?)?,
-                w3: mm(get(&format!("{p}.ffn_up.weight"), true)?)?,
-                attn_norm: RmsNorm::from_qtensor(
-                    get(&format!("{p}.attn_norm.weight"), false)?,
-                    cfg.rms_eps,
-                )?,
-                ffn_norm: RmsNorm::from_qtensor(
-                    get(&format!("{p}.ffn_norm.weight"), false)?,
-                    cfg.rms_eps,
-                )?,
+                wq,
+                wk,
+                wv,
+                wo,
+                w1,
+                w2,
+                w3,
+                qkv: Q8Matrix::concat_rows(&[q, k, v]),
+                o,
+                gate_up: Q8Matrix::concat_rows(&[gate, up]),
+                down,
+                attn_norm: Norm::new(get(&format!("{p}.attn_norm.weight"), false)?, cfg.rms_eps)?,
+                ffn_norm: Norm::new(get(&format!("{p}.ffn_norm.weight"), false)?, cfg.rms_eps)?,
             });
         }
         let head_dim = cfg.n_embd / cfg.n_head;
@@ -237,12 +499,15 @@ impl Llama {
             .to_dtype(DType::F32)?
             .reshape((cfg.context, 1))?;
         let freqs = pos.matmul(&theta.reshape((1, n_theta))?)?;
+        let (cos, sin) = (freqs.cos()?, freqs.sin()?);
         let cfg = LlamaConfig { vocab, ..cfg };
         Ok(Self {
-            cos: freqs.cos()?,
-            sin: freqs.sin()?,
+            cos_rows: cos.flatten_all()?.to_vec1()?,
+            sin_rows: sin.flatten_all()?.to_vec1()?,
+            cos,
+            sin,
             cfg,
-            embed,
+            embed: embed_t.flatten_all()?.to_vec1()?,
             layers,
             norm,
             output,
@@ -251,23 +516,27 @@ impl Llama {
         })
     }
 
+    fn head_dim(&self) -> usize {
+        self.cfg.n_embd / self.cfg.n_head
+    }
+
     pub fn new_cache(&self) -> Cache {
         Cache {
-            kv: (0..self.cfg.n_layer).map(|_| None).collect(),
+            k: vec![Vec::new(); self.cfg.n_layer],
+            v: vec![Vec::new(); self.cfg.n_layer],
+            row: self.cfg.n_kv_head * self.head_dim(),
             len: 0,
         }
     }
 
-    /// Runs `tokens` at positions `cache.len..` and returns the final-norm
-    /// hidden states.
-    ///
-    /// # Shapes
-    /// returns `(seq, n_embd)`
-    pub fn forward(&self, tokens: &[u32], cache: &mut Cache) -> Result<Tensor> {
-        let _span = self.span.enter();
-        let dev = Device::Cpu;
-        let seq = tokens.len();
-        let pos = cache.len;
+    fn embed_row(&self, token: u32) -> Result<&[f32]> {
+        let d = self.cfg.n_embd;
+        self.embed
+            .get(token as usize * d..(token as usize + 1) * d)
+            .ok_or_else(|| LlmError::Model(format!("token {token} is outside the vocabulary")))
+    }
+
+    fn check_context(&self, pos: usize, seq: usize) -> Result<()> {
         if pos + seq > self.cfg.context {
             return Err(LlmError::Model(format!(
                 "{} tokens exceed the model's context of {}",
@@ -275,21 +544,63 @@ impl Llama {
                 self.cfg.context
             )));
         }
-        let (nh, nkv) = (self.cfg.n_head, self.cfg.n_kv_head);
-        let hd = self.cfg.n_embd / nh;
-        let ids = Tensor::new(tokens, &dev)?;
-        let mut x = self.embed.index_select(&ids, 0)?.unsqueeze(0)?; // (1, seq, d)
+        Ok(())
+    }
+
+    /// Runs `tokens` at positions `cache.len..` and returns the final-norm
+    /// hidden states: one batch for [`BATCH_MIN_TOKENS`] or more, else token
+    /// by token. `threads > 1` splits single-token work over the current
+    /// rayon pool.
+    ///
+    /// # Shapes
+    /// returns `seq * n_embd` values, row-major `(seq, n_embd)`
+    pub fn forward(
+        &self,
+        tokens: &[u32],
+        cache: &mut Cache,
+        s: &mut Scratch,
+        threads: usize,
+    ) -> Result<Vec<f32>> {
+        if tokens.len() >= BATCH_MIN_TOKENS {
+            return Ok(self
+                .forward_batch(tokens, cache)?
+                .flatten_all()?
+                .to_vec1()?);
+        }
+        let mut out = Vec::with_capacity(tokens.len() * self.cfg.n_embd);
+        for &t in tokens {
+            self.step(t, cache, s, threads)?;
+            out.extend_from_slice(&s.hidden);
+        }
+        Ok(out)
+    }
+
+    /// A whole chunk as candle tensor ops.
+    ///
+    /// # Shapes
+    /// returns `(seq, n_embd)`
+    fn forward_batch(&self, tokens: &[u32], cache: &mut Cache) -> Result<Tensor> {
+        let _span = self.span.enter();
+        let dev = Device::Cpu;
+        let seq = tokens.len();
+        let pos = cache.len;
+        self.check_context(pos, seq)?;
+        let (nh, nkv, d) = (self.cfg.n_head, self.cfg.n_kv_head, self.cfg.n_embd);
+        let hd = self.head_dim();
+        let mut rows = Vec::with_capacity(seq * d);
+        for &t in tokens {
+            rows.extend_from_slice(self.embed_row(t)?);
+        }
+        let mut x = Tensor::from_vec(rows, (1, seq, d), &dev)?;
         let cos = self.cos.narrow(0, pos, seq)?;
         let sin = self.sin.narrow(0, pos, seq)?;
-        let mask = if seq > 1 {
+        let mask = {
             let m: Vec<f32> = (0..seq)
                 .flat_map(|i| {
                     (0..pos + seq).map(move |j| if j > pos + i { f32::NEG_INFINITY } else { 0.0 })
                 })
                 .collect();
-            Some(Tensor::from_vec(m, (seq, pos + seq), &dev)?)
-        } else {
-            None
+            Tensor::from_vec(m, (seq, pos + seq), &dev)?
         };
         for (li, layer) in self.layers.iter().enumerate() {
             let h = layer.attn_norm.forward(&x)?;
@@ -301,24 +612,22 @@ impl Llama {
                 .reshape((1, seq, nkv, hd))?
                 .transpose(1, 2)?
                 .contiguous()?;
-            let v = v
-                .reshape((1, seq, nkv, hd))?
-                .transpose(1, 2)?
-                .contiguous()?;
+            let v = v.reshape((1, seq, nkv, hd))?; // (1, seq, nkv, hd)
             let q = candle_nn::rotary_emb::rope_i(&q, &cos, &sin)?;
-            let k = candle_nn::rotary_emb::rope_i(&k, &cos, &sin)?;
-            let (k, v) = match &cache.kv[li] {
-                Some((kc, vc)) => (Tensor::cat(&[kc, &k], 2)?, Tensor::cat(&[vc, &v], 2)?),
-                None => (k, v),
+            let k = candle_nn::rotary_emb::rope_i(&k, &cos, &sin)?; // (1, nkv, seq, hd)
+            cache.k[li].extend(k.transpose(1, 2)?.flatten_all()?.to_vec1::<f32>()?);
+            cache.v[li].extend(v.flatten_all()?.to_vec1::<f32>()?);
+            // All positions, as (1, nkv, pos + seq, hd).
+            let all = |c: &[f32]| -> Result<Tensor> {
+                Ok(Tensor::from_slice(c, (1, pos + seq, nkv, hd), &dev)?
+                    .transpose(1, 2)?
+                    .contiguous()?)
             };
-            cache.kv[li] = Some((k.clone(), v.clone()));
+            let (k, v) = (all(&cache.k[li])?, all(&cache.v[li])?);
             let k = candle_transformers::utils::repeat_kv(k, nh / nkv)?.contiguous()?;
             let v = candle_transformers::utils::repeat_kv(v, nh / nkv)?.contiguous()?;
             let att = (q.matmul(&k.t()?)? / (hd as f64).sqrt())?; // (1, nh, seq, kv)
-            let att = match &mask {
-                Some(m) => att.broadcast_add(m)?,
-                None => att,
-            };
+            let att = att.broadcast_add(&mask)?;
             let att = candle_nn::ops::softmax_last_dim(&att)?;
             let y = att.matmul(&v)?; // (1, nh, seq, hd)
             let y = y.transpose(1, 2)?.reshape((1, seq, nh * hd))?;
@@ -332,27 +641,92 @@ impl Llama {
         Ok(self.norm.forward(&x)?.squeeze(0)?)
     }
 
-    /// Next-token logits from one hidden state.
+    /// One token at position `cache.len`; its final-norm hidden state is left
+    /// in `s.hidden`. `threads > 1` splits the matrix products and the
+    /// attention heads over the current rayon pool.
+    pub fn step(
+        &self,
+        token: u32,
+        cache: &mut Cache,
+        s: &mut Scratch,
+        threads: usize,
+    ) -> Result<()> {
+        let _span = self.span.enter();
+        let pos = cache.len;
+        self.check_context(pos, 1)?;
+        let (nh, nkv, d) = (self.cfg.n_head, self.cfg.n_kv_head, self.cfg.n_embd);
+        let hd = self.head_dim();
+        let kvd = nkv * hd;
+        let half = self.cos_rows.len() / self.cfg.context;
+        let cos = &self.cos_rows[pos * half..(pos + 1) * half];
+        let sin = &self.sin_rows[pos * half..(pos + 1) * half];
+        s.x.clear();
+        s.x.extend_from_slice(self.embed_row(token)?);
+        s.h.resize(d, 0.0);
+        s.y.resize(d, 0.0);
+        s.proj.resize(d, 0.0);
+        for (li, layer) in self.layers.iter().enumerate() {
+            // Attention.
+            layer.attn_norm.row(&s.x, &mut s.h);
+            s.qkv.resize(layer.qkv.rows(), 0.0);
+            layer.qkv.matvec(&s.h, &mut s.xq, &mut s.qkv, threads);
+            let (q, kv) = s.qkv.split_at_mut(nh * hd);
+            for head in q.chunks_exact_mut(hd).chain(kv[..kvd].chunks_exact_mut(hd)) {
+                rope(head, cos, sin);
+            }
+            cache.k[li].extend_from_slice(&kv[..kvd]);
+            cache.v[li].extend_from_slice(&kv[kvd..]);
+            let (keys, values) = (&cache.k[li], &cache.v[li]);
+            let q = &*q;
+            let head = |(h, y): (usize, &mut [f32]), scores: &mut Vec<f32>| {
+                let kv_off = (h / (nh / nkv)) * hd;
+                let qh = &q[h * hd..(h + 1) * hd];
+                attend_head(qh, keys, values, kvd, kv_off, pos + 1, scores, y);
+            };
+            if threads > 1 {
+                s.y.par_chunks_mut(hd)
+                    .enumerate()
+                    .for_each_init(Vec::new, |scores, hy| head(hy, scores));
+            } else {
+                for hy in s.y.chunks_exact_mut(hd).enumerate() {
+                    head(hy, &mut s.scores);
+                }
+            }
+            layer.o.matvec(&s.y, &mut s.xq, &mut s.proj, threads);
+            for (x, p) in s.x.iter_mut().zip(&s.proj) {
+                *x += p;
+            }
+            // Feed-forward: down(silu(gate(h)) * up(h)).
+            layer.ffn_norm.row(&s.x, &mut s.h);
+            s.gate_up.resize(layer.gate_up.rows(), 0.0);
+            layer
+                .gate_up
+                .matvec(&s.h, &mut s.xq, &mut s.gate_up, threads);
+            let (gate, up) = s.gate_up.split_at(layer.gate_up.rows() / 2);
+            s.act.clear();
+            s.act.extend(
+                gate.iter()
+                    .zip(up)
+                    .map(|(&g, &u)| g / (1.0 + (-g).exp()) * u),
+            );
+            layer.down.matvec(&s.act, &mut s.xq, &mut s.proj, threads);
+            for (x, p) in s.x.iter_mut().zip(&s.proj) {
+                *x += p;
+            }
+        }
+        cache.len += 1;
+        s.hidden.resize(d, 0.0);
+        self.norm.row(&s.x, &mut s.hidden);
+        Ok(())
+    }
+
+    /// Next-token logits from one hidden state, left in `s.logits`.
     ///
     /// # Shapes
-    /// `hidden`: `(n_embd,)` → `(vocab,)`
-    pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
-        Ok(self
-            .output
-            .forward(&hidden.unsqueeze(0)?)?
-            .squeeze(0)?
-            .to_dtype(DType::F32)?)
-    }
-
-    /// The last row of `(seq, d)` hidden states.
-    pub fn last(hidden: &Tensor) -> Result<Tensor> {
-        let n = hidden.dim(0)?;
-        Ok(hidden.narrow(0, n - 1, 1)?.squeeze(0)?)
-    }
-
-    /// Mean over rows.
-    pub fn mean_rows(rows: &[Tensor]) -> Result<Vec<f32>> {
-        let t = Tensor::stack(rows, 0)?;
-        Ok(t.mean(D::Minus2)?.to_vec1::<f32>()?)
+    /// `hidden`: `(n_embd,)` → `s.logits`: `(vocab,)`
+    pub fn logits(&self, hidden: &[f32], s: &mut Scratch, threads: usize) {
+        s.logits.resize(self.output.rows(), 0.0);
+        self.output
+            .matvec(hidden, &mut s.xq, &mut s.logits, threads);
     }
 }
