@@ -730,3 +730,77 @@ impl Llama {
             .matvec(hidden, &mut s.xq, &mut s.logits, threads);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Attention in f64, the plain way.
+    fn reference(q: &[f32], keys: &[f32], values: &[f32], row: usize, off: usize) -> Vec<f64> {
+        let hd = q.len();
+        let len = keys.len() / row;
+        let scores: Vec<f64> = (0..len)
+            .map(|j| {
+                let k = &keys[j * row + off..][..hd];
+                q.iter()
+                    .zip(k)
+                    .map(|(&a, &b)| a as f64 * b as f64)
+                    .sum::<f64>()
+                    / (hd as f64).sqrt()
+            })
+            .collect();
+        let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let e: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+        let sum: f64 = e.iter().sum();
+        (0..hd)
+            .map(|d| {
+                (0..len)
+                    .map(|j| e[j] / sum * values[j * row + off + d] as f64)
+                    .sum()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn attention_matches_an_f64_reference() {
+        let mut s = 7u32;
+        let mut rnd = || {
+            s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (s >> 8) as f32 / (1u32 << 24) as f32 * 2.0 - 1.0
+        };
+        // Head sizes with and without 8- and 64-value tails; both score
+        // kernels (up to 256 keys and beyond).
+        for (hd, len) in [(64, 3), (64, 300), (20, 40), (72, 260)] {
+            let row = 2 * hd;
+            let q: Vec<f32> = (0..hd).map(|_| rnd()).collect();
+            let keys: Vec<f32> = (0..len * row).map(|_| rnd()).collect();
+            let values: Vec<f32> = (0..len * row).map(|_| rnd()).collect();
+            let (mut scores, mut y) = (Vec::new(), vec![0f32; hd]);
+            attend_head(&q, &keys, &values, row, hd, len, &mut scores, &mut y);
+            for (got, want) in y.iter().zip(reference(&q, &keys, &values, row, hd)) {
+                assert!(
+                    (*got as f64 - want).abs() < 1e-5,
+                    "{hd} {len}: {got} {want}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn scalar_rows_match_the_definitions() {
+        let mut x = [1.0f32, 2.0, 3.0, 4.0];
+        rope(&mut x, &[0.0, 1.0], &[1.0, 0.0]);
+        assert_eq!(x, [-2.0, 1.0, 3.0, 4.0]);
+        let norm = Norm {
+            t: Tensor::new(&[1f32, 2.0], &Device::Cpu).unwrap(),
+            w: vec![1.0, 2.0],
+            eps: 0.0,
+        };
+        let mut out = [0f32; 2];
+        norm.row(&[3.0, 4.0], &mut out);
+        let rms = (12.5f32).sqrt();
+        assert_eq!(out, [3.0 / rms, 4.0 / rms * 2.0]);
+        let batch = norm.forward(&Tensor::new(&[[3f32, 4.0]], &Device::Cpu).unwrap());
+        assert_eq!(batch.unwrap().to_vec2::<f32>().unwrap()[0], out);
+    }
+}
