@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 mod cmd {
     pub mod data;
     pub mod embed;
+    pub mod experiment;
     pub mod hsu;
     pub mod models;
     pub mod train;
@@ -50,6 +51,10 @@ enum Command {
     Interests(cmd::hsu::InterestsArgs),
     /// Train one backbone run from a config (resumes an interrupted run).
     Train(cmd::train::TrainArgs),
+    /// Run a grid (datasets × methods × seeds), skipping finished runs; write the tables.
+    Experiment(cmd::experiment::ExperimentArgs),
+    /// Re-render an experiment folder's tables from its finished runs.
+    Report(cmd::experiment::ReportArgs),
 }
 
 /// Settings every subcommand may need.
@@ -59,6 +64,13 @@ pub struct Globals {
 }
 
 fn main() -> ExitCode {
+    // Rust ignores SIGPIPE, so printing into a closed pipe (`hsuga … | head`)
+    // would panic; the default action ends the program quietly like any CLI.
+    #[cfg(unix)]
+    // SAFETY: called first in main, before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -79,6 +91,8 @@ fn main() -> ExitCode {
         Command::Hsu(args) => cmd::hsu::run(args, &globals),
         Command::Interests(args) => cmd::hsu::interests(args, &globals),
         Command::Train(args) => cmd::train::run(args, &globals),
+        Command::Experiment(args) => cmd::experiment::experiment(args, &globals),
+        Command::Report(args) => cmd::experiment::report(args, &globals),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

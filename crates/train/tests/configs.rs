@@ -3,7 +3,7 @@
 
 #[test]
 fn shipped_experiment_configs_are_valid() {
-    let dir = std::path::Path::new("../../configs/experiments");
+    let dir = std::path::Path::new("../../configs/runs");
     let mut n = 0;
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();

@@ -1,0 +1,70 @@
+//! `hsuga experiment --config E.toml` runs a grid; `hsuga report <dir>`
+//! re-renders its tables from the finished runs.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use hsuga_experiment::{DatasetTable, ExperimentConfig, RunOptions};
+
+use crate::{Globals, datasets};
+
+#[derive(Args)]
+pub struct ExperimentArgs {
+    /// Experiment file (configs/experiments/*.toml).
+    #[arg(long)]
+    config: PathBuf,
+    /// Hide the per-epoch progress bars.
+    #[arg(long)]
+    quiet: bool,
+    /// Folder of HSU configs, for `inputs.user_semantic = "hsu:<name>"`.
+    #[arg(long, default_value = "configs/hsu")]
+    hsu_configs: PathBuf,
+    /// Local model weights [default: $HSUGA_MODELS_DIR, else the user's cache dir + /hsuga/models].
+    #[arg(long)]
+    models_dir: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct ReportArgs {
+    /// An experiment folder (`<out_dir>/<name>`).
+    dir: PathBuf,
+}
+
+pub fn experiment(args: ExperimentArgs, g: &Globals) -> Result<()> {
+    let cfg = ExperimentConfig::load(&args.config)?;
+    let models_dir = super::models::models_dir(args.models_dir.clone());
+    let resolve =
+        |name: &str| datasets::config_path(name, &g.datasets_dir).map_err(|e| e.to_string());
+    let tables = hsuga_experiment::run(
+        &cfg,
+        &RunOptions {
+            cache_dir: &g.cache_dir,
+            models_dir: &models_dir,
+            hsu_configs: &args.hsu_configs,
+            resolve_dataset: &resolve,
+            progress: !args.quiet,
+        },
+    )
+    .with_context(|| format!("experiment {}", args.config.display()))?;
+    print_tables(&tables);
+    Ok(())
+}
+
+pub fn report(args: ReportArgs, g: &Globals) -> Result<()> {
+    let tables = hsuga_experiment::report(&args.dir, &g.cache_dir)
+        .with_context(|| format!("report for {}", args.dir.display()))?;
+    print_tables(&tables);
+    Ok(())
+}
+
+fn print_tables(tables: &[DatasetTable]) {
+    for t in tables {
+        println!("{}", t.table.to_markdown());
+        println!("(written to {}/table.{{md,csv,json}})", t.dir.display());
+        for p in &t.plots {
+            println!("plot: {} (and .png)", p.display());
+        }
+        println!();
+    }
+}

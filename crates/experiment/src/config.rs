@@ -1,0 +1,218 @@
+//! The experiment file (`hsuga experiment --config E.toml`).
+//!
+//! ```toml
+//! name = "table2-fashion"
+//! datasets = ["fashion"]          # names under configs/datasets, or paths
+//! seeds = [42, 43, 44]
+//! base = "SASRec"                 # the row every other row is t-tested against
+//!
+//! [train]                         # shared training settings
+//! patience = 20
+//!
+//! [[methods]]
+//! name = "SASRec"
+//! model = { backbone = "sasrec", max_len = 50 }
+//!
+//! [[methods]]
+//! name = "GRU4Rec"
+//! model = { backbone = "gru4rec" }
+//! train = { lr = 0.001 }          # overrides the shared settings key by key
+//! ```
+
+use std::path::Path;
+
+use hsuga_model::ModelConfig;
+use hsuga_train::{InputsConfig, MethodConfig, TrainSettings};
+use serde::{Deserialize, Serialize};
+
+use crate::ExperimentError;
+use crate::plot::PlotSpec;
+
+fn d_seeds() -> Vec<u64> {
+    vec![42, 43, 44] // DESIGN §3
+}
+fn d_negatives() -> usize {
+    100 // the paper's sampled protocol
+}
+fn d_ks() -> Vec<usize> {
+    vec![10] // the paper's tables
+}
+fn d_out() -> String {
+    "runs".into()
+}
+
+/// The file as written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentConfig {
+    pub name: String,
+    pub datasets: Vec<String>,
+    #[serde(default = "d_seeds")]
+    pub seeds: Vec<u64>,
+    #[serde(default)]
+    pub base: Option<String>,
+    #[serde(default = "d_negatives")]
+    pub negatives: usize,
+    /// Cut-offs for the table's H@K and N@K columns.
+    #[serde(default = "d_ks")]
+    pub ks: Vec<usize>,
+    /// Runs go to `<out_dir>/<name>/<dataset>/<method>/seed-<seed>`.
+    #[serde(default = "d_out")]
+    pub out_dir: String,
+    /// Training settings shared by every method.
+    #[serde(default)]
+    pub train: toml::Table,
+    pub methods: Vec<MethodSpec>,
+    /// Sensitivity plots drawn by the report.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub plots: Vec<PlotSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MethodSpec {
+    /// Row label; also the run folder name.
+    pub name: String,
+    /// The method this row is t-tested against [default: the experiment's `base`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vs: Option<String>,
+    #[serde(default)]
+    pub model: ModelConfig,
+    /// What the method adds to the backbone (LLMInit, LLM-ESR, GAA, fusion).
+    #[serde(default)]
+    pub method: MethodConfig,
+    /// Where its semantic inputs come from (produced on demand by the runner).
+    #[serde(default)]
+    pub inputs: InputsConfig,
+    /// Per-method overrides of the shared `[train]` keys.
+    #[serde(default)]
+    pub train: toml::Table,
+}
+
+/// A method with its training settings resolved and validated.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResolvedMethod {
+    pub name: String,
+    pub model: ModelConfig,
+    pub method: MethodConfig,
+    pub inputs: InputsConfig,
+    pub train: TrainSettings,
+}
+
+impl ExperimentConfig {
+    /// The method a row is t-tested against.
+    pub fn base_of(&self, method: &str) -> Option<String> {
+        self.methods
+            .iter()
+            .find(|m| m.name == method)
+            .and_then(|m| m.vs.clone())
+            .or_else(|| self.base.clone())
+    }
+
+    pub fn load(path: &Path) -> Result<Self, ExperimentError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ExperimentError::Config(format!("{}: {e}", path.display())))?;
+        toml::from_str(&text)
+            .map_err(|e| ExperimentError::Config(format!("{}: {e}", path.display())))
+    }
+
+    /// Checks everything that can be checked before the first run starts.
+    pub fn resolve(&self) -> Result<Vec<ResolvedMethod>, ExperimentError> {
+        let bad = |m: String| Err(ExperimentError::Config(m));
+        if self.name.is_empty() || self.name.contains(['/', '\\']) {
+            return bad(format!("name `{}` must be a plain folder name", self.name));
+        }
+        if self.datasets.is_empty() || self.seeds.is_empty() || self.methods.is_empty() {
+            return bad("an experiment needs at least one dataset, seed and method".into());
+        }
+        if self.ks.contains(&0) {
+            return bad("ks must be positive".into());
+        }
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        for m in &self.methods {
+            if m.name.is_empty() || m.name.contains(['/', '\\']) || !seen.insert(&m.name) {
+                return bad(format!(
+                    "method name `{}` is empty, not a plain folder name, or repeated",
+                    m.name
+                ));
+            }
+            let mut table = self.train.clone();
+            table.extend(m.train.clone());
+            let train: TrainSettings = toml::Value::Table(table)
+                .try_into()
+                .map_err(|e| ExperimentError::Config(format!("method `{}`: train: {e}", m.name)))?;
+            let what = |e: &dyn std::fmt::Display| {
+                ExperimentError::Config(format!("method `{}`: {e}", m.name))
+            };
+            m.model.validate().map_err(|e| what(&e))?;
+            m.method.validate(&m.model).map_err(|e| what(&e))?;
+            train
+                .validate()
+                .map_err(|e| ExperimentError::Config(format!("method `{}`: {e}", m.name)))?;
+            out.push(ResolvedMethod {
+                name: m.name.clone(),
+                model: m.model.clone(),
+                method: m.method.clone(),
+                inputs: m.inputs.clone(),
+                train,
+            });
+        }
+        for base in self
+            .methods
+            .iter()
+            .filter_map(|m| m.vs.as_ref())
+            .chain(&self.base)
+        {
+            if !self.methods.iter().any(|m| &m.name == base) {
+                return bad(format!("base `{base}` is not one of the methods"));
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+name = "t"
+datasets = ["ml-100k"]
+base = "A"
+[train]
+patience = 3
+epochs = 7
+[[methods]]
+name = "A"
+model = { backbone = "sasrec" }
+[[methods]]
+name = "B"
+model = { backbone = "gru4rec" }
+train = { epochs = 2 }
+"#;
+
+    #[test]
+    fn method_train_overrides_shared_keys() {
+        let cfg: ExperimentConfig = toml::from_str(GOOD).unwrap();
+        let m = cfg.resolve().unwrap();
+        assert_eq!((m[0].train.patience, m[0].train.epochs), (3, 7));
+        assert_eq!((m[1].train.patience, m[1].train.epochs), (3, 2));
+        assert_eq!(cfg.seeds, vec![42, 43, 44]);
+    }
+
+    #[test]
+    fn bad_configs_are_rejected_before_any_run() {
+        let cfg: ExperimentConfig =
+            toml::from_str(&GOOD.replace("base = \"A\"", "base = \"Z\"")).unwrap();
+        assert!(cfg.resolve().unwrap_err().to_string().contains("base `Z`"));
+        let cfg: ExperimentConfig =
+            toml::from_str(&GOOD.replace("epochs = 2", "epochz = 2")).unwrap();
+        let e = cfg.resolve().unwrap_err().to_string();
+        assert!(e.contains("method `B`") && e.contains("epochz"), "{e}");
+        let e = toml::from_str::<ExperimentConfig>(&GOOD.replace("\"gru4rec\"", "\"gru5rec\""))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("gru5rec"), "{e}");
+    }
+}

@@ -1,0 +1,217 @@
+//! Producing the semantic inputs a run names in its `[inputs]` table, so
+//! that one command goes from raw data to results: the item text embedder is
+//! fetched if missing, item texts are embedded, HSU runs (resuming its
+//! store), and its final interests are embedded. Everything is cached by the
+//! text and HSU stores, so a second run of the grid only reads files.
+
+use std::path::{Path, PathBuf};
+
+use hsuga_data::{DatasetConfig, Prepared};
+use hsuga_hsu::{Engine, HsuConfig, ItemTemplate, Shard, Store};
+use hsuga_text::{Embeddings, MiniLm, TextEmbedder, fetch, item_embeddings, template_for};
+use hsuga_train::{InputsConfig, SemanticInputs, UserSemantic};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::ExperimentError;
+
+/// Where the producers find their models and configs.
+pub struct InputDirs<'a> {
+    pub cache_dir: &'a Path,
+    /// Local model weights (fetched here when missing).
+    pub models_dir: &'a Path,
+    /// `hsu:<name>` resolves to `<hsu_configs>/<name>.toml`.
+    pub hsu_configs: &'a Path,
+}
+
+fn err(what: &str, e: impl std::fmt::Display) -> ExperimentError {
+    ExperimentError::Inputs(format!("{what}: {e}"))
+}
+
+fn bar(len: usize, what: &str) -> ProgressBar {
+    let style = ProgressStyle::with_template(&format!(
+        "{{elapsed_precise}} {{bar:40}} {{pos}}/{{len}} {what} ({{per_sec}}, eta {{eta}})"
+    ))
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    ProgressBar::new(len as u64).with_style(style)
+}
+
+/// The item text embedder named by `inputs.item_text`. Only the in-process
+/// MiniLM is built here: a grid must not depend on a server being up.
+fn embedder(id: &str, dirs: &InputDirs<'_>) -> Result<MiniLm, ExperimentError> {
+    if id != fetch::MINILM_L6_V2.name {
+        return Err(ExperimentError::Inputs(format!(
+            "inputs.item_text = {id:?}: experiments embed with the in-process `{}`; \
+             for another embedder, embed with `hsuga embed items --backend openai` and \
+             train single runs",
+            fetch::MINILM_L6_V2.name
+        )));
+    }
+    fetch::ensure(&fetch::MINILM_L6_V2, dirs.models_dir).map_err(|e| err("fetching MiniLM", e))?;
+    MiniLm::load(dirs.models_dir).map_err(|e| err("loading MiniLM", e))
+}
+
+/// Loads or computes everything `inputs` names for one dataset.
+pub fn semantic_inputs(
+    inputs: &InputsConfig,
+    dcfg: &DatasetConfig,
+    prepared: &Prepared,
+    dirs: &InputDirs<'_>,
+) -> Result<SemanticInputs, ExperimentError> {
+    let user_source = inputs.user_semantic()?;
+    let Some(model) = inputs.item_text.as_deref() else {
+        if user_source.is_some() {
+            return Err(ExperimentError::Inputs(
+                "inputs.user_semantic needs inputs.item_text (the embedder of the user texts)"
+                    .into(),
+            ));
+        }
+        return Ok(SemanticInputs::default());
+    };
+    let embedder = embedder(model, dirs)?;
+    let template = template_for(dcfg).map_err(|e| err(&dcfg.name, e))?;
+    let b = bar(prepared.dataset.num_items as usize, "item texts");
+    let items = item_embeddings(
+        &prepared.dataset,
+        &template,
+        &embedder,
+        dirs.cache_dir,
+        false,
+        &mut |done, _| b.set_position(done as u64),
+    )
+    .map_err(|e| err(&format!("{} item embeddings", dcfg.name), e))?;
+    b.finish_and_clear();
+    let user_semantic = match user_source {
+        None => None,
+        Some(UserSemantic::ItemMean) => Some(item_mean(&items.embeddings, prepared)),
+        Some(UserSemantic::Hsu(name)) => Some(hsu_users(&name, dcfg, prepared, &embedder, dirs)?),
+    };
+    Ok(SemanticInputs {
+        item_text: Some(items.embeddings),
+        user_semantic,
+    })
+}
+
+/// LLM-ESR's cheap user view: the L2-normalised mean of the text embeddings
+/// of the user's training items (validation and test items never enter).
+fn item_mean(items: &Embeddings, prepared: &Prepared) -> Embeddings {
+    let dim = items.dim;
+    let mut data = Vec::with_capacity(prepared.split.train.len() * dim);
+    for seq in &prepared.split.train {
+        let mut row = vec![0f32; dim];
+        for &i in seq {
+            for (r, v) in row.iter_mut().zip(items.row(i as usize - 1)) {
+                *r += v;
+            }
+        }
+        let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt();
+        if norm > 0.0 {
+            row.iter_mut().for_each(|v| *v /= norm);
+        }
+        data.extend(row);
+    }
+    Embeddings {
+        rows: prepared.split.train.len(),
+        dim,
+        data,
+    }
+}
+
+/// Runs HSU under `<hsu_configs>/<name>.toml` over every user (resuming
+/// the dataset's store), then embeds the final interests.
+fn hsu_users(
+    name: &str,
+    dcfg: &DatasetConfig,
+    prepared: &Prepared,
+    embedder: &dyn TextEmbedder,
+    dirs: &InputDirs<'_>,
+) -> Result<Embeddings, ExperimentError> {
+    let path: PathBuf = dirs.hsu_configs.join(format!("{name}.toml"));
+    let resolved = HsuConfig::load(&path).map_err(|e| err(&path.display().to_string(), e))?;
+    let template = ItemTemplate::new(
+        dcfg.text
+            .as_ref()
+            .map(|t| t.template.as_str())
+            .unwrap_or("Title: {title}"),
+    )
+    .map_err(|e| err(&format!("{} item template", dcfg.name), e))?;
+    let users = hsuga_hsu::histories(&prepared.dataset, &prepared.split, &template);
+    let lengths: Vec<usize> = prepared.split.train.iter().map(Vec::len).collect();
+    let stage_length = resolved.cfg.stages.resolve(&lengths);
+    let db = dirs
+        .cache_dir
+        .join("hsu")
+        .join(format!("{}.sqlite", dcfg.name));
+    let store = Store::open(&db).map_err(|e| err(&db.display().to_string(), e))?;
+    let backend = hsuga_hsu::build_backend(&resolved.cfg.backend).map_err(|e| err(name, e))?;
+    let engine = Engine::new(&resolved, backend.as_ref(), &store, stage_length);
+    eprintln!(
+        "hsu `{name}` on {}: {} users, stage length {stage_length}, back-end {}",
+        dcfg.name,
+        users.len(),
+        backend.id()
+    );
+    let b = bar(users.len(), "users");
+    let progress = |done: usize, _total: usize| b.set_position(done as u64);
+    let report = engine
+        .run(&users, Shard::ALL, Some(&progress))
+        .map_err(|e| err(&format!("hsu `{name}`"), e))?;
+    b.finish_and_clear();
+    if report.users_failed > 0 {
+        return Err(ExperimentError::Inputs(format!(
+            "hsu `{name}`: {} users have unfinished stages ({}); rerun to resume",
+            report.users_failed,
+            report.errors.join("; ")
+        )));
+    }
+    let users = hsuga_hsu::export::user_embeddings(
+        &store,
+        &resolved.cfg.variant,
+        &prepared.dataset,
+        embedder,
+        dirs.cache_dir,
+        &mut |_| {},
+    )
+    .map_err(|e| err(&format!("hsu `{name}` user embeddings"), e))?;
+    Ok(users.embeddings)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn item_mean_uses_training_items_only_and_normalises() {
+        let dcfg = DatasetConfig::load(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/datasets/ml-100k.toml"),
+        )
+        .unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let p = hsuga_data::prepare(&dcfg, tmp.path()).unwrap();
+        let n = p.dataset.num_items as usize;
+        // One-hot item "embeddings": the user row is then the normalised
+        // histogram of their training items.
+        let mut data = vec![0f32; n * n];
+        (0..n).for_each(|i| data[i * n + i] = 1.0);
+        let items = Embeddings {
+            rows: n,
+            dim: n,
+            data,
+        };
+        let users = item_mean(&items, &p);
+        assert_eq!(users.rows, p.split.train.len());
+        let u = 0;
+        let row = users.row(u);
+        let norm: f32 = row.iter().map(|v| v * v).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-5);
+        let test_item = p.split.test[u] as usize;
+        if !p.split.train[u].contains(&(test_item as u32)) {
+            assert_eq!(
+                row[test_item - 1],
+                0.0,
+                "the test item leaked into the user view"
+            );
+        }
+        let first = p.split.train[u][0] as usize;
+        assert!(row[first - 1] > 0.0);
+    }
+}

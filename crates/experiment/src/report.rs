@@ -1,0 +1,153 @@
+//! Aggregating finished runs into tables (`hsuga report <experiment dir>`).
+
+use std::path::{Path, PathBuf};
+
+use hsuga_data::{DatasetConfig, Phase, prepare};
+use hsuga_eval::table::{ResultTable, RunRecord};
+use hsuga_eval::{Metric, Ranking};
+use hsuga_train::RunConfig;
+
+use crate::ExperimentError;
+use crate::config::ExperimentConfig;
+use crate::plot::draw_plots;
+use crate::runner::is_finished;
+
+/// One dataset's table and where it was written.
+#[derive(Debug, Clone)]
+pub struct DatasetTable {
+    pub dataset: String,
+    pub table: ResultTable,
+    pub dir: PathBuf,
+    /// Sensitivity plots written (SVG; a PNG lies beside each).
+    pub plots: Vec<PathBuf>,
+}
+
+/// Builds and writes the tables of every dataset in an experiment folder,
+/// from whatever runs have finished (missing seeds are simply fewer seeds).
+pub fn report(exp_dir: &Path, cache_dir: &Path) -> Result<Vec<DatasetTable>, ExperimentError> {
+    let file = exp_dir.join("experiment.toml");
+    let cfg = ExperimentConfig::load(&file)?;
+    let metrics = Metric::at(&cfg.ks);
+    let mut out = Vec::new();
+    let mut all_md = format!("# {}\n\n", cfg.name);
+    for entry in sorted_dirs(exp_dir)? {
+        let dataset = entry
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut records = Vec::new();
+        let mut prepared = None;
+        for m in &cfg.methods {
+            let method_dir = entry.join(&m.name);
+            if !method_dir.is_dir() {
+                continue;
+            }
+            for run_dir in sorted_dirs(&method_dir)? {
+                if !is_finished(&run_dir) {
+                    continue;
+                }
+                let run_cfg = RunConfig::load(&run_dir.join("config.toml"))?;
+                if prepared.is_none() {
+                    let dcfg = DatasetConfig::load(Path::new(&run_cfg.dataset))?;
+                    prepared = Some(prepare(&dcfg, cache_dir)?);
+                }
+                let p = prepared.as_ref().expect("set above");
+                let ranks = read_test_ranks(&run_dir.join("ranks.csv"), p.split.num_users())?;
+                records.push(RunRecord {
+                    method: m.name.clone(),
+                    seed: run_cfg.seed,
+                    ranking: Ranking::new(Phase::Test, &p.split, ranks),
+                });
+            }
+        }
+        let Some(p) = prepared else { continue };
+        let title = format!("{} — {}", cfg.name, dataset);
+        let table = ResultTable::build(&title, &records, &p.groups, &metrics, &|m| cfg.base_of(m));
+        table
+            .write_all(&entry, "table")
+            .map_err(|e| ExperimentError::io(&entry, e))?;
+        all_md.push_str(&table.to_markdown());
+        all_md.push('\n');
+        let plots = draw_plots(&cfg.plots, &table, &entry).map_err(ExperimentError::Io)?;
+        for svg in &plots {
+            let rel = svg.strip_prefix(exp_dir).unwrap_or(svg);
+            all_md.push_str(&format!("![{}]({})\n\n", rel.display(), rel.display()));
+        }
+        out.push(DatasetTable {
+            dataset,
+            table,
+            dir: entry,
+            plots,
+        });
+    }
+    let results = exp_dir.join("results.md");
+    std::fs::write(&results, all_md).map_err(|e| ExperimentError::io(&results, e))?;
+    Ok(out)
+}
+
+fn sorted_dirs(dir: &Path) -> Result<Vec<PathBuf>, ExperimentError> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| ExperimentError::io(dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .collect();
+    v.sort();
+    Ok(v)
+}
+
+/// Reads `user,valid_rank,test_rank` lines; every user must be present once.
+fn read_test_ranks(path: &Path, users: usize) -> Result<Vec<usize>, ExperimentError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ExperimentError::io(path, e))?;
+    let bad = |line: usize, m: &str| ExperimentError::Run {
+        path: format!("{}:{line}", path.display()),
+        message: m.to_string(),
+    };
+    let mut ranks = vec![None; users];
+    for (i, line) in text.lines().enumerate().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        let (Some(u), Some(t)) = (f.first(), f.get(2)) else {
+            return Err(bad(i + 1, "expected user,valid_rank,test_rank"));
+        };
+        let u: usize = u.parse().map_err(|_| bad(i + 1, "user is not an index"))?;
+        let t: usize = t
+            .parse()
+            .map_err(|_| bad(i + 1, "test_rank is not a number"))?;
+        *ranks.get_mut(u).ok_or_else(|| {
+            bad(
+                i + 1,
+                "user index beyond the dataset: ranks from another dataset?",
+            )
+        })? = Some(t);
+    }
+    ranks
+        .into_iter()
+        .enumerate()
+        .map(|(u, r)| r.ok_or_else(|| bad(0, &format!("no rank for user {u}"))))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranks_file_must_cover_every_user() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("ranks.csv");
+        std::fs::write(&p, "user,valid_rank,test_rank\n0,3,4\n1,0,9\n").unwrap();
+        assert_eq!(read_test_ranks(&p, 2).unwrap(), vec![4, 9]);
+        assert!(
+            read_test_ranks(&p, 3)
+                .unwrap_err()
+                .to_string()
+                .contains("no rank for user 2")
+        );
+        std::fs::write(&p, "user,valid_rank,test_rank\n0,3,x\n").unwrap();
+        assert!(
+            read_test_ranks(&p, 1)
+                .unwrap_err()
+                .to_string()
+                .contains("ranks.csv:2")
+        );
+    }
+}
