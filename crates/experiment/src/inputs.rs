@@ -67,28 +67,49 @@ pub fn semantic_inputs(
         }
         return Ok(SemanticInputs::default());
     };
-    let embedder = embedder(model, dirs)?;
-    let template = template_for(dcfg).map_err(|e| err(&dcfg.name, e))?;
-    let b = bar(prepared.dataset.num_items as usize, "item texts");
-    let items = item_embeddings(
-        &prepared.dataset,
-        &template,
-        &embedder,
-        dirs.cache_dir,
-        false,
-        &mut |done, _| b.set_position(done as u64),
-    )
-    .map_err(|e| err(&format!("{} item embeddings", dcfg.name), e))?;
-    b.finish_and_clear();
+    let (item_text, embedder) = match model.strip_prefix("file:") {
+        Some(path) => (supplied(path, "item")?, None),
+        None => {
+            let embedder = embedder(model, dirs)?;
+            let template = template_for(dcfg).map_err(|e| err(&dcfg.name, e))?;
+            let b = bar(prepared.dataset.num_items as usize, "item texts");
+            let items = item_embeddings(
+                &prepared.dataset,
+                &template,
+                &embedder,
+                dirs.cache_dir,
+                false,
+                &mut |done, _| b.set_position(done as u64),
+            )
+            .map_err(|e| err(&format!("{} item embeddings", dcfg.name), e))?;
+            b.finish_and_clear();
+            (items.embeddings, Some(embedder))
+        }
+    };
     let user_semantic = match user_source {
         None => None,
-        Some(UserSemantic::ItemMean) => Some(item_mean(&items.embeddings, prepared)),
-        Some(UserSemantic::Hsu(name)) => Some(hsu_users(&name, dcfg, prepared, &embedder, dirs)?),
+        Some(UserSemantic::ItemMean) => Some(item_mean(&item_text, prepared)),
+        Some(UserSemantic::File(path)) => Some(supplied(&path, "user")?),
+        Some(UserSemantic::Hsu(name)) => {
+            let Some(embedder) = &embedder else {
+                return Err(ExperimentError::Inputs(format!(
+                    "inputs.user_semantic = \"hsu:{name}\" embeds the interests with the item \
+                     text embedder, but inputs.item_text is a file; supply user embeddings \
+                     as well (`file:users.safetensors`)"
+                )));
+            };
+            Some(hsu_users(&name, dcfg, prepared, embedder, dirs)?)
+        }
     };
     Ok(SemanticInputs {
-        item_text: Some(items.embeddings),
+        item_text: Some(item_text),
         user_semantic,
     })
+}
+
+/// A matrix the user supplied; row counts are checked by the trainer.
+fn supplied(path: &str, what: &str) -> Result<Embeddings, ExperimentError> {
+    hsuga_text::read_matrix(Path::new(path)).map_err(|e| err(&format!("{what} embeddings"), e))
 }
 
 /// LLM-ESR's cheap user view: the L2-normalised mean of the text embeddings
@@ -178,6 +199,28 @@ fn hsu_users(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn supplied_matrix_is_read_and_bad_files_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("items.safetensors");
+        let values: Vec<u8> = [1f32, 2., 3., 4., 5., 6.]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let view =
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![3, 2], &values)
+                .unwrap();
+        safetensors::serialize_to_file([("anything", view)], None, &path).unwrap();
+        let m = supplied(path.to_str().unwrap(), "item").unwrap();
+        assert_eq!((m.rows, m.dim), (3, 2));
+        assert_eq!(m.row(2), &[5., 6.]);
+        std::fs::write(&path, b"not a tensor file").unwrap();
+        let e = supplied(path.to_str().unwrap(), "item")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("items.safetensors"), "{e}");
+    }
 
     #[test]
     fn item_mean_uses_training_items_only_and_normalises() {

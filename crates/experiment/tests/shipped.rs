@@ -31,7 +31,13 @@ fn shipped_experiments_resolve() {
                 .and_then(|s| s.strip_prefix("hsu:"))
             {
                 let f = configs.join("hsu").join(format!("{name}.toml"));
-                assert!(f.is_file(), "{}: {}: no {}", path.display(), m.name, f.display());
+                assert!(
+                    f.is_file(),
+                    "{}: {}: no {}",
+                    path.display(),
+                    m.name,
+                    f.display()
+                );
             }
         }
         n += 1;

@@ -11,7 +11,8 @@ pub enum TextError {
     #[error(
         "dataset '{dataset}' has no item text (its config names no [items] source), so \
          semantic methods (text embeddings, LLM-ESR, HSU, GAA) cannot run on it; \
-         use a dataset with item text (e.g. beauty, ml-100k) or a collaborative-only method"
+         use a dataset with item text (e.g. beauty, ml-100k), a collaborative-only method, \
+         or supply embeddings (`inputs.item_text = \"file:items.safetensors\"`)"
     )]
     NoItemText { dataset: String },
 

@@ -36,7 +36,9 @@ pub use items::{ItemEmbeddings, item_embeddings, item_store};
 pub use local::{EmbedReport, MiniLm};
 pub use pca::{Pca, pca};
 pub use remote::{OpenAiConfig, OpenAiEmbedder};
-pub use store::{EmbeddingStore, Manifest, Outcome, StoreKey, dataset_hash, texts_hash};
+pub use store::{
+    EmbeddingStore, Manifest, Outcome, StoreKey, dataset_hash, read_matrix, texts_hash,
+};
 pub use template::{
     Field, ItemTexts, Template, render_item, render_items, require_item_text, template_for,
 };

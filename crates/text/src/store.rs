@@ -172,31 +172,14 @@ impl EmbeddingStore {
                 m.data_sha256
             )));
         }
-        let st = safetensors::SafeTensors::deserialize(&bytes)
+        let e = decode_matrix(&bytes, Some(TENSOR))
             .map_err(|e| self.err(format!("{DATA_FILE}: {e}")))?;
-        let t = st
-            .tensor(TENSOR)
-            .map_err(|e| self.err(format!("{DATA_FILE}: {e}")))?;
-        if t.dtype() != safetensors::Dtype::F32 {
-            return Err(self.err(format!("tensor dtype {:?}, expected F32", t.dtype())));
-        }
-        let shape = t.shape().to_vec();
-        if shape != [m.key.rows, m.key.dim] {
+        if [e.rows, e.dim] != [m.key.rows, m.key.dim] {
             return Err(self.err(format!(
-                "tensor shape {shape:?} but manifest says [{}, {}]",
-                m.key.rows, m.key.dim
+                "tensor shape [{}, {}] but manifest says [{}, {}]",
+                e.rows, e.dim, m.key.rows, m.key.dim
             )));
         }
-        let data: Vec<f32> = t
-            .data()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
-        let e = Embeddings {
-            rows: m.key.rows,
-            dim: m.key.dim,
-            data,
-        };
         Ok((m, e))
     }
 
@@ -343,6 +326,54 @@ impl EmbeddingStore {
             },
         ))
     }
+}
+
+/// A row-major f32 matrix from safetensors bytes: the tensor `name`, or the
+/// only tensor in the file when `name` is `None`.
+fn decode_matrix(bytes: &[u8], name: Option<&str>) -> std::result::Result<Embeddings, String> {
+    let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| e.to_string())?;
+    let name = match name {
+        Some(n) => n.to_string(),
+        None => match st.names().as_slice() {
+            [only] => only.to_string(),
+            names => {
+                return Err(format!(
+                    "expected exactly one tensor, found {}",
+                    names.len()
+                ));
+            }
+        },
+    };
+    let t = st.tensor(&name).map_err(|e| e.to_string())?;
+    if t.dtype() != safetensors::Dtype::F32 {
+        return Err(format!(
+            "tensor `{name}` has dtype {:?}, expected F32",
+            t.dtype()
+        ));
+    }
+    let &[rows, dim] = t.shape() else {
+        return Err(format!(
+            "tensor `{name}` has shape {:?}, expected [rows, dim]",
+            t.shape()
+        ));
+    };
+    let data = t
+        .data()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    Ok(Embeddings { rows, dim, data })
+}
+
+/// Embeddings a user supplies as a safetensors file holding one 2-D f32
+/// tensor (e.g. written by `safetensors.numpy.save_file`), for datasets that
+/// ship no item text.
+pub fn read_matrix(path: &Path) -> Result<Embeddings> {
+    let bytes = fs::read(path).map_err(|e| TextError::io(path, e))?;
+    decode_matrix(&bytes, None).map_err(|msg| TextError::Store {
+        path: path.to_path_buf(),
+        msg,
+    })
 }
 
 #[cfg(test)]

@@ -371,11 +371,13 @@ impl MethodConfig {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InputsConfig {
-    /// Embedder id of the item text embeddings, e.g. `all-minilm-l6-v2`.
+    /// Embedder id of the item text embeddings, e.g. `all-minilm-l6-v2`, or
+    /// `file:<matrix.safetensors>` for embeddings you supply (one row per item).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub item_text: Option<String>,
     /// User semantic embeddings: `item-mean` (mean of the user's training
-    /// items' text embeddings) or `hsu:<hsu config name>`, e.g. `hsu:rules`.
+    /// items' text embeddings), `hsu:<hsu config name>`, e.g. `hsu:rules`, or
+    /// `file:<matrix.safetensors>` (one row per user, in dataset user order).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_semantic: Option<String>,
 }
@@ -387,6 +389,8 @@ pub enum UserSemantic {
     ItemMean,
     /// HSU's final interests under the named HSU config.
     Hsu(String),
+    /// A matrix the user supplies (safetensors, one row per user).
+    File(String),
 }
 
 impl InputsConfig {
@@ -395,10 +399,16 @@ impl InputsConfig {
         match self.user_semantic.as_deref() {
             None => Ok(None),
             Some("item-mean") => Ok(Some(UserSemantic::ItemMean)),
-            Some(s) => match s.strip_prefix("hsu:") {
-                Some(name) if !name.is_empty() => Ok(Some(UserSemantic::Hsu(name.to_string()))),
+            Some(s) => match (s.strip_prefix("hsu:"), s.strip_prefix("file:")) {
+                (Some(name), _) if !name.is_empty() => {
+                    Ok(Some(UserSemantic::Hsu(name.to_string())))
+                }
+                (_, Some(path)) if !path.is_empty() => {
+                    Ok(Some(UserSemantic::File(path.to_string())))
+                }
                 _ => Err(TrainError::Config(format!(
-                    "inputs.user_semantic = `{s}`: expected `item-mean` or `hsu:<hsu config name>`"
+                    "inputs.user_semantic = `{s}`: expected `item-mean`, `hsu:<hsu config name>` \
+                     or `file:<matrix.safetensors>`"
                 ))),
             },
         }
