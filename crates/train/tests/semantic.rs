@@ -4,9 +4,12 @@
 //! on the real ML-100K split with random Gaussian item text built here (no
 //! model downloads).
 
+mod common;
+
 use std::path::Path;
 
-use hsuga_data::{Candidates, DatasetConfig, Phase, Prepared, Split};
+use common::popularity_ndcg;
+use hsuga_data::{Candidates, DatasetConfig, Prepared, Split};
 use hsuga_model::burn::module::Module;
 use hsuga_model::burn::tensor::{Tensor, TensorData};
 use hsuga_model::{
@@ -14,8 +17,8 @@ use hsuga_model::{
 };
 use hsuga_retrieval::{UserEmbeddings, active_users, retrieve};
 use hsuga_train::{
-    DistillConfig, Distiller, Job, Matrix, MethodConfig, Metrics, RunConfig, SemanticInputs,
-    Teacher, TrainSettings, fit, rank_of_target, represent_users,
+    DistillConfig, Distiller, Job, Matrix, MethodConfig, RunConfig, SemanticInputs, Teacher,
+    TrainSettings, fit, represent_users,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -66,18 +69,6 @@ fn item_mean(split: &Split, text: &Matrix) -> Matrix {
         dim: d,
         data,
     }
-}
-
-fn popularity_ndcg(p: &Prepared, c: &Candidates) -> f64 {
-    let pop = p.split.train_popularity();
-    let ranks: Vec<u32> = (0..p.split.num_users())
-        .map(|u| {
-            let negs = c.negatives(Phase::Test, u);
-            let s: Vec<f32> = negs.iter().map(|&i| pop[i as usize] as f32).collect();
-            rank_of_target(pop[p.split.test[u] as usize] as f32, &s, negs)
-        })
-        .collect();
-    Metrics::from_ranks(&ranks, 10).ndcg
 }
 
 /// A small split: 10 users whose training lengths are 10, 9, …, 1 (+ 2 held out).

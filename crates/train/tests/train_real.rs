@@ -2,13 +2,14 @@
 //! model learns (beats a popularity ranker), checkpoints round-trip, and an
 //! interrupted run resumes where it stopped.
 
+mod common;
+
 use std::path::Path;
 
+use common::popularity_ndcg;
 use hsuga_data::{Candidates, DatasetConfig, Phase, Prepared};
 use hsuga_model::{Backbone, ModelConfig, cpu};
-use hsuga_train::{
-    Job, Metrics, TrainSettings, checkpoint, fit, load_best, model_tag, rank_of_target,
-};
+use hsuga_train::{Job, TrainSettings, checkpoint, fit, load_best, model_tag};
 
 /// burn's device RNG (weight initialisation) is process-global, so two
 /// trainings at once in one process would draw from each other's stream:
@@ -21,18 +22,6 @@ fn fashion() -> (Prepared, Candidates, tempfile::TempDir) {
     let p = hsuga_data::prepare(&cfg, cache.path()).unwrap();
     let c = hsuga_data::candidates(&p, 100, 42).unwrap();
     (p, c, cache)
-}
-
-fn popularity_ndcg(p: &Prepared, c: &Candidates) -> f64 {
-    let pop = p.split.train_popularity();
-    let ranks: Vec<u32> = (0..p.split.num_users())
-        .map(|u| {
-            let negs = c.negatives(Phase::Test, u);
-            let s: Vec<f32> = negs.iter().map(|&i| pop[i as usize] as f32).collect();
-            rank_of_target(pop[p.split.test[u] as usize] as f32, &s, negs)
-        })
-        .collect();
-    Metrics::from_ranks(&ranks, 10).ndcg
 }
 
 fn quick(epochs: usize) -> TrainSettings {
