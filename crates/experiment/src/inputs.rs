@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use hsuga_data::{DatasetConfig, Prepared};
 use hsuga_hsu::{Engine, HsuConfig, ItemTemplate, Shard, Store};
 use hsuga_text::{Embeddings, MiniLm, TextEmbedder, fetch, item_embeddings, template_for};
-use hsuga_train::{InputsConfig, SemanticInputs, UserSemantic};
+use hsuga_train::{InputsConfig, SemanticInputs, UserSemantic, item_mean};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::ExperimentError;
@@ -88,7 +88,7 @@ pub fn semantic_inputs(
     };
     let user_semantic = match user_source {
         None => None,
-        Some(UserSemantic::ItemMean) => Some(item_mean(&item_text, prepared)),
+        Some(UserSemantic::ItemMean) => Some(item_mean(&prepared.split, &item_text)),
         Some(UserSemantic::File(path)) => Some(supplied(&path, "user")?),
         Some(UserSemantic::Hsu(name)) => {
             let Some(embedder) = &embedder else {
@@ -112,31 +112,6 @@ fn supplied(path: &str, what: &str) -> Result<Embeddings, ExperimentError> {
     hsuga_text::read_matrix(Path::new(path)).map_err(|e| err(&format!("{what} embeddings"), e))
 }
 
-/// LLM-ESR's cheap user view: the L2-normalised mean of the text embeddings
-/// of the user's training items (validation and test items never enter).
-fn item_mean(items: &Embeddings, prepared: &Prepared) -> Embeddings {
-    let dim = items.dim;
-    let mut data = Vec::with_capacity(prepared.split.train.len() * dim);
-    for seq in &prepared.split.train {
-        let mut row = vec![0f32; dim];
-        for &i in seq {
-            for (r, v) in row.iter_mut().zip(items.row(i as usize - 1)) {
-                *r += v;
-            }
-        }
-        let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt();
-        if norm > 0.0 {
-            row.iter_mut().for_each(|v| *v /= norm);
-        }
-        data.extend(row);
-    }
-    Embeddings {
-        rows: prepared.split.train.len(),
-        dim,
-        data,
-    }
-}
-
 /// Runs HSU under `<hsu_configs>/<name>.toml` over every user (resuming
 /// the dataset's store), then embeds the final interests.
 fn hsu_users(
@@ -148,20 +123,12 @@ fn hsu_users(
 ) -> Result<Embeddings, ExperimentError> {
     let path: PathBuf = dirs.hsu_configs.join(format!("{name}.toml"));
     let resolved = HsuConfig::load(&path).map_err(|e| err(&path.display().to_string(), e))?;
-    let template = ItemTemplate::new(
-        dcfg.text
-            .as_ref()
-            .map(|t| t.template.as_str())
-            .unwrap_or("Title: {title}"),
-    )
-    .map_err(|e| err(&format!("{} item template", dcfg.name), e))?;
+    let template = ItemTemplate::for_dataset(dcfg)
+        .map_err(|e| err(&format!("{} item template", dcfg.name), e))?;
     let users = hsuga_hsu::histories(&prepared.dataset, &prepared.split, &template);
     let lengths: Vec<usize> = prepared.split.train.iter().map(Vec::len).collect();
     let stage_length = resolved.cfg.stages.resolve(&lengths);
-    let db = dirs
-        .cache_dir
-        .join("hsu")
-        .join(format!("{}.sqlite", dcfg.name));
+    let db = hsuga_hsu::store::default_path(dirs.cache_dir, &dcfg.name);
     let store = Store::open(&db).map_err(|e| err(&db.display().to_string(), e))?;
     let backend = hsuga_hsu::build_backend(&resolved.cfg.backend).map_err(|e| err(name, e))?;
     let engine = Engine::new(&resolved, backend.as_ref(), &store, stage_length);
@@ -240,7 +207,7 @@ mod tests {
             dim: n,
             data,
         };
-        let users = item_mean(&items, &p);
+        let users = item_mean(&p.split, &items);
         assert_eq!(users.rows, p.split.train.len());
         let u = 0;
         let row = users.row(u);

@@ -293,6 +293,17 @@ pub const ITEM_FIELDS: &[&str] = &[
 ];
 
 impl ItemTemplate {
+    /// The dataset's `[text] template`, or its title alone when the config
+    /// has none (the one attribute every item table carries).
+    pub fn for_dataset(cfg: &hsuga_data::DatasetConfig) -> Result<Self> {
+        Self::new(
+            cfg.text
+                .as_ref()
+                .map(|t| t.template.as_str())
+                .unwrap_or("Title: {title}"),
+        )
+    }
+
     pub fn new(template: &str) -> Result<Self> {
         let names = placeholders(template).map_err(|m| HsuError::Template {
             file: "dataset [text] template".into(),

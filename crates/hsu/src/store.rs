@@ -90,6 +90,12 @@ pub struct FailureRecord {
     pub answer: String,
 }
 
+/// Where a dataset's HSU store lives under a cache root, shared by
+/// `hsuga hsu` and the experiment runner so that both resume the same runs.
+pub fn default_path(cache_dir: &std::path::Path, dataset: &str) -> std::path::PathBuf {
+    cache_dir.join("hsu").join(format!("{dataset}.sqlite"))
+}
+
 #[derive(Debug)]
 pub struct Store {
     conn: Mutex<Connection>,

@@ -11,6 +11,32 @@ use crate::error::TrainError;
 /// A row-major `rows × dim` matrix (the text crate's embedding type).
 pub use hsuga_text::Embeddings as Matrix;
 
+/// LLM-ESR's cheap user view (`inputs.user_semantic = "item-mean"`): the
+/// L2-normalised mean of the text rows of each user's training items, so
+/// validation and test items never enter. One row per user, split order.
+pub fn item_mean(split: &Split, items: &Matrix) -> Matrix {
+    let dim = items.dim;
+    let mut data = Vec::with_capacity(split.num_users() * dim);
+    for seq in &split.train {
+        let mut row = vec![0f32; dim];
+        for &i in seq {
+            for (r, v) in row.iter_mut().zip(items.row(i as usize - 1)) {
+                *r += v;
+            }
+        }
+        let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt();
+        if norm > 0.0 {
+            row.iter_mut().for_each(|v| *v /= norm);
+        }
+        data.extend(row);
+    }
+    Matrix {
+        rows: split.num_users(),
+        dim,
+        data,
+    }
+}
+
 /// Semantic inputs of one run. `SemanticInputs::default()` is "none", which
 /// is all a plain backbone needs.
 #[derive(Debug, Clone, Default)]

@@ -18,7 +18,7 @@ use hsuga_model::{
 use hsuga_retrieval::{UserEmbeddings, active_users, retrieve};
 use hsuga_train::{
     DistillConfig, Distiller, Job, Matrix, MethodConfig, RunConfig, SemanticInputs, Teacher,
-    TrainSettings, fit, represent_users,
+    TrainSettings, fit, item_mean, represent_users,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -49,26 +49,6 @@ fn gaussian(rows: usize, dim: usize, seed: u64) -> Matrix {
         row.iter_mut().for_each(|x| *x /= n);
     }
     Matrix { rows, dim, data }
-}
-
-/// Each user's mean over their training items' text rows (`item-mean`).
-fn item_mean(split: &Split, text: &Matrix) -> Matrix {
-    let d = text.dim;
-    let mut data = vec![0f32; split.num_users() * d];
-    for (u, seq) in split.train.iter().enumerate() {
-        let row = &mut data[u * d..(u + 1) * d];
-        for &i in seq {
-            let t = &text.data[(i as usize - 1) * d..i as usize * d];
-            row.iter_mut()
-                .zip(t)
-                .for_each(|(a, x)| *a += x / seq.len() as f32);
-        }
-    }
-    Matrix {
-        rows: split.num_users(),
-        dim: d,
-        data,
-    }
 }
 
 /// A small split: 10 users whose training lengths are 10, 9, …, 1 (+ 2 held out).

@@ -113,18 +113,14 @@ fn db_path(db: &Option<PathBuf>, dataset: &str, g: &Globals) -> Result<PathBuf> 
     }
     let path = datasets::config_path(dataset, &g.datasets_dir)?;
     let cfg = DatasetConfig::load(&path)?;
-    Ok(g.cache_dir.join("hsu").join(format!("{}.sqlite", cfg.name)))
+    Ok(hsuga_hsu::store::default_path(&g.cache_dir, &cfg.name))
 }
 
 /// The dataset's item template (`[text] template`), or titles only.
 fn item_template(dataset: &str, g: &Globals) -> Result<ItemTemplate> {
     let path = datasets::config_path(dataset, &g.datasets_dir)?;
     let cfg = DatasetConfig::load(&path)?;
-    let t = cfg
-        .text
-        .map(|t| t.template)
-        .unwrap_or_else(|| "Title: {title}".into());
-    ItemTemplate::new(&t).with_context(|| format!("dataset config {}", path.display()))
+    ItemTemplate::for_dataset(&cfg).with_context(|| format!("dataset config {}", path.display()))
 }
 
 pub fn run(args: HsuArgs, g: &Globals) -> Result<()> {
