@@ -10,7 +10,6 @@ use hsuga_train::RunConfig;
 use crate::ExperimentError;
 use crate::config::ExperimentConfig;
 use crate::plot::draw_plots;
-use crate::runner::is_finished;
 
 /// One dataset's table and where it was written.
 #[derive(Debug, Clone)]
@@ -43,7 +42,7 @@ pub fn report(exp_dir: &Path, cache_dir: &Path) -> Result<Vec<DatasetTable>, Exp
                 continue;
             }
             for run_dir in sorted_dirs(&method_dir)? {
-                if !is_finished(&run_dir) {
+                if !hsuga_train::is_finished(&run_dir) {
                     continue;
                 }
                 let run_cfg = RunConfig::load(&run_dir.join("config.toml"))?;

@@ -54,29 +54,10 @@ pub fn run(
         // Methods sharing an `[inputs]` table share its matrices.
         let mut inputs: Vec<(InputsConfig, SemanticInputs)> = Vec::new();
         for &seed in &cfg.seeds {
-            let cands = candidates(&prepared, cfg.negatives, seed)?;
+            // Drawn (or read from the cache) only when a run of this seed is left.
+            let mut cands = None;
             for m in &methods {
                 done += 1;
-                let run_dir = exp_dir
-                    .join(&dcfg.name)
-                    .join(&m.name)
-                    .join(format!("seed-{seed}"));
-                if is_finished(&run_dir) {
-                    tracing::info!(dataset = %dcfg.name, method = %m.name, seed, "finished before, skipped");
-                    continue;
-                }
-                let at = match inputs.iter().position(|(c, _)| c == &m.inputs) {
-                    Some(at) => at,
-                    None => {
-                        let got =
-                            semantic_inputs(&m.inputs, dcfg, &prepared, &dirs).map_err(|e| {
-                                ExperimentError::Config(format!("method `{}`: {e}", m.name))
-                            })?;
-                        inputs.push((m.inputs.clone(), got));
-                        inputs.len() - 1
-                    }
-                };
-                eprintln!("[{done}/{total}] {} · {} · seed {seed}", dcfg.name, m.name);
                 let run_cfg = RunConfig {
                     name: m.name.clone(),
                     dataset: path.display().to_string(),
@@ -91,7 +72,28 @@ pub fn run(
                         ..m.train.clone()
                     },
                 };
-                let r = hsuga_train::run(&run_cfg, &prepared, &cands, &inputs[at].1)?;
+                // Also refuses a folder holding another config before any work.
+                if hsuga_train::check_dir(&run_cfg)?.is_some() {
+                    tracing::info!(dataset = %dcfg.name, method = %m.name, seed, "finished before, skipped");
+                    continue;
+                }
+                let at = match inputs.iter().position(|(c, _)| c == &m.inputs) {
+                    Some(at) => at,
+                    None => {
+                        let got =
+                            semantic_inputs(&m.inputs, dcfg, &prepared, &dirs).map_err(|e| {
+                                ExperimentError::Config(format!("method `{}`: {e}", m.name))
+                            })?;
+                        inputs.push((m.inputs.clone(), got));
+                        inputs.len() - 1
+                    }
+                };
+                let cands = match &mut cands {
+                    Some(c) => c,
+                    None => cands.insert(candidates(&prepared, cfg.negatives, seed)?),
+                };
+                eprintln!("[{done}/{total}] {} · {} · seed {seed}", dcfg.name, m.name);
+                let r = hsuga_train::run(&run_cfg, &prepared, cands, &inputs[at].1)?;
                 eprintln!(
                     "    test HR@{k} {:.4}  NDCG@{k} {:.4}  (best epoch {}, {:.0} s)",
                     r.test.hr,
@@ -104,10 +106,4 @@ pub fn run(
         }
     }
     report(&exp_dir, opts.cache_dir)
-}
-
-/// A run counts as finished once `hsuga_train::run` has written its report
-/// (the last file it writes, after the ranks).
-pub(crate) fn is_finished(run_dir: &Path) -> bool {
-    run_dir.join("report.json").is_file()
 }

@@ -29,6 +29,14 @@ pub struct RunReport {
     pub reused: bool,
 }
 
+/// Written last, after the ranks: its presence marks a finished run.
+const REPORT: &str = "report.json";
+
+/// Whether a run folder holds a finished run.
+pub fn is_finished(dir: &Path) -> bool {
+    dir.join(REPORT).is_file()
+}
+
 /// The run folder of a config.
 pub fn run_dir(cfg: &RunConfig) -> PathBuf {
     Path::new(&cfg.out_dir)
@@ -62,8 +70,8 @@ pub fn check_dir(cfg: &RunConfig) -> Result<Option<RunReport>, TrainError> {
                 .into(),
         });
     }
-    let report = dir.join("report.json");
-    if report.is_file() {
+    if is_finished(&dir) {
+        let report = dir.join(REPORT);
         let mut r: RunReport = serde_json::from_str(&std::fs::read_to_string(report)?)?;
         r.reused = true;
         return Ok(Some(r));
@@ -113,9 +121,6 @@ pub fn run(
         groups: ranking.summarize(&data.groups, &Metric::at(&[5, 10, 20])),
         reused: false,
     };
-    std::fs::write(
-        dir.join("report.json"),
-        serde_json::to_string_pretty(&report)?,
-    )?;
+    std::fs::write(dir.join(REPORT), serde_json::to_string_pretty(&report)?)?;
     Ok(report)
 }
