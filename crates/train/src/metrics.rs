@@ -190,29 +190,6 @@ pub fn evaluate(
     }
 }
 
-/// Ranks of every user's validation or test target (index = user); see
-/// [`evaluate`].
-pub fn evaluate_ranks(
-    model: &Recommender,
-    batcher: &Batcher,
-    split: &Split,
-    cands: &Candidates,
-    phase: Phase,
-    batch_size: usize,
-    user_semantic: Option<&Tensor<2>>,
-) -> Vec<u32> {
-    evaluate(
-        model,
-        batcher,
-        split,
-        cands,
-        phase,
-        batch_size,
-        user_semantic,
-    )
-    .ranks
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

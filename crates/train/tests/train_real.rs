@@ -89,7 +89,7 @@ fn sasrec_learns_fashion_and_checkpoints_round_trip() {
     // Save -> load gives identical scores.
     let loaded = load_best(&model, p.split.num_items, run.path(), &cpu()).unwrap();
     let b = hsuga_model::Batcher::new(&model, p.split.num_items, &cpu());
-    let again = hsuga_train::evaluate_ranks(&loaded, &b, &p.split, &c, Phase::Test, 512, None);
+    let again = hsuga_train::evaluate(&loaded, &b, &p.split, &c, Phase::Test, 512, None).ranks;
     assert_eq!(again, out.test_ranks);
     // A checkpoint of another model is refused with a clear error.
     let other = ModelConfig {
