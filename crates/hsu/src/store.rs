@@ -170,9 +170,7 @@ impl Store {
         let conn = Connection::open(path).map_err(|e| Self::err(path, e))?;
         conn.busy_timeout(Duration::from_secs(60))
             .map_err(|e| Self::err(path, e))?;
-        let mode: String = conn
-            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
-            .map_err(|e| Self::err(path, e))?;
+        let mode = Self::wal_mode(&conn).map_err(|e| Self::err(path, e))?;
         if !mode.eq_ignore_ascii_case("wal") {
             tracing::warn!(mode, "SQLite refused WAL mode; continuing");
         }
@@ -183,6 +181,24 @@ impl Store {
             conn: Mutex::new(conn),
             path: path.to_path_buf(),
         })
+    }
+
+    /// Switches to WAL. SQLite does not call the busy handler for this
+    /// switch, so shards opening a new store at the same moment would get
+    /// "database is locked": retry for as long as the busy timeout allows.
+    fn wal_mode(conn: &Connection) -> rusqlite::Result<String> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            match conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)) {
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::DatabaseBusy
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                other => return other,
+            }
+        }
     }
 
     pub fn path(&self) -> &Path {
