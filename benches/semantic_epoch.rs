@@ -83,6 +83,7 @@ fn main() {
             candidates: &cands,
             run_dir: None,
             device: cpu(),
+            progress: Default::default(),
         })
         .unwrap();
         let s = o.history.iter().map(|e| e.seconds).sum::<f64>() / o.history.len() as f64;

@@ -179,6 +179,7 @@ fn epoch_bench(a: &Args, path: &str) {
         candidates: &cands,
         run_dir: None,
         device: cpu(),
+        progress: Default::default(),
     };
     let o = hsuga_train::fit(&job).unwrap();
     let e = &o.history[0];

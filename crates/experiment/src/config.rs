@@ -19,6 +19,7 @@
 //! train = { lr = 0.001 }          # overrides the shared settings key by key
 //! ```
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use hsuga_model::ModelConfig;
@@ -27,6 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ExperimentError;
 use crate::plot::PlotSpec;
+use crate::tune::variants;
 
 fn d_seeds() -> Vec<u64> {
     vec![42, 43, 44] // DESIGN §3
@@ -87,11 +89,19 @@ pub struct MethodSpec {
     /// Per-method overrides of the shared `[train]` keys.
     #[serde(default)]
     pub train: toml::Table,
+    /// Values searched on validation (`"method.distill.alpha" = [0.1, 0.01]`);
+    /// see [`crate::tune`].
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tune: BTreeMap<String, Vec<toml::Value>>,
 }
 
-/// A method with its training settings resolved and validated.
+/// One run folder's method (a row, or one tuned variant of it) with its
+/// training settings resolved and validated.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResolvedMethod {
+    /// The table row it belongs to.
+    pub row: String,
+    /// The run folder: the row, or `<row>@<key>=<value>,…` when tuned.
     pub name: String,
     pub model: ModelConfig,
     pub method: MethodConfig,
@@ -131,32 +141,17 @@ impl ExperimentConfig {
         let mut seen = std::collections::HashSet::new();
         let mut out = Vec::new();
         for m in &self.methods {
-            if m.name.is_empty() || m.name.contains(['/', '\\']) || !seen.insert(&m.name) {
+            if m.name.is_empty() || m.name.contains(['/', '\\', '@']) || !seen.insert(&m.name) {
                 return bad(format!(
-                    "method name `{}` is empty, not a plain folder name, or repeated",
+                    "method name `{}` is empty, not a plain folder name (no / \\ @), or repeated",
                     m.name
                 ));
             }
-            let mut table = self.train.clone();
-            table.extend(m.train.clone());
-            let train: TrainSettings = toml::Value::Table(table)
-                .try_into()
-                .map_err(|e| ExperimentError::Config(format!("method `{}`: train: {e}", m.name)))?;
-            let what = |e: &dyn std::fmt::Display| {
-                ExperimentError::Config(format!("method `{}`: {e}", m.name))
-            };
-            m.model.validate().map_err(|e| what(&e))?;
-            m.method.validate(&m.model).map_err(|e| what(&e))?;
-            train
-                .validate()
-                .map_err(|e| ExperimentError::Config(format!("method `{}`: {e}", m.name)))?;
-            out.push(ResolvedMethod {
-                name: m.name.clone(),
-                model: m.model.clone(),
-                method: m.method.clone(),
-                inputs: m.inputs.clone(),
-                train,
-            });
+            for v in variants(m)
+                .map_err(|e| ExperimentError::Config(format!("method `{}`: {e}", m.name)))?
+            {
+                out.push(self.resolve_one(&m.name, &v.folder, &v.spec)?);
+            }
         }
         for base in self
             .methods
@@ -169,6 +164,32 @@ impl ExperimentConfig {
             }
         }
         Ok(out)
+    }
+
+    fn resolve_one(
+        &self,
+        row: &str,
+        folder: &str,
+        m: &MethodSpec,
+    ) -> Result<ResolvedMethod, ExperimentError> {
+        let what =
+            |e: &dyn std::fmt::Display| ExperimentError::Config(format!("method `{folder}`: {e}"));
+        let mut table = self.train.clone();
+        table.extend(m.train.clone());
+        let train: TrainSettings = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e| what(&format!("train: {e}")))?;
+        m.model.validate().map_err(|e| what(&e))?;
+        m.method.validate(&m.model).map_err(|e| what(&e))?;
+        train.validate().map_err(|e| what(&e))?;
+        Ok(ResolvedMethod {
+            row: row.to_string(),
+            name: folder.to_string(),
+            model: m.model.clone(),
+            method: m.method.clone(),
+            inputs: m.inputs.clone(),
+            train,
+        })
     }
 }
 

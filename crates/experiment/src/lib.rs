@@ -8,6 +8,7 @@
 //! experiment.toml                      the experiment as run
 //! results.md                           every dataset's table
 //! <dataset>/table.{md,csv,json}
+//! <dataset>/tuning.md                 tuned rows: each setting's validation score
 //! <dataset>/plots/<plot>.{svg,png}     sensitivity plots ([[plots]])
 //! <dataset>/<method>/seed-<seed>/      one run folder (config, checkpoints, logs, ranks)
 //! ```
@@ -17,6 +18,7 @@ mod inputs;
 mod plot;
 mod report;
 mod runner;
+pub mod tune;
 
 pub use config::{ExperimentConfig, MethodSpec, ResolvedMethod};
 pub use inputs::{InputDirs, semantic_inputs};

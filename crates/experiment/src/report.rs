@@ -5,11 +5,12 @@ use std::path::{Path, PathBuf};
 use hsuga_data::{DatasetConfig, Phase, prepare};
 use hsuga_eval::table::{ResultTable, RunRecord};
 use hsuga_eval::{Metric, Ranking};
-use hsuga_train::RunConfig;
+use hsuga_train::{RunConfig, RunReport};
 
 use crate::ExperimentError;
 use crate::config::ExperimentConfig;
 use crate::plot::draw_plots;
+use crate::tune::choose;
 
 /// One dataset's table and where it was written.
 #[derive(Debug, Clone)]
@@ -26,6 +27,7 @@ pub struct DatasetTable {
 pub fn report(exp_dir: &Path, cache_dir: &Path) -> Result<Vec<DatasetTable>, ExperimentError> {
     let file = exp_dir.join("experiment.toml");
     let cfg = ExperimentConfig::load(&file)?;
+    let resolved = cfg.resolve()?;
     let metrics = Metric::at(&cfg.ks);
     let mut out = Vec::new();
     let mut all_md = format!("# {}\n\n", cfg.name);
@@ -36,22 +38,35 @@ pub fn report(exp_dir: &Path, cache_dir: &Path) -> Result<Vec<DatasetTable>, Exp
             .unwrap_or_default();
         let mut records = Vec::new();
         let mut prepared = None;
+        let mut tuning = String::new();
         for m in &cfg.methods {
-            let method_dir = entry.join(&m.name);
-            if !method_dir.is_dir() {
-                continue;
+            let folders: Vec<&str> = resolved
+                .iter()
+                .filter(|r| r.row == m.name)
+                .map(|r| r.name.as_str())
+                .collect();
+            let mut finished = Vec::new();
+            for folder in &folders {
+                finished.push(finished_runs(&entry.join(folder))?);
             }
-            for run_dir in sorted_dirs(&method_dir)? {
-                if !hsuga_train::is_finished(&run_dir) {
-                    continue;
-                }
-                let run_cfg = RunConfig::load(&run_dir.join("config.toml"))?;
+            let scores: Vec<Vec<f64>> = finished
+                .iter()
+                .map(|runs| runs.iter().map(|r| r.valid_ndcg).collect())
+                .collect();
+            let Some(chosen) = choose(&scores) else {
+                continue;
+            };
+            if folders.len() > 1 {
+                tuning.push_str(&tuning_lines(&m.name, &folders, &scores, chosen));
+            }
+            for run in &finished[chosen] {
+                let run_cfg = RunConfig::load(&run.dir.join("config.toml"))?;
                 if prepared.is_none() {
                     let dcfg = DatasetConfig::load(Path::new(&run_cfg.dataset))?;
                     prepared = Some(prepare(&dcfg, cache_dir)?);
                 }
                 let p = prepared.as_ref().expect("set above");
-                let ranks = read_test_ranks(&run_dir.join("ranks.csv"), p.split.num_users())?;
+                let ranks = read_test_ranks(&run.dir.join("ranks.csv"), p.split.num_users())?;
                 records.push(RunRecord {
                     method: m.name.clone(),
                     seed: run_cfg.seed,
@@ -67,6 +82,13 @@ pub fn report(exp_dir: &Path, cache_dir: &Path) -> Result<Vec<DatasetTable>, Exp
             .map_err(|e| ExperimentError::io(&entry, e))?;
         all_md.push_str(&table.to_markdown());
         all_md.push('\n');
+        if !tuning.is_empty() {
+            let text = format!("{TUNING_HEAD}{tuning}");
+            let file = entry.join("tuning.md");
+            std::fs::write(&file, &text).map_err(|e| ExperimentError::io(&file, e))?;
+            all_md.push_str(&text);
+            all_md.push('\n');
+        }
         let plots = draw_plots(&cfg.plots, &table, &entry).map_err(ExperimentError::Io)?;
         for svg in &plots {
             let rel = svg.strip_prefix(exp_dir).unwrap_or(svg);
@@ -82,6 +104,57 @@ pub fn report(exp_dir: &Path, cache_dir: &Path) -> Result<Vec<DatasetTable>, Exp
     let results = exp_dir.join("results.md");
     std::fs::write(&results, all_md).map_err(|e| ExperimentError::io(&results, e))?;
     Ok(out)
+}
+
+const TUNING_HEAD: &str = "Tuned rows report the setting with the best mean validation NDCG@K \
+over its finished seeds (chosen: **bold**); test numbers play no part in the choice.\n\n\
+| Row | Setting | Seeds | Valid NDCG@K (mean) |\n|---|---|---:|---:|\n";
+
+/// One finished run of a folder, with its best validation NDCG@K.
+struct Finished {
+    dir: PathBuf,
+    valid_ndcg: f64,
+}
+
+/// The finished runs (one per seed folder) of a method folder, if any.
+fn finished_runs(method_dir: &Path) -> Result<Vec<Finished>, ExperimentError> {
+    if !method_dir.is_dir() {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for dir in sorted_dirs(method_dir)? {
+        if !hsuga_train::is_finished(&dir) {
+            continue;
+        }
+        let file = dir.join("report.json");
+        let text = std::fs::read_to_string(&file).map_err(|e| ExperimentError::io(&file, e))?;
+        let r: RunReport =
+            serde_json::from_str(&text).map_err(|e| ExperimentError::io(&file, e))?;
+        out.push(Finished {
+            dir,
+            valid_ndcg: r.valid.ndcg,
+        });
+    }
+    Ok(out)
+}
+
+/// The tuning table's lines for one row.
+fn tuning_lines(row: &str, folders: &[&str], scores: &[Vec<f64>], chosen: usize) -> String {
+    let mut out = String::new();
+    for (i, (folder, s)) in folders.iter().zip(scores).enumerate() {
+        let setting = folder.split_once('@').map_or(*folder, |(_, s)| s);
+        let mean = if s.is_empty() {
+            "–".to_string()
+        } else {
+            format!("{:.4}", s.iter().sum::<f64>() / s.len() as f64)
+        };
+        let (a, b) = if i == chosen { ("**", "**") } else { ("", "") };
+        out.push_str(&format!(
+            "| {row} | {a}{setting}{b} | {} | {a}{mean}{b} |\n",
+            s.len()
+        ));
+    }
+    out
 }
 
 fn sorted_dirs(dir: &Path) -> Result<Vec<PathBuf>, ExperimentError> {

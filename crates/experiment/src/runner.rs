@@ -1,9 +1,12 @@
 //! Running the grid, skipping finished runs.
 
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use hsuga_data::{DatasetConfig, candidates, prepare};
-use hsuga_train::{InputsConfig, RunConfig, SemanticInputs};
+use hsuga_data::{Candidates, DatasetConfig, Prepared, candidates, prepare};
+use hsuga_train::{InputsConfig, Progress, RunConfig, SemanticInputs};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use crate::ExperimentError;
 use crate::config::ExperimentConfig;
@@ -21,6 +24,26 @@ pub struct RunOptions<'a> {
     pub resolve_dataset: &'a dyn Fn(&str) -> Result<PathBuf, String>,
     /// Per-epoch progress bars inside each run.
     pub progress: bool,
+    /// Runs trained side by side, each on `cores / jobs` threads (0: one
+    /// per core). Small models use a second thread poorly, so on a 2-core
+    /// machine two 1-thread runs finish a grid sooner than one 2-thread run.
+    pub jobs: usize,
+}
+
+/// A run left to train, with indices into [`Shared`].
+struct Pending {
+    label: String,
+    cfg: RunConfig,
+    data: usize,
+    input: usize,
+    cand: usize,
+}
+
+/// What the pending runs read.
+struct Shared<'a> {
+    prepared: &'a [Prepared],
+    inputs: &'a [(usize, InputsConfig, SemanticInputs)],
+    cands: &'a [(usize, u64, Candidates)],
 }
 
 /// Runs what is missing, then writes and returns the tables.
@@ -47,17 +70,17 @@ pub fn run(
         models_dir: opts.models_dir,
         hsu_configs: opts.hsu_configs,
     };
+    // First everything the runs read (inputs, candidates), one at a time:
+    // the embedders and HSU use every core themselves.
+    let mut prepared = Vec::new();
+    let mut inputs: Vec<(usize, InputsConfig, SemanticInputs)> = Vec::new();
+    let mut cands: Vec<(usize, u64, Candidates)> = Vec::new();
+    let mut pending = Vec::new();
     let total = datasets.len() * methods.len() * cfg.seeds.len();
-    let mut done = 0;
-    for (path, dcfg) in &datasets {
-        let prepared = prepare(dcfg, opts.cache_dir)?;
-        // Methods sharing an `[inputs]` table share its matrices.
-        let mut inputs: Vec<(InputsConfig, SemanticInputs)> = Vec::new();
+    for (d, (path, dcfg)) in datasets.iter().enumerate() {
+        let data = prepare(dcfg, opts.cache_dir)?;
         for &seed in &cfg.seeds {
-            // Drawn (or read from the cache) only when a run of this seed is left.
-            let mut cands = None;
             for m in &methods {
-                done += 1;
                 let run_cfg = RunConfig {
                     name: m.name.clone(),
                     dataset: path.display().to_string(),
@@ -77,33 +100,152 @@ pub fn run(
                     tracing::info!(dataset = %dcfg.name, method = %m.name, seed, "finished before, skipped");
                     continue;
                 }
-                let at = match inputs.iter().position(|(c, _)| c == &m.inputs) {
+                // Methods sharing an `[inputs]` table share its matrices.
+                let input = match inputs
+                    .iter()
+                    .position(|(i, c, _)| *i == d && c == &m.inputs)
+                {
                     Some(at) => at,
                     None => {
-                        let got =
-                            semantic_inputs(&m.inputs, dcfg, &prepared, &dirs).map_err(|e| {
-                                ExperimentError::Config(format!("method `{}`: {e}", m.name))
-                            })?;
-                        inputs.push((m.inputs.clone(), got));
+                        let got = semantic_inputs(&m.inputs, dcfg, &data, &dirs).map_err(|e| {
+                            ExperimentError::Config(format!("method `{}`: {e}", m.name))
+                        })?;
+                        inputs.push((d, m.inputs.clone(), got));
                         inputs.len() - 1
                     }
                 };
-                let cands = match &mut cands {
-                    Some(c) => c,
-                    None => cands.insert(candidates(&prepared, cfg.negatives, seed)?),
+                let cand = match cands.iter().position(|(i, s, _)| *i == d && *s == seed) {
+                    Some(at) => at,
+                    None => {
+                        cands.push((d, seed, candidates(&data, cfg.negatives, seed)?));
+                        cands.len() - 1
+                    }
                 };
-                eprintln!("[{done}/{total}] {} · {} · seed {seed}", dcfg.name, m.name);
-                let r = hsuga_train::run(&run_cfg, &prepared, cands, &inputs[at].1)?;
-                eprintln!(
-                    "    test HR@{k} {:.4}  NDCG@{k} {:.4}  (best epoch {}, {:.0} s)",
-                    r.test.hr,
-                    r.test.ndcg,
-                    r.best_epoch,
-                    r.train_seconds,
-                    k = r.test.k
-                );
+                pending.push(Pending {
+                    label: format!("[{} · {} · seed {seed}]", dcfg.name, m.name),
+                    cfg: run_cfg,
+                    data: d,
+                    input,
+                    cand,
+                });
             }
         }
+        prepared.push(data);
     }
+    if total > pending.len() {
+        eprintln!("{} of {total} runs finished before", total - pending.len());
+    }
+    let read = Shared {
+        prepared: &prepared,
+        inputs: &inputs,
+        cands: &cands,
+    };
+    train_all(&pending, &read, opts)?;
     report(&exp_dir, opts.cache_dir)
+}
+
+/// Trains the pending runs on `opts.jobs` workers, each with its own rayon
+/// pool (burn's CPU kernels and matrix products run on the calling pool).
+/// After a failure no new run starts; the first error is returned.
+fn train_all(
+    pending: &[Pending],
+    read: &Shared<'_>,
+    opts: &RunOptions<'_>,
+) -> Result<(), ExperimentError> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let jobs = match opts.jobs {
+        0 => cores,
+        n => n,
+    }
+    .min(pending.len());
+    let threads = (cores / jobs).max(1);
+    if jobs > 1 {
+        eprintln!(
+            "training {} runs, {jobs} at a time on {threads} thread(s) each",
+            pending.len()
+        );
+    }
+    let bars = MultiProgress::new();
+    // Lines go above the bars; with no terminal the bars are hidden and so
+    // would be the lines, so they go to stderr directly.
+    let say = |line: String| {
+        if bars.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            bars.println(line).unwrap_or(());
+        }
+    };
+    let overall = bars.add(if opts.progress {
+        ProgressBar::new(pending.len() as u64)
+    } else {
+        ProgressBar::hidden()
+    });
+    overall.set_style(
+        ProgressStyle::with_template("runs [{bar:30}] {pos}/{len} ({elapsed})")
+            .expect("template")
+            .progress_chars("=> "),
+    );
+    let next = AtomicUsize::new(0);
+    let failure: Mutex<Option<ExperimentError>> = Mutex::new(None);
+    let failed = || failure.lock().map_or(true, |f| f.is_some());
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            scope.spawn(|| {
+                let pool = match rayon::ThreadPoolBuilder::new().num_threads(threads).build() {
+                    Ok(p) => p,
+                    Err(e) => {
+                        if let Ok(mut f) = failure.lock() {
+                            f.get_or_insert(ExperimentError::Config(format!("thread pool: {e}")));
+                        }
+                        return;
+                    }
+                };
+                while !failed() {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(p) = pending.get(i) else { break };
+                    say(format!("[{}/{}] {} started", i + 1, pending.len(), p.label));
+                    let progress = Progress::shared(&bars, p.label.clone());
+                    let got = pool.install(|| {
+                        let _span = tracing::info_span!("run", run = %p.label).entered();
+                        hsuga_train::run(
+                            &p.cfg,
+                            &read.prepared[p.data],
+                            &read.cands[p.cand].2,
+                            &read.inputs[p.input].2,
+                            progress,
+                        )
+                    });
+                    match got {
+                        Ok(r) => say(format!(
+                            "    {} test HR@{k} {:.4}  NDCG@{k} {:.4}  (best epoch {}, {:.0} s)",
+                            p.label,
+                            r.test.hr,
+                            r.test.ndcg,
+                            r.best_epoch,
+                            r.train_seconds,
+                            k = r.test.k
+                        )),
+                        Err(e) => {
+                            if let Ok(mut f) = failure.lock() {
+                                f.get_or_insert(ExperimentError::Run {
+                                    path: p.label.clone(),
+                                    message: e.to_string(),
+                                });
+                            }
+                        }
+                    }
+                    overall.inc(1);
+                }
+            });
+        }
+    });
+    overall.finish_and_clear();
+    match failure.into_inner() {
+        Ok(None) => Ok(()),
+        Ok(Some(e)) => Err(e),
+        Err(_) => Err(ExperimentError::Config("a training worker panicked".into())),
+    }
 }

@@ -31,6 +31,10 @@ model = {{ backbone = "sasrec", max_len = 20 }}
 [[methods]]
 name = "SASRec-wide"
 model = {{ backbone = "sasrec", max_len = 20, hidden = 32 }}
+[[methods]]
+name = "GRU4Rec-tuned"
+model = {{ backbone = "gru4rec", max_len = 20 }}
+tune = {{ "train.lr" = [0.001, 0.01] }}
 [[plots]]
 name = "width"
 x_label = "hidden size"
@@ -47,11 +51,13 @@ points = {{ "SASRec" = 64, "SASRec-wide" = 32 }}
         hsu_configs: &repo().join("configs/hsu"),
         resolve_dataset: &resolve,
         progress: false,
+        // Side by side, one thread each: the path a 2-core machine takes.
+        jobs: 2,
     };
     let tables = run(&cfg, &opts).unwrap();
     assert_eq!(tables.len(), 1);
     let t = &tables[0].table;
-    assert_eq!(t.rows.len(), 3);
+    assert_eq!(t.rows.len(), 4);
     assert_eq!(t.rows[1].seeds, vec![1, 2]);
     let exp = out.join("mini");
     for f in [
@@ -62,6 +68,28 @@ points = {{ "SASRec" = 64, "SASRec-wide" = 32 }}
     ] {
         assert!(exp.join(f).is_file(), "{f} missing");
     }
+    // The tuned row reports the variant with the better validation mean.
+    let valid_mean = |folder: &str| {
+        [1, 2]
+            .map(|seed| {
+                let f = exp.join(format!("ml-100k/{folder}/seed-{seed}/report.json"));
+                let r: serde_json::Value =
+                    serde_json::from_str(&std::fs::read_to_string(f).unwrap()).unwrap();
+                r["valid"]["ndcg"].as_f64().unwrap()
+            })
+            .iter()
+            .sum::<f64>()
+    };
+    let (slow, fast) = (
+        valid_mean("GRU4Rec-tuned@lr=0.001"),
+        valid_mean("GRU4Rec-tuned@lr=0.01"),
+    );
+    let chosen = if fast > slow { "lr=0.01" } else { "lr=0.001" };
+    let tuning = std::fs::read_to_string(exp.join("ml-100k/tuning.md")).unwrap();
+    assert!(
+        tuning.contains(&format!("| GRU4Rec-tuned | **{chosen}** |")),
+        "{tuning}"
+    );
     let md = std::fs::read_to_string(exp.join("results.md")).unwrap();
     assert!(md.contains("| SASRec |"), "{md}");
     assert!(md.contains("](ml-100k/plots/width.svg)"), "{md}");
@@ -80,4 +108,10 @@ points = {{ "SASRec" = 64, "SASRec-wide" = 32 }}
         report(&exp, &tmp.path().join("cache")).unwrap()[0].table,
         tables[0].table
     );
+
+    // Side-by-side runs stay reproducible: the same grid in a fresh folder
+    // gives the same numbers, whichever run initialised first.
+    let mut fresh = cfg.clone();
+    fresh.out_dir = tmp.path().join("again").display().to_string();
+    assert_eq!(run(&fresh, &opts).unwrap()[0].table, tables[0].table);
 }

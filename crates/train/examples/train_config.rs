@@ -15,7 +15,7 @@ fn main() {
     let cache = std::env::var("HSUGA_CACHE_DIR").unwrap_or_else(|_| "/tmp/hsuga-cache".into());
     let data = hsuga_data::prepare(&dcfg, Path::new(&cache)).expect("prepare");
     let cands = hsuga_data::candidates(&data, cfg.negatives, cfg.seed).expect("candidates");
-    let r = hsuga_train::run(&cfg, &data, &cands, &Default::default())
+    let r = hsuga_train::run(&cfg, &data, &cands, &Default::default(), Default::default())
         .unwrap_or_else(|e| panic!("{e}"));
     println!("{}", serde_json::to_string(&r).unwrap());
 }

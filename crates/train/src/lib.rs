@@ -13,6 +13,7 @@ pub mod distill;
 pub mod error;
 pub mod log;
 pub mod metrics;
+pub mod progress;
 pub mod run;
 pub mod semantic;
 pub mod trainer;
@@ -24,6 +25,7 @@ pub use config::{
 pub use distill::Distiller;
 pub use error::TrainError;
 pub use metrics::{Evaluation, Metrics, evaluate, rank_of_target, represent_users};
+pub use progress::Progress;
 pub use run::{RunReport, check_dir, is_finished, run, run_dir};
 pub use semantic::{Matrix, SemanticInputs, item_mean};
 pub use trainer::{EpochLog, Job, Outcome, fit, load_best, model_tag};

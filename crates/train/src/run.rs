@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::RunConfig;
 use crate::error::TrainError;
+use crate::progress::Progress;
 use crate::semantic::SemanticInputs;
 use crate::trainer::{Job, fit};
 
@@ -86,6 +87,7 @@ pub fn run(
     data: &Prepared,
     cands: &Candidates,
     semantic: &SemanticInputs,
+    progress: Progress,
 ) -> Result<RunReport, TrainError> {
     if let Some(done) = check_dir(cfg)? {
         return Ok(done);
@@ -105,6 +107,7 @@ pub fn run(
         candidates: cands,
         run_dir: Some(&dir),
         device: hsuga_model::cpu(),
+        progress,
     })?;
     let ranking = Ranking::new(
         Phase::Test,

@@ -3,20 +3,24 @@
 //!
 //! Reproducibility: the model is initialised after seeding the device; each
 //! epoch draws its shuffling, masking and negatives from its own ChaCha
-//! stream and reseeds the device (dropout) with a value derived from the
-//! seed and the epoch, so a resumed run replays the same epochs.
+//! stream and reseeds dropout with a value derived from the seed and the
+//! epoch, so a resumed run replays the same epochs. Runs may train side by
+//! side in one process (one thread each): dropout streams are per thread,
+//! and initialisation, which draws from burn's one process-wide RNG, takes
+//! a lock.
 
 use std::path::Path;
+use std::sync::Mutex;
 use std::time::Instant;
 
 use hsuga_data::{Candidates, Phase, Split};
-use hsuga_model::burn::module::Module;
+use hsuga_model::burn::module::{Module, ModuleVisitor, Param};
 use hsuga_model::burn::optim::decay::WeightDecayConfig;
 use hsuga_model::burn::optim::{AdamConfig, GradientsParams};
 use hsuga_model::burn::tensor::Device;
 use hsuga_model::burn::tensor::{Tensor, TensorData};
 use hsuga_model::{Backbone, Batcher, DualViewSpec, Extras, ModelConfig, Recommender};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -28,6 +32,7 @@ use crate::distill::Distiller;
 use crate::error::TrainError;
 use crate::log;
 use crate::metrics::{Metrics, attach_users, evaluate, represent_users};
+use crate::progress::Progress;
 use crate::semantic::{Matrix, SemanticInputs, pca_rows};
 
 /// One line of the training log.
@@ -84,6 +89,27 @@ pub struct Job<'a> {
     pub run_dir: Option<&'a Path>,
     /// The plain device (autodiff is added for training).
     pub device: Device,
+    /// Where the bars and epoch lines go (when `train.progress` is on).
+    pub progress: Progress,
+}
+
+/// Held while a model draws its initial weights from burn's global RNG.
+static INIT: Mutex<()> = Mutex::new(());
+
+/// burn initialises weights lazily, on first use; this draws them all at
+/// once, while [`INIT`] is held.
+struct Materialize;
+
+impl ModuleVisitor for Materialize {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        param.val();
+    }
+}
+
+/// The dropout seed of one epoch.
+fn epoch_seed(seed: u64, epoch: usize) -> u64 {
+    seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .wrapping_add(epoch as u64)
 }
 
 /// The tag stored in checkpoints: loading into another backbone or
@@ -200,9 +226,13 @@ pub fn fit(job: &Job<'_>) -> Result<Outcome, TrainError> {
         None => None,
     };
     let ad = job.device.clone().autodiff();
-    ad.seed(job.seed);
-    hsuga_model::seed_dropout(job.seed);
-    let mut model = builder.build(&ad)?;
+    let mut model = {
+        let _alone = INIT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        ad.seed(job.seed);
+        let model = builder.build(&ad)?;
+        model.visit(&mut Materialize);
+        model
+    };
     // Fusing models read each row's user embedding; constants, no gradient.
     let (users_ad, users_plain) = match (&job.semantic.user_semantic, model.fuses_users()) {
         (Some(u), true) => (
@@ -264,21 +294,10 @@ pub fn fit(job: &Job<'_>) -> Result<Outcome, TrainError> {
         let t0 = Instant::now();
         let mut rng = ChaCha8Rng::seed_from_u64(job.seed);
         rng.set_stream(epoch as u64);
-        ad.seed(
-            job.seed
-                .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-                .wrapping_add(epoch as u64),
-        );
+        hsuga_model::seed_dropout(epoch_seed(job.seed, epoch));
         let batches = epoch_batches(split, min_len, s, &mut rng);
         let bar = if s.progress {
-            let b = ProgressBar::new(batches.len() as u64);
-            b.set_style(
-                ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ({elapsed})")
-                    .expect("template")
-                    .progress_chars("=> "),
-            );
-            b.set_prefix(format!("epoch {epoch:>3}"));
-            b
+            job.progress.epoch_bar(epoch, batches.len() as u64)
         } else {
             ProgressBar::hidden()
         };
@@ -370,7 +389,7 @@ pub fn fit(job: &Job<'_>) -> Result<Outcome, TrainError> {
         state.train_seconds += train_s;
         state.epochs_done = epoch;
         if s.progress {
-            eprintln!(
+            job.progress.println(&format!(
                 "epoch {epoch:>3}  loss {:.4}  {:.1}s  {:.0} seq/s{}{}",
                 line.loss,
                 train_s,
@@ -382,7 +401,7 @@ pub fn fit(job: &Job<'_>) -> Result<Outcome, TrainError> {
                     k = m.k
                 )),
                 if line.best { "  *" } else { "" }
-            );
+            ));
         }
         tracing::debug!(epoch, loss = line.loss, "epoch done");
         state.history.push(line);

@@ -99,6 +99,7 @@ fn llm_esr_with_gaa_learns_ml100k() {
         candidates: &c,
         run_dir: None,
         device: cpu(),
+        progress: Default::default(),
     })
     .unwrap();
     let h = &out.history;
@@ -186,6 +187,7 @@ fn bad_inputs_fail_before_training() {
         candidates: &c,
         run_dir: None,
         device: cpu(),
+        progress: Default::default(),
     })
     .unwrap_err()
     .to_string();

@@ -58,6 +58,7 @@ fn sasrec_learns_fashion_and_checkpoints_round_trip() {
         candidates: &c,
         run_dir: Some(run.path()),
         device: cpu(),
+        progress: Default::default(),
     };
     let out = fit(&job).unwrap();
     let h = &out.history;
@@ -127,6 +128,7 @@ fn interrupted_run_resumes_without_losing_epochs() {
             candidates: &c,
             run_dir: dir,
             device: cpu(),
+            progress: Default::default(),
         })
         .unwrap()
     };

@@ -23,6 +23,9 @@ pub struct ExperimentArgs {
     /// Local model weights [default: $HSUGA_MODELS_DIR, else the user's cache dir + /hsuga/models].
     #[arg(long)]
     models_dir: Option<PathBuf>,
+    /// Runs trained side by side, each on cores / jobs threads [default: one per core].
+    #[arg(long, default_value_t = 0, hide_default_value = true)]
+    jobs: usize,
 }
 
 #[derive(Args)]
@@ -44,6 +47,7 @@ pub fn experiment(args: ExperimentArgs, g: &Globals) -> Result<()> {
             hsu_configs: &args.hsu_configs,
             resolve_dataset: &resolve,
             progress: !args.quiet,
+            jobs: args.jobs,
         },
     )
     .with_context(|| format!("experiment {}", args.config.display()))?;

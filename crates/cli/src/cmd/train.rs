@@ -50,7 +50,13 @@ pub fn run(args: TrainArgs, g: &Globals) -> Result<()> {
             let cands = hsuga_data::candidates(&data, cfg.negatives, cfg.seed)
                 .context("drawing evaluation candidates")?;
             let _span = tracing::info_span!("train", run = %cfg.name, seed = cfg.seed).entered();
-            hsuga_train::run(&cfg, &data, &cands, &hsuga_train::SemanticInputs::default())?
+            hsuga_train::run(
+                &cfg,
+                &data,
+                &cands,
+                &hsuga_train::SemanticInputs::default(),
+                Default::default(),
+            )?
         }
     };
     println!(
