@@ -25,7 +25,7 @@ pub struct RunOptions<'a> {
     /// Per-epoch progress bars inside each run.
     pub progress: bool,
     /// Runs trained side by side, each on `cores / jobs` threads (0: one
-    /// per core). Small models use a second thread poorly, so on a 2-core
+    /// per core; `RAYON_NUM_THREADS` caps the cores). Small models use a second thread poorly, so on a 2-core
     /// machine two 1-thread runs finish a grid sooner than one 2-thread run.
     pub jobs: usize,
 }
@@ -155,7 +155,8 @@ fn train_all(
     if pending.is_empty() {
         return Ok(());
     }
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // The global pool's size: the cores, unless RAYON_NUM_THREADS says less.
+    let cores = rayon::current_num_threads();
     let jobs = match opts.jobs {
         0 => cores,
         n => n,
