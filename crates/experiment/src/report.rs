@@ -82,12 +82,15 @@ pub fn report(exp_dir: &Path, cache_dir: &Path) -> Result<Vec<DatasetTable>, Exp
             .map_err(|e| ExperimentError::io(&entry, e))?;
         all_md.push_str(&table.to_markdown());
         all_md.push('\n');
+        let file = entry.join("tuning.md");
         if !tuning.is_empty() {
             let text = format!("{TUNING_HEAD}{tuning}");
-            let file = entry.join("tuning.md");
             std::fs::write(&file, &text).map_err(|e| ExperimentError::io(&file, e))?;
             all_md.push_str(&text);
             all_md.push('\n');
+        } else if file.is_file() {
+            // From an earlier version of the experiment that tuned.
+            std::fs::remove_file(&file).map_err(|e| ExperimentError::io(&file, e))?;
         }
         let plots = draw_plots(&cfg.plots, &table, &entry).map_err(ExperimentError::Io)?;
         for svg in &plots {

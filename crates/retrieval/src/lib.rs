@@ -14,12 +14,14 @@
 
 mod cosine;
 mod pearson;
+mod quality;
 
 use hsuga_data::{GroupRule, Groups, Split};
 use serde::{Deserialize, Serialize};
 
 pub use cosine::top_k_cosine;
 pub use pearson::{pearson_binary, percentile};
+pub use quality::{NeighbourQuality, neighbour_quality};
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum RetrievalError {

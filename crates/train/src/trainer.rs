@@ -225,6 +225,21 @@ pub fn fit(job: &Job<'_>) -> Result<Outcome, TrainError> {
         }
         None => None,
     };
+    if let Some(d) = &distiller {
+        let q = hsuga_retrieval::neighbour_quality(d.neighbours(), split, job.seed);
+        tracing::info!(
+            neighbour_jaccard = q.neighbour_jaccard,
+            random_jaccard = q.random_jaccard,
+            "training-item overlap with semantic neighbours vs random users"
+        );
+        if let Some(dir) = job.run_dir {
+            std::fs::create_dir_all(dir)?;
+            std::fs::write(
+                dir.join("neighbours.json"),
+                serde_json::to_string_pretty(&q)?,
+            )?;
+        }
+    }
     let ad = job.device.clone().autodiff();
     let mut model = {
         let _alone = INIT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
