@@ -6,7 +6,8 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 args=("$@")
-[ ${#args[@]} -eq 0 ] && args=(--lens 50 200 --epoch-data ../shared/data/steam/inter.txt)
+# An absolute path: cargo runs the Rust bench from its crate folder.
+[ ${#args[@]} -eq 0 ] && args=(--lens 50 200 --epoch-data "$root/../shared/data/steam/inter.txt")
 # TORCH_PYTHON=/path/to/python with torch skips the venv setup.
 py="${TORCH_PYTHON:-}"
 if [ -z "$py" ]; then

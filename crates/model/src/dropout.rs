@@ -39,19 +39,20 @@ fn mask(n: usize, keep: f64) -> Vec<f32> {
         v
     });
     let base = splitmix(stream);
-    // keep-probability as a threshold on 32 random bits.
-    let threshold = (keep * 4_294_967_296.0) as u64;
+    // keep-probability as a threshold on 16 random bits: four decisions per
+    // draw (the keep rate is exact to 1/65536; the draws were 8% of a step).
+    let threshold = (keep * 65_536.0).round() as u64;
     let scale = (1.0 / keep) as f32;
     let mut out = vec![0f32; n];
     out.par_chunks_mut(CHUNK)
         .enumerate()
         .for_each(|(c, chunk)| {
             let mut s = splitmix(base ^ (c as u64).wrapping_mul(0xA076_1D64_78BD_642F));
-            for pair in chunk.chunks_mut(2) {
+            for quad in chunk.chunks_mut(4) {
                 s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
                 let r = splitmix(s);
-                for (k, v) in pair.iter_mut().enumerate() {
-                    let bits = (r >> (32 * k)) & 0xFFFF_FFFF;
+                for (k, v) in quad.iter_mut().enumerate() {
+                    let bits = (r >> (16 * k)) & 0xFFFF;
                     *v = if bits < threshold { scale } else { 0.0 };
                 }
             }

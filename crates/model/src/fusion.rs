@@ -67,7 +67,10 @@ impl FusionLayer {
             return norm.forward(h + ws * open);
         }
         if let Some(mix) = &self.mix {
-            return mix.forward(Tensor::cat(vec![h, ws.expand([b, t, d])], 2));
+            return crate::transformer::linear_rows(
+                mix,
+                Tensor::cat(vec![h, ws.expand([b, t, d])], 2),
+            );
         }
         h + ws
     }

@@ -19,6 +19,20 @@ pub(crate) fn linear(d_in: usize, d_out: usize, device: &Device) -> Linear {
         .init(device)
 }
 
+/// `layer` over the last dimension of `[B, T, D]` as one `[B·T, D]` matrix
+/// product. burn's `Linear` on a 3-d input broadcasts the weight into B
+/// small batched products (128 × [50×64]·[64×64] in a SASRec step), which
+/// `perf` showed taking half of the step.
+///
+/// # Shapes
+/// - `x`: `[B, T, D_in]` → `[B, T, D_out]`
+pub(crate) fn linear_rows(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
+    let [b, t, d] = x.dims();
+    let y = layer.forward(x.reshape([b * t, d]));
+    let d_out = y.dims()[1];
+    y.reshape([b, t, d_out])
+}
+
 /// Multi-head attention with separate query input (already normalised) and
 /// key/value input, dropout on the attention weights.
 #[derive(Module, Debug)]
@@ -51,8 +65,8 @@ impl Attention {
         let heads = self.heads;
         let dh = h / heads;
         let scale = 1.0 / (dh as f64).sqrt();
-        let q = self.query.forward(q_in).mul_scalar(scale); // [B, T, H]
-        let kv = self.key_value.forward(kv_in); // [B, T, 2H]
+        let q = linear_rows(&self.query, q_in).mul_scalar(scale); // [B, T, H]
+        let kv = linear_rows(&self.key_value, kv_in); // [B, T, 2H]
         let k = kv.clone().narrow(2, 0, h);
         let v = kv.narrow(2, h, h);
         let ctx = if heads == 1 {
@@ -65,7 +79,7 @@ impl Attention {
             let w = self.dropout.forward(softmax(scores, 3));
             w.matmul(split(v)).swap_dims(1, 2).reshape([b, t, h])
         };
-        self.out.forward(ctx)
+        linear_rows(&self.out, ctx)
     }
 }
 
@@ -103,8 +117,10 @@ impl Block {
         let q = self.attn_norm.forward(x.clone());
         let x = q.clone() + self.attn.forward(q, x, batch.attn_bias.clone());
         let x = self.ffn_norm.forward(x);
-        let f = self.dropout.forward(relu(self.ffn_in.forward(x.clone())));
-        let x = x + self.dropout.forward(self.ffn_out.forward(f));
+        let f = self
+            .dropout
+            .forward(relu(linear_rows(&self.ffn_in, x.clone())));
+        let x = x + self.dropout.forward(linear_rows(&self.ffn_out, f));
         x * batch.keep.clone()
     }
 }
