@@ -165,6 +165,12 @@ impl DualView {
         Tensor::cat(parts, 0)
     }
 
+    /// Whether the views attend to each other (then every position of both
+    /// is needed, not just the last).
+    pub fn cross_attends(&self) -> bool {
+        self.co_to_se.is_some()
+    }
+
     /// Fuses the two views' outputs by concatenation, after cross-attention
     /// when configured. As in the LLM-ESR code, a cross-attended view
     /// replaces (does not add to) the view it came from.

@@ -41,6 +41,14 @@ pub trait SequenceEncoder {
     fn encode_last(&self, batch: &SeqBatch) -> Tensor<2> {
         last(self.encode(batch))
     }
+
+    /// [`Self::encode_last`] over item vectors the caller looked up.
+    ///
+    /// # Shapes
+    /// - `items`: `[B, T, H]`; output: `[B, H]`
+    fn encode_embedded_last(&self, items: Tensor<3>, batch: &SeqBatch) -> Tensor<2> {
+        last(self.encode_embedded(items, batch))
+    }
 }
 
 /// A backbone chosen at run time. (One model per process: the size
@@ -75,6 +83,23 @@ impl SequenceEncoder for Encoder {
             Encoder::Sasrec(m) => m.item_table(),
             Encoder::Bert4rec(m) => m.item_table(),
             Encoder::Gru4rec(m) => m.item_table(),
+        }
+    }
+
+    fn encode_last(&self, batch: &SeqBatch) -> Tensor<2> {
+        let items = match self {
+            Encoder::Sasrec(m) => m.net.items.forward(batch.items.clone()),
+            Encoder::Bert4rec(m) => m.net.items.forward(batch.items.clone()),
+            Encoder::Gru4rec(m) => return last(m.forward(batch)),
+        };
+        self.encode_embedded_last(items, batch)
+    }
+
+    fn encode_embedded_last(&self, items: Tensor<3>, batch: &SeqBatch) -> Tensor<2> {
+        match self {
+            Encoder::Sasrec(m) => m.net.forward_embedded_last(items, batch),
+            Encoder::Bert4rec(m) => m.net.forward_embedded_last(items, batch),
+            Encoder::Gru4rec(m) => last(m.forward_embedded(items, batch)),
         }
     }
 }
@@ -268,13 +293,7 @@ impl Recommender {
         let h = match (&self.dual, &tables.semantic) {
             (Some(dual), Some(se_table)) => {
                 let b = batch.batch;
-                let x = Tensor::cat(
-                    vec![
-                        gather(tables.collaborative.clone(), batch.items.clone()),
-                        gather(se_table.clone(), batch.items.clone()),
-                    ],
-                    0,
-                ); // [2B, T, H]
+                let x = stacked_views(tables, se_table, batch);
                 let both = self.encoder.encode_embedded(x, &batch.doubled());
                 let co = both.clone().narrow(0, 0, b);
                 let se = both.narrow(0, b, b);
@@ -300,7 +319,30 @@ impl Recommender {
     /// # Shapes
     /// - output: `[B, D]`
     pub fn represent_last(&self, tables: &Tables, batch: &SeqBatch) -> Tensor<2> {
-        last(self.represent(tables, batch))
+        let h = match (&self.dual, &tables.semantic) {
+            // Cross-attention reads the other view at every position.
+            (Some(dual), Some(_)) if dual.cross_attends() => {
+                return last(self.represent(tables, batch));
+            }
+            (Some(_), Some(se_table)) => {
+                let b = batch.batch;
+                let x = stacked_views(tables, se_table, batch);
+                let both = self.encoder.encode_embedded_last(x, &batch.doubled()); // [2B, H]
+                Tensor::cat(vec![both.clone().narrow(0, 0, b), both.narrow(0, b, b)], 1)
+            }
+            _ => self.encoder.encode_last(batch),
+        };
+        match &self.fusion {
+            Some(f) => {
+                let [b, d] = h.dims();
+                let s = batch
+                    .user_semantic
+                    .clone()
+                    .expect("a fusing model needs SeqBatch::user_semantic");
+                f.forward(h.reshape([b, 1, d]), s).reshape([b, d])
+            }
+            None => h,
+        }
     }
 
     /// The ranking loss of one batch (a scalar, `[1]`).
@@ -415,6 +457,21 @@ impl Recommender {
             .collect();
         Tensor::from_data(TensorData::new(flat, [b, c]), device)
     }
+}
+
+/// Both views' item vectors stacked on the batch axis, so the shared
+/// backbone encodes them in one pass.
+///
+/// # Shapes
+/// - output: `[2B, T, H]` (collaborative rows first)
+fn stacked_views(tables: &Tables, se_table: &Tensor<2>, batch: &SeqBatch) -> Tensor<3> {
+    Tensor::cat(
+        vec![
+            gather(tables.collaborative.clone(), batch.items.clone()),
+            gather(se_table.clone(), batch.items.clone()),
+        ],
+        0,
+    )
 }
 
 /// The last position of `[B, T, D]` as `[B, D]`.

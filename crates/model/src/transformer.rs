@@ -58,8 +58,8 @@ impl Attention {
     }
 
     /// # Shapes
-    /// - `q_in`, `kv_in`: `[B, T, H]`; `bias`: `[B, T, T]`
-    /// - output: `[B, T, H]`
+    /// - `q_in`: `[B, Tq, H]`; `kv_in`: `[B, T, H]`; `bias`: `[B, Tq, T]`
+    /// - output: `[B, Tq, H]`
     pub fn forward(&self, q_in: Tensor<3>, kv_in: Tensor<3>, bias: Tensor<3>) -> Tensor<3> {
         let [b, t, h] = q_in.dims();
         let heads = self.heads;
@@ -70,11 +70,15 @@ impl Attention {
         let k = kv.clone().narrow(2, 0, h);
         let v = kv.narrow(2, h, h);
         let ctx = if heads == 1 {
-            let scores = q.matmul(k.swap_dims(1, 2)) + bias; // [B, T, T]
+            let scores = q.matmul(k.swap_dims(1, 2)) + bias; // [B, Tq, T]
             let w = self.dropout.forward(softmax(scores, 2));
-            w.matmul(v) // [B, T, H]
+            w.matmul(v) // [B, Tq, H]
         } else {
-            let split = |x: Tensor<3>| x.reshape([b, t, heads, dh]).swap_dims(1, 2); // [B, h, T, dh]
+            // Queries may be fewer than keys (the last position only).
+            let split = |x: Tensor<3>| {
+                let [_, tx, _] = x.dims();
+                x.reshape([b, tx, heads, dh]).swap_dims(1, 2) // [B, h, Tx, dh]
+            };
             let scores = split(q).matmul(split(k).swap_dims(2, 3)) + bias.unsqueeze_dim::<4>(1);
             let w = self.dropout.forward(softmax(scores, 3));
             w.matmul(split(v)).swap_dims(1, 2).reshape([b, t, h])
@@ -116,12 +120,30 @@ impl Block {
     pub fn forward(&self, x: Tensor<3>, batch: &SeqBatch) -> Tensor<3> {
         let q = self.attn_norm.forward(x.clone());
         let x = q.clone() + self.attn.forward(q, x, batch.attn_bias.clone());
+        self.feed_forward(x) * batch.keep.clone()
+    }
+
+    /// The block's output at the last position only: every position still
+    /// serves as a key, but one query replaces T (normalisation, the
+    /// feed-forward and the residuals are per position). The last slot of a
+    /// left-padded batch is always a real item, so no padding mask applies.
+    ///
+    /// # Shapes
+    /// - `x`: `[B, T, H]` → `[B, 1, H]`
+    pub fn forward_last(&self, x: Tensor<3>, batch: &SeqBatch) -> Tensor<3> {
+        let [_, t, _] = x.dims();
+        let q = self.attn_norm.forward(x.clone().narrow(1, t - 1, 1));
+        let bias = batch.attn_bias.clone().narrow(1, t - 1, 1);
+        let x = q.clone() + self.attn.forward(q, x, bias);
+        self.feed_forward(x)
+    }
+
+    fn feed_forward(&self, x: Tensor<3>) -> Tensor<3> {
         let x = self.ffn_norm.forward(x);
         let f = self
             .dropout
             .forward(relu(linear_rows(&self.ffn_in, x.clone())));
-        let x = x + self.dropout.forward(linear_rows(&self.ffn_out, f));
-        x * batch.keep.clone()
+        x + self.dropout.forward(linear_rows(&self.ffn_out, f))
     }
 }
 
@@ -173,11 +195,33 @@ impl Transformer {
     /// # Shapes
     /// - `items`: `[B, T, H]` (unscaled item vectors); output: `[B, T, H]`
     pub fn forward_embedded(&self, items: Tensor<3>, batch: &SeqBatch) -> Tensor<3> {
-        let x = items.mul_scalar(self.scale) + self.positions.forward(batch.positions.clone());
-        let mut x = self.dropout.forward(x) * batch.keep.clone();
+        let mut x = self.embed(items, batch);
         for block in &self.blocks {
             x = block.forward(x, batch);
         }
         self.last_norm.forward(x)
+    }
+
+    /// [`Self::forward_embedded`] at the last position only: the final block
+    /// runs one query instead of T, which is all that scoring and the
+    /// self-distillation teacher read.
+    ///
+    /// # Shapes
+    /// - `items`: `[B, T, H]`; output: `[B, H]`
+    pub fn forward_embedded_last(&self, items: Tensor<3>, batch: &SeqBatch) -> Tensor<2> {
+        let mut x = self.embed(items, batch);
+        let (last, rest) = self.blocks.split_last().expect("at least one layer");
+        for block in rest {
+            x = block.forward(x, batch);
+        }
+        let [b, _, h] = x.dims();
+        self.last_norm
+            .forward(last.forward_last(x, batch))
+            .reshape([b, h])
+    }
+
+    fn embed(&self, items: Tensor<3>, batch: &SeqBatch) -> Tensor<3> {
+        let x = items.mul_scalar(self.scale) + self.positions.forward(batch.positions.clone());
+        self.dropout.forward(x) * batch.keep.clone()
     }
 }

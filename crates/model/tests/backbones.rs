@@ -160,3 +160,65 @@ fn bad_configs_are_rejected() {
     .to_string();
     assert!(e.contains("heads"), "{e}");
 }
+
+/// Scoring and the teacher read only the last position, which the models
+/// compute on a shortcut (one query in the final block); it must equal the
+/// last position of the full encoding for every backbone and extra.
+#[test]
+fn last_position_shortcut_equals_the_full_encoding() {
+    use hsuga_model::burn::tensor::{Tensor, TensorData};
+    use hsuga_model::{DualViewSpec, Extras, Fusion};
+    let dev = cpu();
+    let text: Vec<f32> = (0..30 * 8)
+        .map(|i| ((i * 37 % 17) as f32 - 8.0) / 8.0)
+        .collect();
+    let histories: [&[u32]; 3] = [&[3, 4], &[1, 2, 3, 4, 5, 6, 7, 8, 9], &[7]];
+    for backbone in [Backbone::Sasrec, Backbone::Bert4rec, Backbone::Gru4rec] {
+        for (heads, causal) in [(1, true), (2, false)] {
+            for (dual, cross, fusion) in [
+                (false, false, None),
+                (true, false, None),
+                (true, true, None),
+                (false, false, Some(Fusion::Gate)),
+                (true, false, Some(Fusion::Concat)),
+            ] {
+                dev.seed(3);
+                let c = ModelConfig {
+                    heads,
+                    causal,
+                    ..cfg(backbone, Loss::Bce)
+                };
+                let extras = Extras {
+                    dual_view: dual.then_some(DualViewSpec {
+                        text: &text,
+                        dim: 8,
+                        cross_attention: cross,
+                    }),
+                    fusion: fusion.map(|f| (f, 4)),
+                    ..Extras::default()
+                };
+                let m = Recommender::with_extras(&c, 30, &extras, &dev)
+                    .unwrap()
+                    .valid();
+                let b = Batcher::new(&c, 30, &dev);
+                let mut batch = b.eval_batch(&histories);
+                let users: Vec<f32> = (0..12).map(|i| (i as f32 * 0.3).sin()).collect();
+                batch.user_semantic = Some(Tensor::from_data(TensorData::new(users, [3, 4]), &dev));
+                let tables = m.tables();
+                let full = m.represent(&tables, &batch);
+                let [n, t, d] = full.dims();
+                let want = hsuga_model::to_f32(full.narrow(1, t - 1, 1).reshape([n, d]));
+                let got = hsuga_model::to_f32(m.represent_last(&tables, &batch));
+                let worst = want
+                    .iter()
+                    .zip(&got)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0f32, f32::max);
+                assert!(
+                    worst < 1e-5,
+                    "{backbone:?} heads {heads} dual {dual} cross {cross} {fusion:?}: {worst}"
+                );
+            }
+        }
+    }
+}
