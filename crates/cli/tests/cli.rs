@@ -143,3 +143,47 @@ fn toml_typo_names_the_line() {
         "d.toml: invalid dataset config: line 2: unknown field `paht`, expected `path`",
     );
 }
+
+#[test]
+fn hsu_export_of_an_unknown_variant_fails_instead_of_exporting_nothing() {
+    let cache = tempfile::tempdir().unwrap();
+    let run = hsuga(
+        cache.path(),
+        &[
+            "hsu",
+            "--dataset",
+            "ml-100k",
+            "--config",
+            "configs/hsu/rules.toml",
+        ],
+    );
+    assert!(run.status.success(), "{}", stderr(&run));
+    let out = cache.path().join("export");
+    let export = |variant: &str| {
+        hsuga(
+            cache.path(),
+            &[
+                "hsu",
+                "export",
+                "--dataset",
+                "ml-100k",
+                "--variant",
+                variant,
+                "--out",
+                out.to_str().unwrap(),
+            ],
+        )
+    };
+    assert_clean_failure(
+        &export("full"),
+        "no stages of variant `full` (it holds: rules)",
+    );
+    let ok = export("rules");
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    let lines = std::fs::read_to_string(out.join("user_interests.jsonl")).unwrap();
+    assert_eq!(lines.lines().count(), 943);
+    assert!(
+        !lines.contains("\"interests\":\"\""),
+        "a user without interests"
+    );
+}

@@ -239,6 +239,20 @@ fn open_existing(db: &Path) -> Result<Store> {
 fn export(a: ExportArgs, g: &Globals) -> Result<()> {
     let db = db_path(&a.db, &a.dataset, g)?;
     let store = open_existing(&db)?;
+    // An unknown variant would export every user with empty interests.
+    let variants = store.variants()?;
+    if !variants.contains(&a.variant) {
+        bail!(
+            "the store {} holds no stages of variant `{}` (it holds: {})",
+            db.display(),
+            a.variant,
+            if variants.is_empty() {
+                "none".to_string()
+            } else {
+                variants.join(", ")
+            }
+        );
+    }
     let prepared = datasets::load(&a.dataset, g)?;
     let out = a.out.unwrap_or_else(|| {
         g.cache_dir
