@@ -72,6 +72,11 @@ pub struct StageConfig {
     /// …divided into this many stages (ours: 4, a history at the median
     /// length becomes four stages, as in the paper's case studies).
     pub stages_at_percentile: usize,
+    /// …but never fewer items per stage than this (ours: 3, the smallest
+    /// stage of the paper's case study). Short-history data otherwise gets
+    /// one-item stages (Beauty: median 4 training items → length 1), where
+    /// every stage "drifts" and the rules editor deleted 73% of the time.
+    pub min_length: usize,
 }
 
 impl Default for StageConfig {
@@ -80,6 +85,7 @@ impl Default for StageConfig {
             length: None,
             percentile: 50.0,
             stages_at_percentile: 4,
+            min_length: 3,
         }
     }
 }
@@ -98,6 +104,7 @@ impl StageConfig {
         let rank = (self.percentile / 100.0 * (v.len() - 1) as f64).round() as usize;
         v[rank.min(v.len() - 1)]
             .div_ceil(self.stages_at_percentile.max(1))
+            .max(self.min_length)
             .max(1)
     }
 }
@@ -309,8 +316,14 @@ mod tests {
     #[test]
     fn stage_length_from_percentile() {
         let s = StageConfig::default();
-        assert_eq!(s.resolve(&[4, 8, 12, 16, 100]), 3); // median 12 / 4
+        assert_eq!(s.resolve(&[4, 8, 16, 20, 100]), 4); // median 16 / 4
+        assert_eq!(s.resolve(&[4, 5, 5, 6, 9]), 3); // median 5 / 4 = 2, floored at 3
         assert_eq!(s.resolve(&[]), 1);
+        let no_floor = StageConfig {
+            min_length: 1,
+            ..Default::default()
+        };
+        assert_eq!(no_floor.resolve(&[4, 5, 5, 6, 9]), 2);
         let fixed = StageConfig {
             length: Some(5),
             ..Default::default()
