@@ -33,6 +33,9 @@ pub struct RunReport {
 /// Written last, after the ranks: its presence marks a finished run.
 const REPORT: &str = "report.json";
 
+/// The digest of the semantic inputs the run started on.
+const INPUTS_DIGEST: &str = "inputs.sha256";
+
 /// Whether a run folder holds a finished run.
 pub fn is_finished(dir: &Path) -> bool {
     dir.join(REPORT).is_file()
@@ -96,6 +99,21 @@ pub fn run(
     semantic.check(&cfg.method, cfg.model.hidden, &data.split)?;
     let dir = run_dir(cfg);
     std::fs::create_dir_all(&dir)?;
+    let inputs_file = dir.join(INPUTS_DIGEST);
+    let digest = semantic.digest();
+    match std::fs::read_to_string(&inputs_file) {
+        Ok(old) if old.trim() != digest => {
+            return Err(TrainError::RunDir {
+                dir: dir.display().to_string(),
+                msg: "holds a run started on other semantic inputs (an HSU or embedding \
+                      setting changed since); resume it with the old inputs, or start it \
+                      again in another out_dir (nothing was overwritten)"
+                    .into(),
+            });
+        }
+        Ok(_) => {}
+        Err(_) => std::fs::write(&inputs_file, &digest)?,
+    }
     std::fs::write(dir.join("config.toml"), cfg.to_toml())?;
     let out = fit(&Job {
         model: &cfg.model,

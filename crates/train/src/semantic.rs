@@ -4,6 +4,7 @@
 //! training starts; and LLMInit's PCA of the item text.
 
 use hsuga_data::Split;
+use sha2::{Digest, Sha256};
 
 use crate::config::{ItemInit, MethodConfig};
 use crate::error::TrainError;
@@ -45,6 +46,31 @@ pub struct SemanticInputs {
     pub item_text: Option<Matrix>,
     /// One row per user, in the split's user order.
     pub user_semantic: Option<Matrix>,
+}
+
+impl SemanticInputs {
+    /// A digest of the matrices' exact values. A run folder records it when
+    /// training starts and refuses to resume on other inputs: `hsu:<config>`
+    /// or an embedder names where inputs come from, not what they hold, and
+    /// a changed HSU or embedding setting would otherwise mix two inputs
+    /// into one run without a trace.
+    pub fn digest(&self) -> String {
+        let mut h = Sha256::new();
+        for (tag, m) in [
+            ("item_text", &self.item_text),
+            ("user_semantic", &self.user_semantic),
+        ] {
+            let Some(m) = m else { continue };
+            h.update(tag.as_bytes());
+            h.update((m.rows as u64).to_le_bytes());
+            h.update((m.dim as u64).to_le_bytes());
+            for chunk in m.data.chunks(1 << 14) {
+                let bytes: Vec<u8> = chunk.iter().flat_map(|x| x.to_le_bytes()).collect();
+                h.update(&bytes);
+            }
+        }
+        format!("{:x}", h.finalize())
+    }
 }
 
 fn check_shape(m: &Matrix, what: &str, rows: usize, of: &str) -> Result<(), TrainError> {

@@ -476,3 +476,30 @@ fn every_backbone_runs_llm_esr_with_fusion() {
         }
     }
 }
+
+#[test]
+fn a_run_refuses_to_resume_on_other_semantic_inputs() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (p, c, _cache) = ml100k();
+    let out = tempfile::tempdir().unwrap();
+    let cfg = RunConfig::from_toml(&format!(
+        "name = \"fused\"\ndataset = \"ml-100k\"\nout_dir = \"{}\"\n\
+         [model]\nmax_len = 20\n[method]\nfusion = \"gate\"\n[inputs]\nuser_semantic = \"hsu:rules\"\n[train]\nepochs = 1\nprogress = false\n",
+        out.path().display()
+    ))
+    .unwrap();
+    let users = |seed| SemanticInputs {
+        user_semantic: Some(gaussian(p.split.num_users(), 8, seed)),
+        item_text: None,
+    };
+    let first = hsuga_train::run(&cfg, &p, &c, &users(1), Default::default()).unwrap();
+    // "Interrupted" before the end: the finish marker is gone.
+    std::fs::remove_file(first.dir.join("report.json")).unwrap();
+    let e = hsuga_train::run(&cfg, &p, &c, &users(2), Default::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("other semantic inputs"), "{e}");
+    // The same inputs resume (here: straight to the test of epoch 1).
+    let again = hsuga_train::run(&cfg, &p, &c, &users(1), Default::default()).unwrap();
+    assert_eq!(again.test.ndcg, first.test.ndcg);
+}
