@@ -39,6 +39,7 @@ pub fn report(exp_dir: &Path, cache_dir: &Path) -> Result<Vec<DatasetTable>, Exp
         let mut records = Vec::new();
         let mut prepared = None;
         let mut tuning = String::new();
+        let mut neighbours = String::new();
         for m in &cfg.methods {
             let folders: Vec<&str> = resolved
                 .iter()
@@ -58,6 +59,9 @@ pub fn report(exp_dir: &Path, cache_dir: &Path) -> Result<Vec<DatasetTable>, Exp
             };
             if folders.len() > 1 {
                 tuning.push_str(&tuning_lines(&m.name, &folders, &scores, chosen));
+            }
+            if let Some(line) = neighbour_line(&m.name, &finished[chosen]) {
+                neighbours.push_str(&line);
             }
             for run in &finished[chosen] {
                 let run_cfg = RunConfig::load(&run.dir.join("config.toml"))?;
@@ -92,6 +96,11 @@ pub fn report(exp_dir: &Path, cache_dir: &Path) -> Result<Vec<DatasetTable>, Exp
             // From an earlier version of the experiment that tuned.
             std::fs::remove_file(&file).map_err(|e| ExperimentError::io(&file, e))?;
         }
+        if !neighbours.is_empty() {
+            all_md.push_str(NEIGHBOURS_HEAD);
+            all_md.push_str(&neighbours);
+            all_md.push('\n');
+        }
         let plots = draw_plots(&cfg.plots, &table, &entry).map_err(ExperimentError::Io)?;
         for svg in &plots {
             let rel = svg.strip_prefix(exp_dir).unwrap_or(svg);
@@ -112,6 +121,35 @@ pub fn report(exp_dir: &Path, cache_dir: &Path) -> Result<Vec<DatasetTable>, Exp
 const TUNING_HEAD: &str = "Tuned rows report the setting with the best mean validation NDCG@K \
 over its finished seeds (chosen: **bold**); test numbers play no part in the choice.\n\n\
 | Row | Setting | Seeds | Valid NDCG@K (mean) |\n|---|---|---:|---:|\n";
+
+const NEIGHBOURS_HEAD: &str = "Semantic neighbours of the distilling rows: mean Jaccard \
+overlap of training items with each user's neighbours, and with as many random users \
+(mean over seeds; self-distillation can only help where the first is well above the \
+second).\n\n| Row | Neighbours | Random users | Ratio |\n|---|---:|---:|---:|\n";
+
+/// The row's line of the neighbour table, from its runs' `neighbours.json`
+/// (none when the row does not distil).
+fn neighbour_line(row: &str, runs: &[Finished]) -> Option<String> {
+    let read = |r: &Finished| -> Option<(f64, f64)> {
+        let text = std::fs::read_to_string(r.dir.join("neighbours.json")).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+        Some((
+            v["neighbour_jaccard"].as_f64()?,
+            v["random_jaccard"].as_f64()?,
+        ))
+    };
+    let got: Vec<(f64, f64)> = runs.iter().filter_map(read).collect();
+    if got.is_empty() {
+        return None;
+    }
+    let n = got.len() as f64;
+    let near = got.iter().map(|g| g.0).sum::<f64>() / n;
+    let random = got.iter().map(|g| g.1).sum::<f64>() / n;
+    Some(format!(
+        "| {row} | {near:.4} | {random:.4} | {:.1}× |\n",
+        near / random.max(1e-12)
+    ))
+}
 
 /// One finished run of a folder, with its best validation NDCG@K.
 struct Finished {
@@ -204,6 +242,38 @@ fn read_test_ranks(path: &Path, users: usize) -> Result<Vec<usize>, ExperimentEr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn neighbour_line_averages_the_runs_that_distil() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = |name: &str, json: Option<&str>| {
+            let d = dir.path().join(name);
+            std::fs::create_dir_all(&d).unwrap();
+            if let Some(j) = json {
+                std::fs::write(d.join("neighbours.json"), j).unwrap();
+            }
+            Finished {
+                dir: d,
+                valid_ndcg: 0.0,
+            }
+        };
+        let runs = [
+            run(
+                "a",
+                Some(r#"{"neighbour_jaccard": 0.2, "random_jaccard": 0.05, "users": 3}"#),
+            ),
+            run(
+                "b",
+                Some(r#"{"neighbour_jaccard": 0.4, "random_jaccard": 0.15, "users": 3}"#),
+            ),
+            run("c", None),
+        ];
+        assert_eq!(
+            neighbour_line("LLM-ESR", &runs).unwrap(),
+            "| LLM-ESR | 0.3000 | 0.1000 | 3.0× |\n"
+        );
+        assert_eq!(neighbour_line("SASRec", &runs[2..]), None);
+    }
 
     #[test]
     fn ranks_file_must_cover_every_user() {
