@@ -433,7 +433,8 @@ impl Recommender {
         let [b, d] = reps.dims();
         let e = gather(tables.scoring.clone(), candidates); // [B, C, D]
         let [_, c, _] = e.dims();
-        e.matmul(reps.reshape([b, d, 1])).reshape([b, c])
+        // One product-and-sum, not B tiny [C×D]·[D×1] matrix products.
+        (e * reps.reshape([b, 1, d])).sum_dim(2).reshape([b, c])
     }
 
     /// Scores every item `1..=N` for each history.
