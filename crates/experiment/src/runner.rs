@@ -9,7 +9,7 @@ use hsuga_train::{InputsConfig, Progress, RunConfig, SemanticInputs};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use crate::ExperimentError;
-use crate::config::ExperimentConfig;
+use crate::config::{ExperimentConfig, ResolvedMethod};
 use crate::inputs::{InputDirs, semantic_inputs};
 use crate::report::{DatasetTable, report};
 
@@ -31,7 +31,7 @@ pub struct RunOptions<'a> {
     pub jobs: usize,
 }
 
-/// A run left to train, with indices into [`Shared`].
+/// A run left to train, with indices into its [`Plan`].
 struct Pending {
     label: String,
     cfg: RunConfig,
@@ -40,11 +40,16 @@ struct Pending {
     cand: usize,
 }
 
-/// What the pending runs read.
-struct Shared<'a> {
-    prepared: &'a [Prepared],
-    inputs: &'a [(usize, InputsConfig, SemanticInputs)],
-    cands: &'a [(usize, u64, Candidates)],
+/// The runs left to train and everything they read, built before the first
+/// run starts (one at a time: the embedders and HSU use every core).
+struct Plan {
+    prepared: Vec<Prepared>,
+    /// Per dataset index, the matrices of one `[inputs]` table (methods
+    /// sharing a table share its matrices).
+    inputs: Vec<(usize, InputsConfig, SemanticInputs)>,
+    /// Per dataset index and seed.
+    cands: Vec<(usize, u64, Candidates)>,
+    pending: Vec<Pending>,
 }
 
 /// Runs what is missing, then writes and returns the tables.
@@ -66,22 +71,39 @@ pub fn run(
         let dcfg = DatasetConfig::load(&path)?;
         datasets.push((path, dcfg));
     }
+    let plan = plan(cfg, &methods, &datasets, &exp_dir, opts)?;
+    let total = datasets.len() * methods.len() * cfg.seeds.len();
+    if total > plan.pending.len() {
+        eprintln!(
+            "{} of {total} runs finished before",
+            total - plan.pending.len()
+        );
+    }
+    train_all(&plan, opts)?;
+    report(&exp_dir, opts.cache_dir)
+}
+
+/// Checks every run folder and builds what the runs left to train read.
+fn plan(
+    cfg: &ExperimentConfig,
+    methods: &[ResolvedMethod],
+    datasets: &[(PathBuf, DatasetConfig)],
+    exp_dir: &Path,
+    opts: &RunOptions<'_>,
+) -> Result<Plan, ExperimentError> {
     let dirs = InputDirs {
         cache_dir: opts.cache_dir,
         models_dir: opts.models_dir,
         hsu_configs: opts.hsu_configs,
     };
-    // First everything the runs read (inputs, candidates), one at a time:
-    // the embedders and HSU use every core themselves.
     let mut prepared = Vec::new();
     let mut inputs: Vec<(usize, InputsConfig, SemanticInputs)> = Vec::new();
     let mut cands: Vec<(usize, u64, Candidates)> = Vec::new();
     let mut pending = Vec::new();
-    let total = datasets.len() * methods.len() * cfg.seeds.len();
     for (d, (path, dcfg)) in datasets.iter().enumerate() {
         let data = prepare(dcfg, opts.cache_dir)?;
         for &seed in &cfg.seeds {
-            for m in &methods {
+            for m in methods {
                 let run_cfg = RunConfig {
                     name: m.name.clone(),
                     dataset: path.display().to_string(),
@@ -133,26 +155,19 @@ pub fn run(
         }
         prepared.push(data);
     }
-    if total > pending.len() {
-        eprintln!("{} of {total} runs finished before", total - pending.len());
-    }
-    let read = Shared {
-        prepared: &prepared,
-        inputs: &inputs,
-        cands: &cands,
-    };
-    train_all(&pending, &read, opts)?;
-    report(&exp_dir, opts.cache_dir)
+    Ok(Plan {
+        prepared,
+        inputs,
+        cands,
+        pending,
+    })
 }
 
 /// Trains the pending runs on `opts.jobs` workers, each with its own rayon
 /// pool (burn's CPU kernels and matrix products run on the calling pool).
 /// After a failure no new run starts; the first error is returned.
-fn train_all(
-    pending: &[Pending],
-    read: &Shared<'_>,
-    opts: &RunOptions<'_>,
-) -> Result<(), ExperimentError> {
+fn train_all(plan: &Plan, opts: &RunOptions<'_>) -> Result<(), ExperimentError> {
+    let pending = &plan.pending;
     if pending.is_empty() {
         return Ok(());
     }
@@ -214,9 +229,9 @@ fn train_all(
                         let _span = tracing::info_span!("run", run = %p.label).entered();
                         hsuga_train::run(
                             &p.cfg,
-                            &read.prepared[p.data],
-                            &read.cands[p.cand].2,
-                            &read.inputs[p.input].2,
+                            &plan.prepared[p.data],
+                            &plan.cands[p.cand].2,
+                            &plan.inputs[p.input].2,
                             progress,
                         )
                     });
