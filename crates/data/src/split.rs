@@ -69,6 +69,20 @@ impl Split {
         pop
     }
 
+    /// Each user's distinct training items, sorted (for membership tests and
+    /// set overlaps).
+    pub fn train_item_sets(&self) -> Vec<Vec<u32>> {
+        self.train
+            .iter()
+            .map(|s| {
+                let mut v = s.clone();
+                v.sort_unstable();
+                v.dedup();
+                v
+            })
+            .collect()
+    }
+
     /// Every item the user ever touched (train, valid and test), sorted and
     /// deduplicated: negatives must avoid all of them.
     pub fn interacted(&self, user: usize) -> Vec<u32> {

@@ -48,16 +48,7 @@ fn jaccard(a: &[u32], b: &[u32]) -> f64 {
 
 /// Measures `neighbours` against random users (drawn from `seed`).
 pub fn neighbour_quality(neighbours: &Neighbours, split: &Split, seed: u64) -> NeighbourQuality {
-    let sets: Vec<Vec<u32>> = split
-        .train
-        .iter()
-        .map(|s| {
-            let mut v = s.clone();
-            v.sort_unstable();
-            v.dedup();
-            v
-        })
-        .collect();
+    let sets = split.train_item_sets();
     let n = sets.len();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let (mut near, mut random, mut users) = (0.0, 0.0, 0usize);

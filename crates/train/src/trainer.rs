@@ -267,16 +267,7 @@ pub fn fit(job: &Job<'_>) -> Result<Outcome, TrainError> {
         Backbone::Bert4rec => 1,
         _ => 2,
     };
-    let seen_sorted: Vec<Vec<u32>> = split
-        .train
-        .iter()
-        .map(|s| {
-            let mut v = s.clone();
-            v.sort_unstable();
-            v.dedup();
-            v
-        })
-        .collect();
+    let seen_sorted = split.train_item_sets();
 
     let mut state = State {
         epochs_done: 0,
