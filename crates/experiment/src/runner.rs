@@ -186,15 +186,9 @@ fn train_all(plan: &Plan, opts: &RunOptions<'_>) -> Result<(), ExperimentError> 
         );
     }
     let bars = MultiProgress::new();
-    // Lines go above the bars; with no terminal the bars are hidden and so
-    // would be the lines, so they go to stderr directly.
-    let say = |line: String| {
-        if bars.is_hidden() {
-            eprintln!("{line}");
-        } else {
-            bars.println(line).unwrap_or(());
-        }
-    };
+    // Unlabelled lines above the bars (or on stderr when there is no terminal).
+    let lines = Progress::shared(&bars, "");
+    let say = |line: String| lines.println(&line);
     let overall = bars.add(if opts.progress {
         ProgressBar::new(pending.len() as u64)
     } else {

@@ -47,7 +47,7 @@ impl Progress {
     }
 
     /// One finished line (above the bars when they are shared).
-    pub(crate) fn println(&self, line: &str) {
+    pub fn println(&self, line: &str) {
         let line = format!("{}{line}", self.prefix());
         match &self.shared {
             // Drawing fails only when the terminal is gone; the line is
