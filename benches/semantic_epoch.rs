@@ -20,6 +20,11 @@ use hsuga_train::{
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+/// Freed tensor buffers stay with the process: with glibc's allocator every
+/// step page-faulted its large buffers back in (a fifth of a SASRec step).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Random unit rows (text embedders return unit vectors; the values do not
 /// change the cost).
 fn random_unit(rows: usize, dim: usize, seed: u64) -> Matrix {

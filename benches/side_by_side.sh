@@ -15,9 +15,10 @@ if [ -z "$py" ]; then
     py=benches/reference/.venv/bin/python
 fi
 out="$(mktemp -d)"
-# The dev profile builds dependencies (burn) at opt-level 3 already.
+# Release, as `cargo run --release` builds the hsuga binary (the dev profile
+# compiles our own code, the dropout masks among it, at opt-level 1).
 echo "== burn" >&2
-cargo bench -q --profile "${BENCH_PROFILE:-dev}" -p hsuga-train --bench throughput -- --backbones sasrec "${args[@]}" | tee "$out/rust.jsonl"
+cargo bench -q --profile "${BENCH_PROFILE:-release}" -p hsuga-train --bench throughput -- --backbones sasrec "${args[@]}" | tee "$out/rust.jsonl"
 echo "== pytorch" >&2
 "$py" benches/reference/sasrec_torch.py "${args[@]}" | tee "$out/torch.jsonl"
 python3 - "$out/rust.jsonl" "$out/torch.jsonl" <<'PY'

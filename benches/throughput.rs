@@ -19,6 +19,11 @@ use hsuga_train::{Job, TrainSettings};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+/// Freed tensor buffers stay with the process: with glibc's allocator every
+/// step page-faulted its large buffers back in (a fifth of a SASRec step).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct Args {
     items: u32,
     batch: usize,
