@@ -207,7 +207,8 @@ impl Batcher {
     /// row `b`'s user interacted with `item` (negatives avoid those).
     ///
     /// SASRec / GRU4Rec: input = sequence without its last item, target at
-    /// each position = the next item. BERT4Rec: input = the sequence with
+    /// each position = the next item (at the last position only with
+    /// `last_target_only`). BERT4Rec: input = the sequence with
     /// items masked (80% mask token / 10% random item / 10% unchanged), or,
     /// with probability `mask_last_prob`, only the last item masked; targets
     /// = the original items at masked positions.
@@ -227,8 +228,13 @@ impl Batcher {
                 for (r, s) in seqs.iter().enumerate() {
                     let s = tail(s, max_len + 1);
                     let input = &s[..s.len().saturating_sub(1)];
-                    for (k, &target) in s.iter().skip(1).enumerate() {
-                        sup.push((r, k, target));
+                    let first = if self.cfg.last_target_only {
+                        input.len().saturating_sub(1)
+                    } else {
+                        0
+                    };
+                    for (k, &target) in s.iter().enumerate().skip(1 + first) {
+                        sup.push((r, k - 1, target));
                     }
                     inputs.push(input.to_vec());
                 }

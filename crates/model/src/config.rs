@@ -113,6 +113,12 @@ pub struct ModelConfig {
     /// are padded only to their longest sequence and padding is masked.
     #[serde(default)]
     pub attend_padding: bool,
+    /// SASRec and GRU4Rec only: supervise just the last item of each
+    /// training sequence (one target per user and epoch) instead of every
+    /// next item. The LLM-ESR code trains GRU4Rec this way (its `SeqDataset`
+    /// without `--aug`); on for that parity row, off by default.
+    #[serde(default)]
+    pub last_target_only: bool,
 }
 
 impl Default for ModelConfig {
@@ -135,6 +141,7 @@ fn toml_default() -> ModelConfig {
         mask_last_prob: d_mask_last_prob(),
         layer_norm_eps: d_eps(),
         attend_padding: false,
+        last_target_only: false,
     }
 }
 
@@ -175,6 +182,11 @@ impl ModelConfig {
                 "model.mask_prob must be in (0, 1], got {}",
                 self.mask_prob
             ));
+        }
+        if self.last_target_only && self.backbone == Backbone::Bert4rec {
+            return bad(
+                "model.last_target_only applies to sasrec and gru4rec; bert4rec chooses its targets by masking".into(),
+            );
         }
         if !(0.0..=1.0).contains(&self.mask_last_prob) {
             return bad(format!(

@@ -247,3 +247,30 @@ fn candidate_scores_match_full_catalogue_scores() {
         }
     }
 }
+
+#[test]
+fn last_target_only_supervises_each_rows_last_slot() {
+    let dev = cpu();
+    let ints = |t: hsuga_model::burn::tensor::Tensor<1, hsuga_model::burn::tensor::Int>| {
+        t.into_data().convert::<i64>().try_to_vec::<i64>().unwrap()
+    };
+    let seqs: [&[u32]; 3] = [&[1, 2, 3, 4], &[5, 6], &[7]];
+    for backbone in [Backbone::Sasrec, Backbone::Gru4rec] {
+        let mut c = cfg(backbone, Loss::Bce);
+        let b = Batcher::new(&c, 30, &dev);
+        let all = b.train_batch(&seqs, |_, _| false, &mut ChaCha8Rng::seed_from_u64(1));
+        // Inputs [1 2 3], [0 0 5], [0 0 0] (T = 3): every next item.
+        assert_eq!(ints(all.targets), vec![2, 3, 4, 6]);
+        assert_eq!(ints(all.rows), vec![0, 1, 2, 5]);
+        c.last_target_only = true;
+        let b = Batcher::new(&c, 30, &dev);
+        let last = b.train_batch(&seqs, |_, _| false, &mut ChaCha8Rng::seed_from_u64(1));
+        assert_eq!(ints(last.targets), vec![4, 6], "{backbone:?}");
+        assert_eq!(ints(last.rows), vec![2, 5], "{backbone:?}");
+    }
+    let bert = ModelConfig {
+        last_target_only: true,
+        ..cfg(Backbone::Bert4rec, Loss::Bce)
+    };
+    assert!(bert.validate().is_err());
+}

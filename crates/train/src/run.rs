@@ -65,7 +65,11 @@ pub fn check_dir(cfg: &RunConfig) -> Result<Option<RunReport>, TrainError> {
     if !cfg_file.is_file() {
         return Ok(None);
     }
-    let old = std::fs::read_to_string(&cfg_file)?;
+    // Parsed and written again, so that a setting added to the config since
+    // (stored runs lack it) reads as its default rather than as a change.
+    let old = RunConfig::from_toml(&std::fs::read_to_string(&cfg_file)?)
+        .map(|c| c.to_toml())
+        .unwrap_or_default();
     if comparable(&old) != comparable(&cfg.to_toml()) {
         return Err(TrainError::RunDir {
             dir: dir.display().to_string(),
@@ -144,4 +148,38 @@ pub fn run(
     };
     std::fs::write(dir.join(REPORT), serde_json::to_string_pretty(&report)?)?;
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(dir: &tempfile::TempDir, extra: &str) -> RunConfig {
+        let text = format!(
+            "name = \"r\"\ndataset = \"d\"\nout_dir = \"{}\"\n{extra}",
+            dir.path().display()
+        );
+        RunConfig::from_toml(&text).unwrap()
+    }
+
+    #[test]
+    fn a_setting_added_since_a_run_started_reads_as_its_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = stored(&dir, "");
+        let folder = run_dir(&cfg);
+        std::fs::create_dir_all(&folder).unwrap();
+        // What an older version wrote: the resolved config without the new key.
+        let old: String = cfg
+            .to_toml()
+            .lines()
+            .filter(|l| !l.starts_with("last_target_only"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_ne!(old, cfg.to_toml());
+        std::fs::write(folder.join("config.toml"), old).unwrap();
+        assert!(check_dir(&cfg).unwrap().is_none());
+        // A real change is still refused.
+        let other = stored(&dir, "[model]\ndropout = 0.3\n");
+        assert!(matches!(check_dir(&other), Err(TrainError::RunDir { .. })));
+    }
 }
