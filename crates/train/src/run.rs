@@ -48,13 +48,14 @@ pub fn run_dir(cfg: &RunConfig) -> PathBuf {
         .join(format!("seed-{}", cfg.seed))
 }
 
-/// The progress flag does not change results, so resuming with it flipped
-/// is the same run.
-fn comparable(toml: &str) -> String {
-    toml.lines()
-        .filter(|l| !l.trim_start().starts_with("progress"))
-        .collect::<Vec<_>>()
-        .join("\n")
+/// Whether a stored config names the same run. Compared parsed, so that a
+/// setting added since the run started (absent from its file) reads as its
+/// default; the progress flag does not change results and is ignored.
+fn same_run(stored: &str, cfg: &RunConfig) -> bool {
+    RunConfig::from_toml(stored).is_ok_and(|mut old| {
+        old.train.progress = cfg.train.progress;
+        &old == cfg
+    })
 }
 
 /// Checks the folder before any data work: `Ok(Some(report))` when the run
@@ -65,12 +66,7 @@ pub fn check_dir(cfg: &RunConfig) -> Result<Option<RunReport>, TrainError> {
     if !cfg_file.is_file() {
         return Ok(None);
     }
-    // Parsed and written again, so that a setting added to the config since
-    // (stored runs lack it) reads as its default rather than as a change.
-    let old = RunConfig::from_toml(&std::fs::read_to_string(&cfg_file)?)
-        .map(|c| c.to_toml())
-        .unwrap_or_default();
-    if comparable(&old) != comparable(&cfg.to_toml()) {
+    if !same_run(&std::fs::read_to_string(&cfg_file)?, cfg) {
         return Err(TrainError::RunDir {
             dir: dir.display().to_string(),
             msg: "holds a run with a different config; choose another name or out_dir \
