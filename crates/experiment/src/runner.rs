@@ -29,6 +29,9 @@ pub struct RunOptions<'a> {
     /// second thread poorly (1.13–1.35× faster), so on a 2-core machine two
     /// 1-thread runs finish a grid sooner than one 2-thread run.
     pub jobs: usize,
+    /// Table rows to train (empty: all). The report still shows every row
+    /// that has finished runs, so a slow row can be left for later.
+    pub only: &'a [String],
 }
 
 /// A run left to train, with indices into its [`Plan`].
@@ -57,7 +60,7 @@ pub fn run(
     cfg: &ExperimentConfig,
     opts: &RunOptions<'_>,
 ) -> Result<Vec<DatasetTable>, ExperimentError> {
-    let methods = cfg.resolve()?;
+    let methods = only_rows(cfg.resolve()?, opts.only)?;
     let exp_dir = Path::new(&cfg.out_dir).join(&cfg.name);
     std::fs::create_dir_all(&exp_dir).map_err(|e| ExperimentError::io(&exp_dir, e))?;
     let written = toml::to_string(cfg).map_err(|e| ExperimentError::Config(e.to_string()))?;
@@ -81,6 +84,26 @@ pub fn run(
     }
     train_all(&plan, opts)?;
     report(&exp_dir, opts.cache_dir)
+}
+
+/// The run folders of the named rows (all when none are named); a name
+/// that is not a row is an error listing the rows.
+fn only_rows(
+    methods: Vec<ResolvedMethod>,
+    only: &[String],
+) -> Result<Vec<ResolvedMethod>, ExperimentError> {
+    if let Some(unknown) = only.iter().find(|o| !methods.iter().any(|m| &m.row == *o)) {
+        let mut rows: Vec<&str> = methods.iter().map(|m| m.row.as_str()).collect();
+        rows.dedup();
+        return Err(ExperimentError::Config(format!(
+            "no row `{unknown}` in the experiment (rows: {})",
+            rows.join(", ")
+        )));
+    }
+    Ok(methods
+        .into_iter()
+        .filter(|m| only.is_empty() || only.contains(&m.row))
+        .collect())
 }
 
 /// Checks every run folder and builds what the runs left to train read.
@@ -258,5 +281,42 @@ fn train_all(plan: &Plan, opts: &RunOptions<'_>) -> Result<(), ExperimentError> 
         Ok(None) => Ok(()),
         Ok(Some(e)) => Err(e),
         Err(_) => Err(ExperimentError::Config("a training worker panicked".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GRID: &str = r#"
+name = "t"
+datasets = ["ml-100k"]
+[[methods]]
+name = "A"
+model = { backbone = "sasrec" }
+tune = { "train.lr" = [0.001, 0.01] }
+[[methods]]
+name = "B"
+model = { backbone = "gru4rec" }
+"#;
+
+    fn folders(only: &[&str]) -> Result<Vec<String>, ExperimentError> {
+        let cfg: ExperimentConfig = toml::from_str(GRID).unwrap();
+        let only: Vec<String> = only.iter().map(|s| s.to_string()).collect();
+        Ok(only_rows(cfg.resolve()?, &only)?
+            .into_iter()
+            .map(|m| m.name)
+            .collect())
+    }
+
+    #[test]
+    fn only_keeps_every_folder_of_the_named_rows() {
+        assert_eq!(folders(&[]).unwrap().len(), 3);
+        let a = folders(&["A"]).unwrap();
+        assert_eq!(a.len(), 2);
+        assert!(a.iter().all(|f| f.starts_with("A@")), "{a:?}");
+        assert_eq!(folders(&["B"]).unwrap(), vec!["B".to_string()]);
+        let e = folders(&["B", "C"]).unwrap_err().to_string();
+        assert!(e.contains("no row `C`") && e.contains("rows: A, B"), "{e}");
     }
 }

@@ -53,6 +53,7 @@ points = {{ "SASRec" = 64, "SASRec-wide" = 32 }}
         progress: false,
         // Side by side, one thread each: the path a 2-core machine takes.
         jobs: 2,
+        only: &[],
     };
     let tables = run(&cfg, &opts).unwrap();
     assert_eq!(tables.len(), 1);

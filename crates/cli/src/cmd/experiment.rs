@@ -26,6 +26,10 @@ pub struct ExperimentArgs {
     /// Runs trained side by side, each on cores / jobs threads [default: one per core].
     #[arg(long, default_value_t = 0, hide_default_value = true)]
     jobs: usize,
+    /// Train only this table row (repeatable); the tables still show every
+    /// row with finished runs.
+    #[arg(long = "only", value_name = "ROW")]
+    only: Vec<String>,
 }
 
 #[derive(Args)]
@@ -48,6 +52,7 @@ pub fn experiment(args: ExperimentArgs, g: &Globals) -> Result<()> {
             resolve_dataset: &resolve,
             progress: !args.quiet,
             jobs: args.jobs,
+            only: &args.only,
         },
     )
     .with_context(|| format!("experiment {}", args.config.display()))?;
