@@ -8,7 +8,9 @@
 //! ```text
 //! cargo bench --profile release -p hsuga-train --bench semantic_epoch -- [--dims 1536 384] [--epochs 1] [--only llm-esr/cache]
 //! ```
-//! `--only` keeps the semantic runs with that label (for profiling one of them).
+//! `--only` keeps the semantic runs with that label: for profiling one of them,
+//! and for timing it in a process of its own (a run measured right after
+//! another in the same process came out about a third slower).
 //! Prints one JSON object per run; `epoch_s` excludes validation.
 
 use std::path::Path;
