@@ -60,7 +60,7 @@ pub fn run(
     cfg: &ExperimentConfig,
     opts: &RunOptions<'_>,
 ) -> Result<Vec<DatasetTable>, ExperimentError> {
-    let methods = only_rows(cfg.resolve()?, opts.only)?;
+    let methods = only_rows(cfg, opts.only)?;
     let exp_dir = Path::new(&cfg.out_dir).join(&cfg.name);
     std::fs::create_dir_all(&exp_dir).map_err(|e| ExperimentError::io(&exp_dir, e))?;
     let written = toml::to_string(cfg).map_err(|e| ExperimentError::Config(e.to_string()))?;
@@ -89,18 +89,21 @@ pub fn run(
 /// The run folders of the named rows (all when none are named); a name
 /// that is not a row is an error listing the rows.
 fn only_rows(
-    methods: Vec<ResolvedMethod>,
+    cfg: &ExperimentConfig,
     only: &[String],
 ) -> Result<Vec<ResolvedMethod>, ExperimentError> {
-    if let Some(unknown) = only.iter().find(|o| !methods.iter().any(|m| &m.row == *o)) {
-        let mut rows: Vec<&str> = methods.iter().map(|m| m.row.as_str()).collect();
-        rows.dedup();
+    if let Some(unknown) = only
+        .iter()
+        .find(|o| !cfg.methods.iter().any(|m| &m.name == *o))
+    {
+        let rows: Vec<&str> = cfg.methods.iter().map(|m| m.name.as_str()).collect();
         return Err(ExperimentError::Config(format!(
             "no row `{unknown}` in the experiment (rows: {})",
             rows.join(", ")
         )));
     }
-    Ok(methods
+    Ok(cfg
+        .resolve()?
         .into_iter()
         .filter(|m| only.is_empty() || only.contains(&m.row))
         .collect())
@@ -303,7 +306,7 @@ model = { backbone = "gru4rec" }
     fn folders(only: &[&str]) -> Result<Vec<String>, ExperimentError> {
         let cfg: ExperimentConfig = toml::from_str(GRID).unwrap();
         let only: Vec<String> = only.iter().map(|s| s.to_string()).collect();
-        Ok(only_rows(cfg.resolve()?, &only)?
+        Ok(only_rows(&cfg, &only)?
             .into_iter()
             .map(|m| m.name)
             .collect())
