@@ -163,6 +163,19 @@ impl ExperimentConfig {
                 return bad(format!("base `{base}` is not one of the methods"));
             }
         }
+        // A misspelt point would silently vanish from its plot.
+        for plot in &self.plots {
+            if let Some(row) = plot
+                .points
+                .keys()
+                .find(|row| !self.methods.iter().any(|m| &&m.name == row))
+            {
+                return bad(format!(
+                    "plot `{}` names `{row}`, which is not one of the methods",
+                    plot.name
+                ));
+            }
+        }
         Ok(out)
     }
 
@@ -235,5 +248,12 @@ train = { epochs = 2 }
             .unwrap_err()
             .to_string();
         assert!(e.contains("gru5rec"), "{e}");
+        let plot = "[[plots]]\nname = \"p\"\nx_label = \"x\"\npoints = { A = 1, C = 2 }\n";
+        let cfg: ExperimentConfig = toml::from_str(&format!("{GOOD}{plot}")).unwrap();
+        let e = cfg.resolve().unwrap_err().to_string();
+        assert!(e.contains("plot `p` names `C`"), "{e}");
+        let cfg: ExperimentConfig =
+            toml::from_str(&format!("{GOOD}{}", plot.replace("C = 2", "B = 2"))).unwrap();
+        assert!(cfg.resolve().is_ok());
     }
 }
