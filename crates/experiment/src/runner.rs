@@ -32,6 +32,9 @@ pub struct RunOptions<'a> {
     /// Table rows to train (empty: all). The report still shows every row
     /// that has finished runs, so a slow row can be left for later.
     pub only: &'a [String],
+    /// Folders searched for finished runs of the same settings and inputs,
+    /// copied instead of trained (see [`hsuga_train::adopt`]).
+    pub reuse_from: &'a [PathBuf],
 }
 
 /// A run left to train, with indices into its [`Plan`].
@@ -53,6 +56,8 @@ struct Plan {
     /// Per dataset index and seed.
     cands: Vec<(usize, u64, Candidates)>,
     pending: Vec<Pending>,
+    /// Runs copied from `reuse_from` instead of trained.
+    adopted: usize,
 }
 
 /// Runs what is missing, then writes and returns the tables.
@@ -76,10 +81,15 @@ pub fn run(
     }
     let plan = plan(cfg, &methods, &datasets, &exp_dir, opts)?;
     let total = datasets.len() * methods.len() * cfg.seeds.len();
-    if total > plan.pending.len() {
+    let before = total - plan.pending.len() - plan.adopted;
+    if before > 0 {
+        eprintln!("{before} of {total} runs finished before");
+    }
+    if plan.adopted > 0 {
         eprintln!(
-            "{} of {total} runs finished before",
-            total - plan.pending.len()
+            "{} of {total} runs adopted from finished runs elsewhere ({} in each)",
+            plan.adopted,
+            hsuga_train::ADOPTED_FROM
         );
     }
     train_all(&plan, opts)?;
@@ -126,6 +136,7 @@ fn plan(
     let mut inputs: Vec<(usize, InputsConfig, SemanticInputs)> = Vec::new();
     let mut cands: Vec<(usize, u64, Candidates)> = Vec::new();
     let mut pending = Vec::new();
+    let mut adopted = 0;
     for (d, (path, dcfg)) in datasets.iter().enumerate() {
         let data = prepare(dcfg, opts.cache_dir)?;
         for &seed in &cfg.seeds {
@@ -163,6 +174,13 @@ fn plan(
                         inputs.len() - 1
                     }
                 };
+                if !opts.reuse_from.is_empty()
+                    && hsuga_train::adopt(&run_cfg, &inputs[input].2.digest(), opts.reuse_from)?
+                        .is_some()
+                {
+                    adopted += 1;
+                    continue;
+                }
                 let cand = match cands.iter().position(|(i, s, _)| *i == d && *s == seed) {
                     Some(at) => at,
                     None => {
@@ -186,6 +204,7 @@ fn plan(
         inputs,
         cands,
         pending,
+        adopted,
     })
 }
 

@@ -1,4 +1,5 @@
-//! A small real grid on ML-100K: runs, tables, and skipping finished runs.
+//! A small real grid on ML-100K: runs, tables, skipping finished runs, and
+//! adopting them into another experiment.
 
 use std::path::{Path, PathBuf};
 
@@ -54,6 +55,7 @@ points = {{ "SASRec" = 64, "SASRec-wide" = 32 }}
         // Side by side, one thread each: the path a 2-core machine takes.
         jobs: 2,
         only: &[],
+        reuse_from: &[],
     };
     let tables = run(&cfg, &opts).unwrap();
     assert_eq!(tables.len(), 1);
@@ -115,4 +117,40 @@ points = {{ "SASRec" = 64, "SASRec-wide" = 32 }}
     let mut fresh = cfg.clone();
     fresh.out_dir = tmp.path().join("again").display().to_string();
     assert_eq!(run(&fresh, &opts).unwrap()[0].table, tables[0].table);
+
+    // A row repeating a finished run of another experiment under another
+    // name is copied, not trained, and reports the same numbers.
+    let mut copy = cfg.clone();
+    copy.name = "copy".into();
+    copy.base = None;
+    copy.plots.clear();
+    copy.methods.retain(|m| m.name == "SASRec");
+    copy.methods[0].name = "Transformer".into();
+    let reuse = [out.clone()];
+    let adopted = run(
+        &copy,
+        &RunOptions {
+            reuse_from: &reuse,
+            ..opts
+        },
+    )
+    .unwrap();
+    for seed in [1, 2] {
+        let from = out.join(format!(
+            "copy/ml-100k/Transformer/seed-{seed}/adopted-from.txt"
+        ));
+        let from = std::fs::read_to_string(from).unwrap();
+        assert!(
+            from.contains(&format!("mini/ml-100k/SASRec/seed-{seed}")),
+            "{from}"
+        );
+    }
+    let means = |row: &hsuga_eval::table::Row| row.cells.iter().map(|c| c.mean).collect::<Vec<_>>();
+    let sasrec = tables[0]
+        .table
+        .rows
+        .iter()
+        .find(|r| r.method == "SASRec")
+        .unwrap();
+    assert_eq!(means(&adopted[0].table.rows[0]), means(sasrec));
 }

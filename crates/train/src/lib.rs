@@ -7,6 +7,7 @@
 //! fusion and self-distillation ([`distill`], LLM-ESR's or GAA's) to any
 //! backbone, reading the matrices of [`SemanticInputs`].
 
+pub mod adopt;
 pub mod checkpoint;
 pub mod config;
 pub mod distill;
@@ -18,6 +19,7 @@ pub mod run;
 pub mod semantic;
 pub mod trainer;
 
+pub use adopt::{ADOPTED_FROM, adopt};
 pub use config::{
     DistillConfig, InputsConfig, ItemInit, MethodConfig, RunConfig, Teacher, TrainSettings,
     UserSemantic,

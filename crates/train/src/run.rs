@@ -31,10 +31,13 @@ pub struct RunReport {
 }
 
 /// Written last, after the ranks: its presence marks a finished run.
-const REPORT: &str = "report.json";
+pub(crate) const REPORT: &str = "report.json";
+
+/// The resolved config, written before training.
+pub(crate) const CONFIG: &str = "config.toml";
 
 /// The digest of the semantic inputs the run started on.
-const INPUTS_DIGEST: &str = "inputs.sha256";
+pub(crate) const INPUTS_DIGEST: &str = "inputs.sha256";
 
 /// Whether a run folder holds a finished run.
 pub fn is_finished(dir: &Path) -> bool {
@@ -48,21 +51,25 @@ pub fn run_dir(cfg: &RunConfig) -> PathBuf {
         .join(format!("seed-{}", cfg.seed))
 }
 
-/// Whether a stored config names the same run. Compared parsed, so that a
-/// setting added since the run started (absent from its file) reads as its
-/// default; the progress flag does not change results and is ignored.
+/// A stored config as `cfg` compares it: parsed, so that a setting added
+/// since the run started (absent from its file) reads as its default, and
+/// with `cfg`'s progress flag, which does not change results.
+pub(crate) fn stored_config(text: &str, cfg: &RunConfig) -> Option<RunConfig> {
+    let mut old = RunConfig::from_toml(text).ok()?;
+    old.train.progress = cfg.train.progress;
+    Some(old)
+}
+
+/// Whether a stored config names the same run.
 fn same_run(stored: &str, cfg: &RunConfig) -> bool {
-    RunConfig::from_toml(stored).is_ok_and(|mut old| {
-        old.train.progress = cfg.train.progress;
-        &old == cfg
-    })
+    stored_config(stored, cfg).is_some_and(|old| &old == cfg)
 }
 
 /// Checks the folder before any data work: `Ok(Some(report))` when the run
 /// is already finished.
 pub fn check_dir(cfg: &RunConfig) -> Result<Option<RunReport>, TrainError> {
     let dir = run_dir(cfg);
-    let cfg_file = dir.join("config.toml");
+    let cfg_file = dir.join(CONFIG);
     if !cfg_file.is_file() {
         return Ok(None);
     }
@@ -114,7 +121,7 @@ pub fn run(
         Ok(_) => {}
         Err(_) => std::fs::write(&inputs_file, &digest)?,
     }
-    std::fs::write(dir.join("config.toml"), cfg.to_toml())?;
+    std::fs::write(dir.join(CONFIG), cfg.to_toml())?;
     let out = fit(&Job {
         model: &cfg.model,
         train: &cfg.train,
@@ -172,7 +179,7 @@ mod tests {
             .map(|l| format!("{l}\n"))
             .collect();
         assert_ne!(old, cfg.to_toml());
-        std::fs::write(folder.join("config.toml"), old).unwrap();
+        std::fs::write(folder.join(CONFIG), old).unwrap();
         assert!(check_dir(&cfg).unwrap().is_none());
         // A real change is still refused.
         let other = stored(&dir, "[model]\ndropout = 0.3\n");

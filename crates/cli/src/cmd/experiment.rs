@@ -30,6 +30,12 @@ pub struct ExperimentArgs {
     /// row with finished runs.
     #[arg(long = "only", value_name = "ROW")]
     only: Vec<String>,
+    /// Copy, instead of training, any run finished under this folder
+    /// (e.g. `runs`) with the same settings and semantic inputs under
+    /// another name (repeatable; each copy names its source in
+    /// adopted-from.txt).
+    #[arg(long = "reuse-from", value_name = "DIR")]
+    reuse_from: Vec<PathBuf>,
 }
 
 #[derive(Args)]
@@ -53,6 +59,7 @@ pub fn experiment(args: ExperimentArgs, g: &Globals) -> Result<()> {
             progress: !args.quiet,
             jobs: args.jobs,
             only: &args.only,
+            reuse_from: &args.reuse_from,
         },
     )
     .with_context(|| format!("experiment {}", args.config.display()))?;
