@@ -8,10 +8,11 @@
 //! ```text
 //! cargo bench --profile release -p hsuga-train --bench semantic_epoch -- [--dims 1536 384] [--epochs 1] [--only llm-esr/cache]
 //! ```
-//! `--only` keeps the semantic runs with that label: for profiling one of them,
-//! and for timing it in a process of its own (a run measured right after
-//! another in the same process came out about a third slower).
-//! Prints one JSON object per run; `epoch_s` excludes validation.
+//! Each run trains in a process of its own (the bench re-runs itself with
+//! `--child LABEL DIM`): measured right after another run in the same
+//! process, a run came out about a third slower. `--only` keeps the semantic
+//! runs with that label (SASRec, the yardstick, always runs), e.g. to profile
+//! one. Prints one JSON object per run; `epoch_s` excludes validation.
 
 use std::path::Path;
 
@@ -42,11 +43,122 @@ fn random_unit(rows: usize, dim: usize, seed: u64) -> Matrix {
     Matrix { rows, dim, data }
 }
 
+/// The semantic runs, in order. The first two take LLM-ESR apart (no
+/// distillation; without and with cross-attention) to show where its epoch
+/// goes beyond SASRec's.
+const SEMANTIC: [&str; 6] = [
+    "dual-view",
+    "dual-view+cross",
+    "llm-esr/cache",
+    "hsuga/cache",
+    "llm-esr/online",
+    "hsuga/online",
+];
+
+/// The method a label names (`sasrec`: the plain backbone).
+fn method_of(label: &str) -> MethodConfig {
+    let dual = |cross_attention| MethodConfig {
+        item_init: ItemInit::Pca,
+        dual_view: true,
+        cross_attention,
+        ..MethodConfig::default()
+    };
+    let distilled = |group_aware, teacher| MethodConfig {
+        distill: Some(DistillConfig {
+            group_aware,
+            teacher,
+            ..DistillConfig::default()
+        }),
+        ..dual(true)
+    };
+    match label {
+        "sasrec" => MethodConfig::default(),
+        "dual-view" => dual(false),
+        "dual-view+cross" => dual(true),
+        "llm-esr/cache" => distilled(false, Teacher::Cache),
+        "hsuga/cache" => distilled(true, Teacher::Cache),
+        "llm-esr/online" => distilled(false, Teacher::Online),
+        "hsuga/online" => distilled(true, Teacher::Online),
+        other => panic!(
+            "unknown run `{other}` (runs: sasrec, {})",
+            SEMANTIC.join(", ")
+        ),
+    }
+}
+
+/// Trains one run and prints its JSON line.
+fn child(label: &str, dim: usize, epochs: usize) {
+    let cache = tempfile::tempdir().unwrap();
+    let cfg = DatasetConfig::load(Path::new("../../configs/datasets/fashion.toml")).unwrap();
+    let data = hsuga_data::prepare(&cfg, cache.path()).unwrap();
+    let split = &data.split;
+    let cands = hsuga_data::candidates(&data, 100, 42).unwrap();
+    // LLM-ESR's Fashion setting: max length 200, batch 128.
+    let model = ModelConfig {
+        max_len: 200,
+        ..ModelConfig::default()
+    };
+    let train = TrainSettings {
+        epochs,
+        progress: false,
+        ..TrainSettings::default()
+    };
+    let method = method_of(label);
+    let semantic = if dim == 0 {
+        SemanticInputs::default()
+    } else {
+        SemanticInputs {
+            item_text: Some(random_unit(split.num_items as usize, dim, 1)),
+            user_semantic: Some(random_unit(split.num_users(), 384, 2)),
+        }
+    };
+    let o = hsuga_train::fit(&Job {
+        model: &model,
+        train: &train,
+        method: &method,
+        semantic: &semantic,
+        seed: 42,
+        split,
+        candidates: &cands,
+        run_dir: None,
+        device: cpu(),
+        progress: Default::default(),
+    })
+    .unwrap();
+    let s = o.history.iter().map(|e| e.seconds).sum::<f64>() / o.history.len() as f64;
+    println!(
+        "{{\"run\": \"{label}\", \"text_dim\": {dim}, \"epoch_s\": {s:.4}, \"valid_ndcg10\": {:.4}}}",
+        o.best_valid.ndcg
+    );
+}
+
+/// Runs `label` in a fresh process; echoes and returns its seconds per epoch.
+fn spawn(label: &str, dim: usize, epochs: usize) -> f64 {
+    let exe = std::env::current_exe().unwrap();
+    let out = std::process::Command::new(exe)
+        .args([
+            "--child",
+            label,
+            &dim.to_string(),
+            "--epochs",
+            &epochs.to_string(),
+        ])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "run {label} ({dim}-d) failed");
+    let line = String::from_utf8(out.stdout).unwrap();
+    print!("{line}");
+    let v: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+    v["epoch_s"].as_f64().unwrap()
+}
+
 fn main() {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut dims = vec![1536usize, 384];
     let mut epochs = 1usize;
     let mut only: Option<String> = None;
+    let mut child_run: Option<(String, usize)> = None;
     let mut i = 0;
     while i < argv.len() {
         match argv[i].as_str() {
@@ -65,88 +177,28 @@ fn main() {
                 epochs = argv[i + 1].parse().expect("--epochs N");
                 i += 1;
             }
+            "--child" => {
+                let dim = argv[i + 2].parse().expect("--child LABEL DIM");
+                child_run = Some((argv[i + 1].clone(), dim));
+                i += 2;
+            }
             _ => {}
         }
         i += 1;
     }
-    let cache = tempfile::tempdir().unwrap();
-    let cfg = DatasetConfig::load(Path::new("../../configs/datasets/fashion.toml")).unwrap();
-    let data = hsuga_data::prepare(&cfg, cache.path()).unwrap();
-    let split = &data.split;
-    let cands = hsuga_data::candidates(&data, 100, 42).unwrap();
-    // LLM-ESR's Fashion setting: max length 200, batch 128.
-    let model = ModelConfig {
-        max_len: 200,
-        ..ModelConfig::default()
-    };
-    let train = TrainSettings {
-        epochs,
-        progress: false,
-        ..TrainSettings::default()
-    };
-    let users = random_unit(split.num_users(), 384, 2);
-    let epoch = |name: &str, dim: usize, method: &MethodConfig, semantic: &SemanticInputs| {
-        let o = hsuga_train::fit(&Job {
-            model: &model,
-            train: &train,
-            method,
-            semantic,
-            seed: 42,
-            split,
-            candidates: &cands,
-            run_dir: None,
-            device: cpu(),
-            progress: Default::default(),
-        })
-        .unwrap();
-        let s = o.history.iter().map(|e| e.seconds).sum::<f64>() / o.history.len() as f64;
-        println!(
-            "{{\"run\": \"{name}\", \"text_dim\": {dim}, \"epoch_s\": {s:.2}, \"valid_ndcg10\": {:.4}}}",
-            o.best_valid.ndcg
-        );
-        s
-    };
-    let plain = epoch(
-        "sasrec",
-        0,
-        &MethodConfig::default(),
-        &SemanticInputs::default(),
-    );
+    if let Some((label, dim)) = child_run {
+        return child(&label, dim, epochs);
+    }
+    if let Some(o) = &only {
+        method_of(o); // an unknown label fails before any run
+    }
+    let plain = spawn("sasrec", 0, epochs);
     for &dim in &dims {
-        let semantic = SemanticInputs {
-            item_text: Some(random_unit(split.num_items as usize, dim, 1)),
-            user_semantic: Some(users.clone()),
-        };
-        // The first two rows take LLM-ESR apart (no distillation; without and
-        // with cross-attention) to show where its epoch goes beyond SASRec's.
-        let dual = |cross_attention| MethodConfig {
-            item_init: ItemInit::Pca,
-            dual_view: true,
-            cross_attention,
-            ..MethodConfig::default()
-        };
-        let mut runs = vec![
-            ("dual-view".to_string(), dual(false)),
-            ("dual-view+cross".to_string(), dual(true)),
-        ];
-        for teacher in [Teacher::Cache, Teacher::Online] {
-            for (name, group_aware) in [("llm-esr", false), ("hsuga", true)] {
-                let method = MethodConfig {
-                    distill: Some(DistillConfig {
-                        group_aware,
-                        teacher,
-                        ..DistillConfig::default()
-                    }),
-                    ..dual(true)
-                };
-                runs.push((format!("{name}/{teacher:?}").to_lowercase(), method));
-            }
-        }
-        for (label, method) in runs {
-            if only.as_ref().is_some_and(|o| *o != label) {
+        for label in SEMANTIC {
+            if only.as_ref().is_some_and(|o| o != label) {
                 continue;
             }
-            let s = epoch(&label, dim, &method, &semantic);
+            let s = spawn(label, dim, epochs);
             println!(
                 "{{\"run\": \"{label}\", \"text_dim\": {dim}, \"vs_sasrec\": {:.2}, \"vs_official_59min\": {:.0}}}",
                 s / plain,
