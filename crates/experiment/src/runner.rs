@@ -1,4 +1,5 @@
-//! Running the grid, skipping finished runs.
+//! Running the grid, skipping finished runs and adopting identical runs
+//! finished elsewhere.
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
