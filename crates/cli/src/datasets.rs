@@ -46,8 +46,15 @@ pub fn config_path(arg: &str, datasets_dir: &Path) -> Result<PathBuf> {
 
 /// Loads the config for `arg` and prepares (or loads from cache) the dataset.
 pub fn load(arg: &str, g: &Globals) -> Result<Prepared> {
+    Ok(load_with_config(arg, g)?.1)
+}
+
+/// [`load`], also returning the dataset's config (the semantic inputs read
+/// its item-text columns).
+pub fn load_with_config(arg: &str, g: &Globals) -> Result<(DatasetConfig, Prepared)> {
     let path = config_path(arg, &g.datasets_dir)?;
     let cfg = DatasetConfig::load(&path)?;
-    hsuga_data::prepare(&cfg, &g.cache_dir)
-        .with_context(|| format!("preparing dataset {}", cfg.name))
+    let prepared = hsuga_data::prepare(&cfg, &g.cache_dir)
+        .with_context(|| format!("preparing dataset {}", cfg.name))?;
+    Ok((cfg, prepared))
 }

@@ -187,3 +187,45 @@ fn hsu_export_of_an_unknown_variant_fails_instead_of_exporting_nothing() {
         "a user without interests"
     );
 }
+
+/// Writes a `rows × dim` f32 matrix as `file:` inputs read it.
+fn write_matrix(path: &Path, rows: usize, dim: usize) {
+    let data: Vec<u8> = (0..rows * dim)
+        .flat_map(|i| (((i * 7919) % 1000) as f32 / 1000.0 - 0.5).to_le_bytes())
+        .collect();
+    let view =
+        safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![rows, dim], &data)
+            .unwrap();
+    safetensors::serialize_to_file([("m", view)], None, path).unwrap();
+}
+
+#[test]
+fn train_produces_the_inputs_its_config_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let items = dir.path().join("items.safetensors");
+    write_matrix(&items, 1682, 96);
+    let cfg = dir.path().join("run.toml");
+    let text = format!(
+        "name = \"t\"\ndataset = \"ml-100k\"\nout_dir = \"{}\"\n\
+         [model]\nmax_len = 20\n[train]\nepochs = 1\n\
+         [method]\nitem_init = \"pca\"\ndual_view = true\n[method.distill]\ngroup_aware = false\n\
+         [inputs]\nitem_text = \"file:{}\"\nuser_semantic = \"item-mean\"\n",
+        dir.path().join("runs").display(),
+        items.display()
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let out = hsuga(
+        &dir.path().join("cache"),
+        &["train", "--config", cfg.to_str().unwrap(), "--quiet"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(dir.path().join("runs/t/seed-42/report.json").is_file());
+    // A matrix of the wrong height is refused before training, naming it.
+    write_matrix(&items, 1000, 96);
+    std::fs::remove_dir_all(dir.path().join("runs")).unwrap();
+    let out = hsuga(
+        &dir.path().join("cache"),
+        &["train", "--config", cfg.to_str().unwrap(), "--quiet"],
+    );
+    assert_clean_failure(&out, "1000 rows, but ml-100k has 1682 items");
+}

@@ -68,7 +68,18 @@ pub fn semantic_inputs(
         return Ok(SemanticInputs::default());
     };
     let (item_text, embedder) = match model.strip_prefix("file:") {
-        Some(path) => (supplied(path, "item")?, None),
+        Some(path) => {
+            let items = supplied(path, "item")?;
+            // Checked here, not only by the trainer: `item-mean` indexes it first.
+            let want = prepared.dataset.num_items as usize;
+            if items.rows != want {
+                return Err(err(
+                    &format!("item embeddings {path}"),
+                    format!("{} rows, but {} has {want} items", items.rows, dcfg.name),
+                ));
+            }
+            (items, None)
+        }
         None => {
             let embedder = embedder(model, dirs)?;
             let template = template_for(dcfg).map_err(|e| err(&dcfg.name, e))?;

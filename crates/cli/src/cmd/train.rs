@@ -1,12 +1,14 @@
 //! `hsuga train --config X.toml`: one training run into its own folder
 //! (`<out_dir>/<name>/seed-<seed>`): resolved config, safetensors
 //! checkpoints, state for resuming, CSV/JSON logs, training curve, per-user
-//! ranks and the paper's group columns (`report.json`).
+//! ranks and the paper's group columns (`report.json`). The semantic inputs
+//! its `[inputs]` table names are produced as `hsuga experiment` does.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
+use hsuga_experiment::{InputDirs, semantic_inputs};
 use hsuga_train::RunConfig;
 
 use crate::{Globals, datasets};
@@ -25,6 +27,12 @@ pub struct TrainArgs {
     /// No progress bar or per-epoch lines.
     #[arg(long)]
     quiet: bool,
+    /// Folder of HSU configs, for `inputs.user_semantic = "hsu:<name>"`.
+    #[arg(long, default_value = "configs/hsu")]
+    hsu_configs: PathBuf,
+    /// Local model weights [default: $HSUGA_MODELS_DIR, else the user's cache dir + /hsuga/models].
+    #[arg(long)]
+    models_dir: Option<PathBuf>,
 }
 
 pub fn run(args: TrainArgs, g: &Globals) -> Result<()> {
@@ -46,17 +54,18 @@ pub fn run(args: TrainArgs, g: &Globals) -> Result<()> {
             done
         }
         None => {
-            let data = datasets::load(&cfg.dataset, g)?;
+            let (dcfg, data) = datasets::load_with_config(&cfg.dataset, g)?;
+            let models_dir = super::models::models_dir(args.models_dir);
+            let dirs = InputDirs {
+                cache_dir: &g.cache_dir,
+                models_dir: &models_dir,
+                hsu_configs: &args.hsu_configs,
+            };
+            let semantic = semantic_inputs(&cfg.inputs, &dcfg, &data, &dirs)?;
             let cands = hsuga_data::candidates(&data, cfg.negatives, cfg.seed)
                 .context("drawing evaluation candidates")?;
             let _span = tracing::info_span!("train", run = %cfg.name, seed = cfg.seed).entered();
-            hsuga_train::run(
-                &cfg,
-                &data,
-                &cands,
-                &hsuga_train::SemanticInputs::default(),
-                Default::default(),
-            )?
+            hsuga_train::run(&cfg, &data, &cands, &semantic, Default::default())?
         }
     };
     println!(
