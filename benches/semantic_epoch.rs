@@ -25,7 +25,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 /// Freed tensor buffers stay with the process: with glibc's allocator every
-/// step page-faulted its large buffers back in (a fifth of a SASRec step).
+/// step page-faulted its large buffers back in (a fifth of a SASRec step);
+/// `keep_freed_memory` in `main` stops mimalloc purging them in turn.
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -154,6 +155,7 @@ fn spawn(label: &str, dim: usize, epochs: usize) -> f64 {
 }
 
 fn main() {
+    hsuga_train::allocator::keep_freed_memory();
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut dims = vec![1536usize, 384];
     let mut epochs = 1usize;

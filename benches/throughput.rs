@@ -20,7 +20,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 /// Freed tensor buffers stay with the process: with glibc's allocator every
-/// step page-faulted its large buffers back in (a fifth of a SASRec step).
+/// step page-faulted its large buffers back in (a fifth of a SASRec step);
+/// `keep_freed_memory` in `main` stops mimalloc purging them in turn.
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -212,6 +213,7 @@ fn peak_rss_mib() -> f64 {
 }
 
 fn main() {
+    hsuga_train::allocator::keep_freed_memory();
     let a = parse();
     for &b in &a.backbones {
         for &len in &a.lens {

@@ -64,7 +64,8 @@ pub struct Globals {
 }
 
 /// Freed tensor buffers stay with the process: with glibc's allocator every
-/// step page-faulted its large buffers back in (a fifth of a SASRec step).
+/// step page-faulted its large buffers back in (a fifth of a SASRec step);
+/// `keep_freed_memory` in `main` stops mimalloc purging them in turn.
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -76,6 +77,7 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    hsuga_train::allocator::keep_freed_memory();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -8,6 +8,7 @@
 //! backbone, reading the matrices of [`SemanticInputs`].
 
 pub mod adopt;
+pub mod allocator;
 pub mod checkpoint;
 pub mod config;
 pub mod distill;
