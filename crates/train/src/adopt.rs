@@ -52,7 +52,13 @@ pub fn adopt(
         let to = dst.join(name);
         std::fs::copy(&from, &to).map_err(|e| fail(&to, e))?;
     }
-    let mut report = report.expect("find only returns finished runs");
+    let mut report = report.ok_or_else(|| TrainError::RunDir {
+        dir: dst.display().to_string(),
+        msg: format!(
+            "adopting {}: its report vanished while copying",
+            src.display()
+        ),
+    })?;
     std::fs::write(dst.join(CONFIG), cfg.to_toml())?;
     // A copy of a copy names the run that trained.
     let origin = std::fs::read_to_string(src.join(ADOPTED_FROM))
