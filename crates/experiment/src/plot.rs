@@ -109,13 +109,15 @@ fn draw<DB: DrawingBackend>(
     let ys = || lines.iter().flat_map(|(_, p)| p.iter().map(|q| q.1));
     let (y0, y1) = ys().fold((f64::MAX, f64::MIN), |(a, b), y| (a.min(y), b.max(y)));
     let ypad = ((y1 - y0) * 0.15).max(0.005);
+    // Headroom for the legend, so that it covers no line.
+    let top = ((y1 - y0) * 0.45).max(0.015);
     root.fill(&WHITE).map_err(|x| e(&x))?;
     let mut c = ChartBuilder::on(&root)
         .caption(&spec.name, ("sans-serif", 18))
         .margin(12)
         .x_label_area_size(36)
         .y_label_area_size(56)
-        .build_cartesian_2d(x0 - pad..x1 + pad, (y0 - ypad).max(0.0)..y1 + ypad)
+        .build_cartesian_2d(x0 - pad..x1 + pad, (y0 - ypad).max(0.0)..y1 + top)
         .map_err(|x| e(&x))?;
     let x_desc = if log {
         format!("log10 {}", spec.x_label)
@@ -137,6 +139,7 @@ fn draw<DB: DrawingBackend>(
             .map_err(|x| e(&x))?;
     }
     c.configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
         .draw()
