@@ -17,12 +17,8 @@ pub struct ExperimentArgs {
     /// Hide the per-epoch progress bars.
     #[arg(long)]
     quiet: bool,
-    /// Folder of HSU configs, for `inputs.user_semantic = "hsu:<name>"`.
-    #[arg(long, default_value = "configs/hsu")]
-    hsu_configs: PathBuf,
-    /// Local model weights [default: $HSUGA_MODELS_DIR, else the user's cache dir + /hsuga/models].
-    #[arg(long)]
-    models_dir: Option<PathBuf>,
+    #[command(flatten)]
+    inputs: InputArgs,
     /// Runs trained side by side, each on cores / jobs threads [default: one per core].
     #[arg(long, default_value_t = 0, hide_default_value = true)]
     jobs: usize,
@@ -38,6 +34,24 @@ pub struct ExperimentArgs {
     reuse_from: Vec<PathBuf>,
 }
 
+/// Where the producers of semantic inputs find their configs and weights
+/// (`hsuga train` takes the same).
+#[derive(Args)]
+pub struct InputArgs {
+    /// Folder of HSU configs, for `inputs.user_semantic = "hsu:<name>"`.
+    #[arg(long, default_value = "configs/hsu")]
+    pub hsu_configs: PathBuf,
+    /// Local model weights [default: $HSUGA_MODELS_DIR, else the user's cache dir + /hsuga/models].
+    #[arg(long)]
+    models_dir: Option<PathBuf>,
+}
+
+impl InputArgs {
+    pub fn models_dir(&self) -> PathBuf {
+        super::models::models_dir(self.models_dir.clone())
+    }
+}
+
 #[derive(Args)]
 pub struct ReportArgs {
     /// An experiment folder (`<out_dir>/<name>`).
@@ -46,7 +60,7 @@ pub struct ReportArgs {
 
 pub fn experiment(args: ExperimentArgs, g: &Globals) -> Result<()> {
     let cfg = ExperimentConfig::load(&args.config)?;
-    let models_dir = super::models::models_dir(args.models_dir.clone());
+    let models_dir = args.inputs.models_dir();
     let resolve =
         |name: &str| datasets::config_path(name, &g.datasets_dir).map_err(|e| e.to_string());
     let tables = hsuga_experiment::run(
@@ -54,7 +68,7 @@ pub fn experiment(args: ExperimentArgs, g: &Globals) -> Result<()> {
         &RunOptions {
             cache_dir: &g.cache_dir,
             models_dir: &models_dir,
-            hsu_configs: &args.hsu_configs,
+            hsu_configs: &args.inputs.hsu_configs,
             resolve_dataset: &resolve,
             progress: !args.quiet,
             jobs: args.jobs,

@@ -11,6 +11,7 @@ use clap::Args;
 use hsuga_experiment::{InputDirs, semantic_inputs};
 use hsuga_train::RunConfig;
 
+use super::experiment::InputArgs;
 use crate::{Globals, datasets};
 
 #[derive(Args)]
@@ -27,12 +28,8 @@ pub struct TrainArgs {
     /// No progress bar or per-epoch lines.
     #[arg(long)]
     quiet: bool,
-    /// Folder of HSU configs, for `inputs.user_semantic = "hsu:<name>"`.
-    #[arg(long, default_value = "configs/hsu")]
-    hsu_configs: PathBuf,
-    /// Local model weights [default: $HSUGA_MODELS_DIR, else the user's cache dir + /hsuga/models].
-    #[arg(long)]
-    models_dir: Option<PathBuf>,
+    #[command(flatten)]
+    inputs: InputArgs,
 }
 
 pub fn run(args: TrainArgs, g: &Globals) -> Result<()> {
@@ -55,11 +52,11 @@ pub fn run(args: TrainArgs, g: &Globals) -> Result<()> {
         }
         None => {
             let (dcfg, data) = datasets::load_with_config(&cfg.dataset, g)?;
-            let models_dir = super::models::models_dir(args.models_dir);
+            let models_dir = args.inputs.models_dir();
             let dirs = InputDirs {
                 cache_dir: &g.cache_dir,
                 models_dir: &models_dir,
-                hsu_configs: &args.hsu_configs,
+                hsu_configs: &args.inputs.hsu_configs,
             };
             let semantic = semantic_inputs(&cfg.inputs, &dcfg, &data, &dirs)?;
             let cands = hsuga_data::candidates(&data, cfg.negatives, cfg.seed)
