@@ -135,6 +135,13 @@ fn plan(
     };
     let mut prepared = Vec::new();
     let mut inputs: Vec<(usize, InputsConfig, SemanticInputs)> = Vec::new();
+    // Per entry of `inputs`, its digest when runs may be adopted.
+    let mut digests: Vec<Option<String>> = Vec::new();
+    let finished = if opts.reuse_from.is_empty() {
+        None
+    } else {
+        Some(hsuga_train::Finished::scan(opts.reuse_from)?)
+    };
     let mut cands: Vec<(usize, u64, Candidates)> = Vec::new();
     let mut pending = Vec::new();
     let mut adopted = 0;
@@ -171,13 +178,13 @@ fn plan(
                         let got = semantic_inputs(&m.inputs, dcfg, &data, &dirs).map_err(|e| {
                             ExperimentError::Config(format!("method `{}`: {e}", m.name))
                         })?;
+                        digests.push(finished.as_ref().map(|_| got.digest()));
                         inputs.push((d, m.inputs.clone(), got));
                         inputs.len() - 1
                     }
                 };
-                if !opts.reuse_from.is_empty()
-                    && hsuga_train::adopt(&run_cfg, &inputs[input].2.digest(), opts.reuse_from)?
-                        .is_some()
+                if let (Some(finished), Some(digest)) = (&finished, &digests[input])
+                    && hsuga_train::adopt(&run_cfg, digest, finished)?.is_some()
                 {
                     adopted += 1;
                     continue;

@@ -20,15 +20,76 @@ pub const ADOPTED_FROM: &str = "adopted-from.txt";
 /// little slack for roots given one level higher or lower.
 const MAX_DEPTH: usize = 6;
 
-/// Copies a finished run of `cfg` found under `roots` into `cfg`'s folder
-/// (which must hold no config yet) and returns its report; `None` when no
-/// run there matches. `digest` is that of the inputs `cfg` would train on.
+/// The finished runs under some folders, read once so that a grid's runs
+/// each look them up without walking the tree again.
+#[derive(Debug)]
+pub struct Finished {
+    /// Folder, input digest and config text of each, in path order.
+    runs: Vec<(PathBuf, String, String)>,
+}
+
+impl Finished {
+    /// Every finished run folder under `roots` (a missing root is an error).
+    pub fn scan(roots: &[PathBuf]) -> Result<Self, TrainError> {
+        let mut runs = Vec::new();
+        for root in roots {
+            if !root.is_dir() {
+                return Err(TrainError::Config(format!(
+                    "reuse-from {}: not a folder",
+                    root.display()
+                )));
+            }
+            let configs = WalkDir::new(root)
+                .max_depth(MAX_DEPTH)
+                .sort_by_file_name()
+                .into_iter()
+                // An unreadable corner of the tree only means fewer candidates.
+                .filter_map(Result::ok)
+                .filter(|e| e.file_name() == CONFIG);
+            for entry in configs {
+                let dir = entry.path().parent().unwrap_or(root);
+                let read = |f: &str| std::fs::read_to_string(dir.join(f)).ok();
+                if !dir.join(REPORT).is_file() {
+                    continue;
+                }
+                if let (Some(digest), Some(config)) = (read(INPUTS_DIGEST), read(CONFIG)) {
+                    runs.push((dir.to_path_buf(), digest.trim().to_string(), config));
+                }
+            }
+        }
+        Ok(Self { runs })
+    }
+
+    /// The first run with the same inputs, and the same config once name
+    /// and folder are set aside.
+    fn find(&self, cfg: &RunConfig, digest: &str) -> Option<PathBuf> {
+        let own = run_dir(cfg);
+        self.runs
+            .iter()
+            .find(|(dir, d, text)| {
+                *dir != own
+                    && d == digest
+                    && stored_config(text, cfg).is_some_and(|old| {
+                        RunConfig {
+                            name: cfg.name.clone(),
+                            out_dir: cfg.out_dir.clone(),
+                            ..old
+                        } == *cfg
+                    })
+            })
+            .map(|(dir, _, _)| dir.clone())
+    }
+}
+
+/// Copies a finished run of `cfg` found in `finished` into `cfg`'s folder
+/// (which must hold no config yet) and returns its report; `None` when none
+/// matches. `digest` is that of the inputs `cfg` would train on.
 pub fn adopt(
     cfg: &RunConfig,
     digest: &str,
-    roots: &[PathBuf],
+    finished: &Finished,
 ) -> Result<Option<RunReport>, TrainError> {
-    let Some(src) = find(cfg, digest, roots)? else {
+    let Some(src) = finished.find(cfg, digest) else {
         return Ok(None);
     };
     let dst = run_dir(cfg);
@@ -72,57 +133,16 @@ pub fn adopt(
     Ok(Some(report))
 }
 
-/// The first finished run folder (in path order) that matches.
-fn find(cfg: &RunConfig, digest: &str, roots: &[PathBuf]) -> Result<Option<PathBuf>, TrainError> {
-    let own = run_dir(cfg);
-    for root in roots {
-        if !root.is_dir() {
-            return Err(TrainError::Config(format!(
-                "reuse-from {}: not a folder",
-                root.display()
-            )));
-        }
-        let configs = WalkDir::new(root)
-            .max_depth(MAX_DEPTH)
-            .sort_by_file_name()
-            .into_iter()
-            // An unreadable corner of the tree only means fewer candidates.
-            .filter_map(Result::ok)
-            .filter(|e| e.file_name() == CONFIG);
-        for entry in configs {
-            let dir = entry.path().parent().unwrap_or(root);
-            if dir == own || !dir.join(REPORT).is_file() || !matches(dir, cfg, digest) {
-                continue;
-            }
-            return Ok(Some(dir.to_path_buf()));
-        }
-    }
-    Ok(None)
-}
-
-/// Same inputs, and the same config once name and folder are set aside.
-fn matches(dir: &Path, cfg: &RunConfig, digest: &str) -> bool {
-    let same_inputs =
-        std::fs::read_to_string(dir.join(INPUTS_DIGEST)).is_ok_and(|d| d.trim() == digest);
-    same_inputs
-        && std::fs::read_to_string(dir.join(CONFIG))
-            .ok()
-            .and_then(|text| stored_config(&text, cfg))
-            .is_some_and(|old| {
-                RunConfig {
-                    name: cfg.name.clone(),
-                    out_dir: cfg.out_dir.clone(),
-                    ..old
-                } == *cfg
-            })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::metrics::Metrics;
     use crate::run::check_dir;
     use hsuga_eval::Summary;
+
+    fn scan(roots: &[PathBuf]) -> Finished {
+        Finished::scan(roots).unwrap()
+    }
 
     fn config(out_dir: &Path, name: &str, extra: &str) -> RunConfig {
         let text = format!(
@@ -166,7 +186,7 @@ mod tests {
         let src = finished(&config(&other, "HSUGA", ""), "abc", 0.42);
         let mine = root.path().join("table3/ml-100k");
         let cfg = config(&mine, "full", "");
-        let got = adopt(&cfg, "abc", &[root.path().to_path_buf()])
+        let got = adopt(&cfg, "abc", &scan(&[root.path().to_path_buf()]))
             .unwrap()
             .expect("adopted");
         let dst = run_dir(&cfg);
@@ -182,7 +202,9 @@ mod tests {
         assert_eq!((again.test.ndcg, &again.dir), (0.42, &dst));
         // Adopted again elsewhere, it still names the run that trained.
         let third = config(&root.path().join("table4/ml-100k"), "p50", "");
-        adopt(&third, "abc", &[mine]).unwrap().expect("adopted");
+        adopt(&third, "abc", &scan(&[mine]))
+            .unwrap()
+            .expect("adopted");
         let from = std::fs::read_to_string(run_dir(&third).join(ADOPTED_FROM)).unwrap();
         assert_eq!(from.trim(), src.display().to_string());
     }
@@ -199,18 +221,24 @@ mod tests {
         let unfinished = finished(&config(&other, "w", ""), "abc", 0.4);
         std::fs::remove_file(unfinished.join(REPORT)).unwrap();
         let cfg = config(&mine, "r", "");
-        assert!(adopt(&cfg, "abc", &roots).unwrap().is_none());
+        assert!(adopt(&cfg, "abc", &scan(&roots)).unwrap().is_none());
         assert!(!run_dir(&cfg).exists());
         // The matching one, once there, is found among them.
         finished(&config(&other, "v", ""), "abc", 0.45);
-        assert_eq!(adopt(&cfg, "abc", &roots).unwrap().unwrap().test.ndcg, 0.45);
+        assert_eq!(
+            adopt(&cfg, "abc", &scan(&roots))
+                .unwrap()
+                .unwrap()
+                .test
+                .ndcg,
+            0.45
+        );
     }
 
     #[test]
     fn a_missing_root_is_an_error_naming_it() {
         let root = tempfile::tempdir().unwrap();
-        let cfg = config(root.path(), "r", "");
-        let e = adopt(&cfg, "abc", &[root.path().join("nope")]).unwrap_err();
+        let e = Finished::scan(&[root.path().join("nope")]).unwrap_err();
         assert!(e.to_string().contains("nope"), "{e}");
     }
 }

@@ -20,7 +20,7 @@ pub mod run;
 pub mod semantic;
 pub mod trainer;
 
-pub use adopt::{ADOPTED_FROM, adopt};
+pub use adopt::{ADOPTED_FROM, Finished, adopt};
 pub use config::{
     DistillConfig, InputsConfig, ItemInit, MethodConfig, RunConfig, Teacher, TrainSettings,
     UserSemantic,
