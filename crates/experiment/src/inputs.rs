@@ -69,16 +69,12 @@ pub fn semantic_inputs(
     };
     let (item_text, embedder) = match model.strip_prefix("file:") {
         Some(path) => {
-            let items = supplied(path, "item")?;
-            // Checked here, not only by the trainer: `item-mean` indexes it first.
-            let want = prepared.dataset.num_items as usize;
-            if items.rows != want {
-                return Err(err(
-                    &format!("item embeddings {path}"),
-                    format!("{} rows, but {} has {want} items", items.rows, dcfg.name),
-                ));
-            }
-            (items, None)
+            let rows = Rows {
+                want: prepared.dataset.num_items as usize,
+                of: "items",
+                dataset: &dcfg.name,
+            };
+            (supplied(path, "item", rows)?, None)
         }
         None => {
             let embedder = embedder(model, dirs)?;
@@ -100,7 +96,14 @@ pub fn semantic_inputs(
     let user_semantic = match user_source {
         None => None,
         Some(UserSemantic::ItemMean) => Some(item_mean(&prepared.split, &item_text)),
-        Some(UserSemantic::File(path)) => Some(supplied(&path, "user")?),
+        Some(UserSemantic::File(path)) => {
+            let rows = Rows {
+                want: prepared.split.num_users(),
+                of: "users",
+                dataset: &dcfg.name,
+            };
+            Some(supplied(&path, "user", rows)?)
+        }
         Some(UserSemantic::Hsu(name)) => {
             let Some(embedder) = &embedder else {
                 return Err(ExperimentError::Inputs(format!(
@@ -118,9 +121,30 @@ pub fn semantic_inputs(
     })
 }
 
-/// A matrix the user supplied; row counts are checked by the trainer.
-fn supplied(path: &str, what: &str) -> Result<Embeddings, ExperimentError> {
-    hsuga_text::read_matrix(Path::new(path)).map_err(|e| err(&format!("{what} embeddings"), e))
+/// How many rows a supplied matrix must have: one per item or user of the
+/// dataset.
+struct Rows<'a> {
+    want: usize,
+    of: &'a str,
+    dataset: &'a str,
+}
+
+/// A matrix the user supplied, with its height checked on reading: the
+/// trainer checks shapes too, but `item-mean` indexes the item matrix before
+/// the trainer ever sees it, and the error should name the file.
+fn supplied(path: &str, what: &str, rows: Rows<'_>) -> Result<Embeddings, ExperimentError> {
+    let m = hsuga_text::read_matrix(Path::new(path))
+        .map_err(|e| err(&format!("{what} embeddings"), e))?;
+    if m.rows != rows.want {
+        return Err(err(
+            &format!("{what} embeddings {path}"),
+            format!(
+                "{} rows, but {} has {} {}",
+                m.rows, rows.dataset, rows.want, rows.of
+            ),
+        ));
+    }
+    Ok(m)
 }
 
 /// Runs HSU under `<hsu_configs>/<name>.toml` over every user (resuming
@@ -190,11 +214,23 @@ mod tests {
             safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![3, 2], &values)
                 .unwrap();
         safetensors::serialize_to_file([("anything", view)], None, &path).unwrap();
-        let m = supplied(path.to_str().unwrap(), "item").unwrap();
+        let rows = |want| Rows {
+            want,
+            of: "users",
+            dataset: "toy",
+        };
+        let m = supplied(path.to_str().unwrap(), "user", rows(3)).unwrap();
         assert_eq!((m.rows, m.dim), (3, 2));
         assert_eq!(m.row(2), &[5., 6.]);
+        let e = supplied(path.to_str().unwrap(), "user", rows(4))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("items.safetensors") && e.contains("3 rows, but toy has 4 users"),
+            "{e}"
+        );
         std::fs::write(&path, b"not a tensor file").unwrap();
-        let e = supplied(path.to_str().unwrap(), "item")
+        let e = supplied(path.to_str().unwrap(), "item", rows(3))
             .unwrap_err()
             .to_string();
         assert!(e.contains("items.safetensors"), "{e}");
