@@ -14,7 +14,7 @@
 //! runs with that label (SASRec, the yardstick, always runs), e.g. to profile
 //! one. Prints one JSON object per run; `epoch_s` excludes validation.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use hsuga_data::DatasetConfig;
 use hsuga_model::{ModelConfig, cpu};
@@ -87,11 +87,11 @@ fn method_of(label: &str) -> MethodConfig {
     }
 }
 
-/// Trains one run and prints its JSON line.
-fn child(label: &str, dim: usize, epochs: usize) {
-    let cache = tempfile::tempdir().unwrap();
+/// Trains one run and prints its JSON line. `cache` is shared by all the
+/// children of one bench, so Fashion is prepared once, not once per run.
+fn child(label: &str, dim: usize, epochs: usize, cache: &Path) {
     let cfg = DatasetConfig::load(Path::new("../../configs/datasets/fashion.toml")).unwrap();
-    let data = hsuga_data::prepare(&cfg, cache.path()).unwrap();
+    let data = hsuga_data::prepare(&cfg, cache).unwrap();
     let split = &data.split;
     let cands = hsuga_data::candidates(&data, 100, 42).unwrap();
     // LLM-ESR's Fashion setting: max length 200, batch 128.
@@ -134,7 +134,7 @@ fn child(label: &str, dim: usize, epochs: usize) {
 }
 
 /// Runs `label` in a fresh process; echoes and returns its seconds per epoch.
-fn spawn(label: &str, dim: usize, epochs: usize) -> f64 {
+fn spawn(label: &str, dim: usize, epochs: usize, cache: &Path) -> f64 {
     let exe = std::env::current_exe().unwrap();
     let out = std::process::Command::new(exe)
         .args([
@@ -143,7 +143,9 @@ fn spawn(label: &str, dim: usize, epochs: usize) -> f64 {
             &dim.to_string(),
             "--epochs",
             &epochs.to_string(),
+            "--cache",
         ])
+        .arg(cache)
         .stderr(std::process::Stdio::inherit())
         .output()
         .unwrap();
@@ -161,6 +163,7 @@ fn main() {
     let mut epochs = 1usize;
     let mut only: Option<String> = None;
     let mut child_run: Option<(String, usize)> = None;
+    let mut child_cache: Option<PathBuf> = None;
     let mut i = 0;
     while i < argv.len() {
         match argv[i].as_str() {
@@ -179,6 +182,10 @@ fn main() {
                 epochs = argv[i + 1].parse().expect("--epochs N");
                 i += 1;
             }
+            "--cache" => {
+                child_cache = argv.get(i + 1).map(PathBuf::from);
+                i += 1;
+            }
             "--child" => {
                 let dim = argv[i + 2].parse().expect("--child LABEL DIM");
                 child_run = Some((argv[i + 1].clone(), dim));
@@ -189,18 +196,20 @@ fn main() {
         i += 1;
     }
     if let Some((label, dim)) = child_run {
-        return child(&label, dim, epochs);
+        let cache = child_cache.expect("--child needs --cache DIR");
+        return child(&label, dim, epochs, &cache);
     }
     if let Some(o) = &only {
         method_of(o); // an unknown label fails before any run
     }
-    let plain = spawn("sasrec", 0, epochs);
+    let cache = tempfile::tempdir().unwrap();
+    let plain = spawn("sasrec", 0, epochs, cache.path());
     for &dim in &dims {
         for label in SEMANTIC {
             if only.as_ref().is_some_and(|o| o != label) {
                 continue;
             }
-            let s = spawn(label, dim, epochs);
+            let s = spawn(label, dim, epochs, cache.path());
             println!(
                 "{{\"run\": \"{label}\", \"text_dim\": {dim}, \"vs_sasrec\": {:.2}, \"vs_official_59min\": {:.0}}}",
                 s / plain,
