@@ -42,9 +42,8 @@ enum Backend {
 struct EmbedderArgs {
     #[arg(long, value_enum, default_value_t = Backend::Local)]
     backend: Backend,
-    /// Models directory for the local back-end [default: $HSUGA_MODELS_DIR, else the user's cache dir + /hsuga/models].
-    #[arg(long)]
-    models_dir: Option<PathBuf>,
+    #[command(flatten)]
+    models_dir: super::models::ModelsDirArg,
     /// Server base URL for the openai back-end, e.g. http://127.0.0.1:8080/v1.
     #[arg(long, required_if_eq("backend", "openai"))]
     base_url: Option<String>,
@@ -72,7 +71,7 @@ impl EmbedderArgs {
     fn build(&self) -> Result<Arc<dyn TextEmbedder>> {
         Ok(match self.backend {
             Backend::Local => {
-                let dir = super::models::models_dir(self.models_dir.clone());
+                let dir = self.models_dir.resolve();
                 let m = MiniLm::load(&dir)?
                     .with_batch_size(self.batch_size.unwrap_or(MiniLm::DEFAULT_BATCH));
                 Arc::new(m)
@@ -207,9 +206,8 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     addr: SocketAddr,
-    /// Models directory [default: $HSUGA_MODELS_DIR, else the user's cache dir + /hsuga/models].
-    #[arg(long)]
-    models_dir: Option<PathBuf>,
+    #[command(flatten)]
+    models_dir: super::models::ModelsDirArg,
     /// Model name the server answers to.
     #[arg(long, default_value = "all-minilm-l6-v2")]
     model_name: String,
@@ -217,7 +215,7 @@ pub struct ServeArgs {
 
 /// Serves the local MiniLM through the OpenAI embeddings API.
 pub fn serve(a: ServeArgs) -> Result<()> {
-    let dir = super::models::models_dir(a.models_dir);
+    let dir = a.models_dir.resolve();
     let model: Arc<dyn TextEmbedder> = Arc::new(MiniLm::load(&dir)?);
     let router = hsuga_text::server::router(model, a.model_name.clone());
     let rt = tokio::runtime::Runtime::new()?;

