@@ -17,6 +17,11 @@
 //! name = "GRU4Rec"
 //! model = { backbone = "gru4rec" }
 //! train = { lr = 0.001 }          # overrides the shared settings key by key
+//!
+//! [[methods]]
+//! name = "GRU4Rec-long"
+//! like = "GRU4Rec"                # an earlier row's settings, overridden key by key
+//! model = { max_len = 200 }
 //! ```
 
 use std::collections::BTreeMap;
@@ -122,8 +127,28 @@ impl ExperimentConfig {
     pub fn load(path: &Path) -> Result<Self, ExperimentError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ExperimentError::Config(format!("{}: {e}", path.display())))?;
-        toml::from_str(&text)
-            .map_err(|e| ExperimentError::Config(format!("{}: {e}", path.display())))
+        Self::parse(&text).map_err(|e| ExperimentError::Config(format!("{}: {e}", path.display())))
+    }
+
+    /// Parses an experiment file, expanding each row's `like`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut doc: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
+        let rows = match doc.get_mut("methods") {
+            Some(toml::Value::Array(rows)) if rows.iter().any(|r| r.get("like").is_some()) => rows,
+            // Parsed from the text, errors carry line and column.
+            _ => return toml::from_str(text).map_err(|e| e.to_string()),
+        };
+        expand_like(rows)?;
+        // An expanded row has no place in the text: name it instead.
+        for row in rows.iter() {
+            if let Err(e) = MethodSpec::deserialize(row.clone()) {
+                let name = row.get("name").and_then(|n| n.as_str()).unwrap_or("?");
+                return Err(format!("method `{name}`: {e}"));
+            }
+        }
+        toml::Value::Table(doc)
+            .try_into()
+            .map_err(|e: toml::de::Error| e.to_string())
     }
 
     /// Checks everything that can be checked before the first run starts.
@@ -206,6 +231,53 @@ impl ExperimentConfig {
     }
 }
 
+/// `like = "ROW"` starts a row from an earlier row's tables (all but its
+/// name) and overrides them key by key, so an ablation or a sweep point
+/// states only what it changes and cannot drift from its reference when
+/// the reference is edited.
+fn expand_like(rows: &mut [toml::Value]) -> Result<(), String> {
+    for i in 0..rows.len() {
+        let Some(row) = rows[i].as_table_mut() else {
+            continue; // the typed parse names the bad row
+        };
+        let Some(like) = row.remove("like") else {
+            continue;
+        };
+        let name = row
+            .get("name")
+            .and_then(|n| n.as_str())
+            .unwrap_or("?")
+            .to_string();
+        let like = like
+            .as_str()
+            .ok_or_else(|| format!("method `{name}`: like must be a row name"))?
+            .to_string();
+        let earlier = rows[..i]
+            .iter()
+            .filter_map(toml::Value::as_table)
+            .find(|r| r.get("name").and_then(|n| n.as_str()) == Some(like.as_str()))
+            .ok_or_else(|| format!("method `{name}`: like = `{like}` names no earlier row"))?;
+        let mut merged = earlier.clone();
+        merged.remove("name");
+        let row = std::mem::take(rows[i].as_table_mut().expect("checked above"));
+        overlay(&mut merged, row);
+        rows[i] = toml::Value::Table(merged);
+    }
+    Ok(())
+}
+
+/// Writes `over` onto `base`, descending into tables both have.
+fn overlay(base: &mut toml::Table, over: toml::Table) {
+    for (key, value) in over {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => overlay(b, o),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -244,10 +316,8 @@ train = { epochs = 2 }
             toml::from_str(&GOOD.replace("epochs = 2", "epochz = 2")).unwrap();
         let e = cfg.resolve().unwrap_err().to_string();
         assert!(e.contains("method `B`") && e.contains("epochz"), "{e}");
-        let e = toml::from_str::<ExperimentConfig>(&GOOD.replace("\"gru4rec\"", "\"gru5rec\""))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("gru5rec"), "{e}");
+        let e = ExperimentConfig::parse(&GOOD.replace("\"gru4rec\"", "\"gru5rec\"")).unwrap_err();
+        assert!(e.contains("gru5rec") && e.contains("line 13"), "{e}");
         let plot = "[[plots]]\nname = \"p\"\nx_label = \"x\"\npoints = { A = 1, C = 2 }\n";
         let cfg: ExperimentConfig = toml::from_str(&format!("{GOOD}{plot}")).unwrap();
         let e = cfg.resolve().unwrap_err().to_string();
@@ -255,5 +325,55 @@ train = { epochs = 2 }
         let cfg: ExperimentConfig =
             toml::from_str(&format!("{GOOD}{}", plot.replace("C = 2", "B = 2"))).unwrap();
         assert!(cfg.resolve().is_ok());
+    }
+
+    #[test]
+    fn like_starts_from_an_earlier_row_and_overrides_key_by_key() {
+        let text = r#"
+name = "t"
+datasets = ["ml-100k"]
+[[methods]]
+name = "A"
+model = { backbone = "sasrec", max_len = 200, dropout = 0.2 }
+method = { item_init = "pca", dual_view = true, distill = { alpha = 0.01 } }
+train = { lr = 0.002 }
+[[methods]]
+name = "B"
+like = "A"
+method = { distill = { group_aware = false } }
+[[methods]]
+name = "C"
+like = "B"
+model = { max_len = 50 }
+"#;
+        let m = ExperimentConfig::parse(text).unwrap().resolve().unwrap();
+        let (a, b, c) = (&m[0], &m[1], &m[2]);
+        assert_eq!(b.model, a.model);
+        assert_eq!(b.train, a.train);
+        assert_eq!(b.method.item_init, a.method.item_init);
+        let (da, db) = (
+            a.method.distill.as_ref().unwrap(),
+            b.method.distill.as_ref().unwrap(),
+        );
+        assert_eq!(db.alpha, da.alpha, "the sibling key inside distill is kept");
+        assert!(da.group_aware && !db.group_aware);
+        assert_eq!((c.model.max_len, c.model.dropout), (50, 0.2));
+        assert!(
+            !c.method.distill.as_ref().unwrap().group_aware,
+            "like is transitive"
+        );
+        assert_eq!((b.name.as_str(), c.name.as_str()), ("B", "C"));
+
+        let later = text.replace("like = \"A\"", "like = \"C\"");
+        let e = ExperimentConfig::parse(&later).unwrap_err();
+        assert!(
+            e.contains("method `B`") && e.contains("`C` names no earlier row"),
+            "{e}"
+        );
+        let e = ExperimentConfig::parse(&text.replace("like = \"A\"", "like = 3")).unwrap_err();
+        assert!(e.contains("like must be a row name"), "{e}");
+        let e = ExperimentConfig::parse(&text.replace("max_len = 50", "max_len = \"long\""))
+            .unwrap_err();
+        assert!(e.contains("method `C`") && e.contains("max_len"), "{e}");
     }
 }
