@@ -140,10 +140,9 @@ impl ExperimentConfig {
         };
         expand_like(rows)?;
         // An expanded row has no place in the text: name it instead.
-        for row in rows.iter() {
-            if let Err(e) = MethodSpec::deserialize(row.clone()) {
-                let name = row.get("name").and_then(|n| n.as_str()).unwrap_or("?");
-                return Err(format!("method `{name}`: {e}"));
+        for row in rows.iter().filter_map(toml::Value::as_table) {
+            if let Err(e) = MethodSpec::deserialize(toml::Value::Table(row.clone())) {
+                return Err(format!("method `{}`: {e}", row_name(row)));
             }
         }
         toml::Value::Table(doc)
@@ -237,33 +236,35 @@ impl ExperimentConfig {
 /// the reference is edited.
 fn expand_like(rows: &mut [toml::Value]) -> Result<(), String> {
     for i in 0..rows.len() {
-        let Some(row) = rows[i].as_table_mut() else {
+        let (earlier, rest) = rows.split_at_mut(i);
+        let toml::Value::Table(row) = &mut rest[0] else {
             continue; // the typed parse names the bad row
         };
         let Some(like) = row.remove("like") else {
             continue;
         };
-        let name = row
-            .get("name")
-            .and_then(|n| n.as_str())
-            .unwrap_or("?")
-            .to_string();
+        let name = row_name(row);
         let like = like
             .as_str()
-            .ok_or_else(|| format!("method `{name}`: like must be a row name"))?
-            .to_string();
-        let earlier = rows[..i]
+            .ok_or_else(|| format!("method `{name}`: like must be a row name"))?;
+        let mut merged = earlier
             .iter()
             .filter_map(toml::Value::as_table)
-            .find(|r| r.get("name").and_then(|n| n.as_str()) == Some(like.as_str()))
-            .ok_or_else(|| format!("method `{name}`: like = `{like}` names no earlier row"))?;
-        let mut merged = earlier.clone();
+            .find(|r| row_name(r) == like)
+            .ok_or_else(|| format!("method `{name}`: like = `{like}` names no earlier row"))?
+            .clone();
         merged.remove("name");
-        let row = std::mem::take(rows[i].as_table_mut().expect("checked above"));
-        overlay(&mut merged, row);
-        rows[i] = toml::Value::Table(merged);
+        overlay(&mut merged, std::mem::take(row));
+        *row = merged;
     }
     Ok(())
+}
+
+fn row_name(row: &toml::Table) -> String {
+    row.get("name")
+        .and_then(toml::Value::as_str)
+        .unwrap_or("?")
+        .to_string()
 }
 
 /// Writes `over` onto `base`, descending into tables both have.
