@@ -20,7 +20,7 @@ mod datasets;
 #[derive(Parser)]
 #[command(
     name = "hsuga",
-    version,
+    version = hsuga_train::BUILD,
     about = "LLM-enhanced sequential recommendation: HSU + GAA on SASRec, BERT4Rec and GRU4Rec"
 )]
 struct Cli {

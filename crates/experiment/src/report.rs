@@ -1,5 +1,6 @@
 //! Aggregating finished runs into tables (`hsuga report <experiment dir>`).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use hsuga_data::{DatasetConfig, Phase, prepare};
@@ -40,6 +41,7 @@ pub fn report(exp_dir: &Path, cache_dir: &Path) -> Result<Vec<DatasetTable>, Exp
         let mut prepared = None;
         let mut tuning = String::new();
         let mut neighbours = String::new();
+        let mut builds: BTreeMap<Option<String>, usize> = BTreeMap::new();
         for m in &cfg.methods {
             let folders: Vec<&str> = resolved
                 .iter()
@@ -64,6 +66,7 @@ pub fn report(exp_dir: &Path, cache_dir: &Path) -> Result<Vec<DatasetTable>, Exp
                 neighbours.push_str(&line);
             }
             for run in &finished[chosen] {
+                *builds.entry(run.build.clone()).or_default() += 1;
                 let run_cfg = RunConfig::load(&run.dir.join("config.toml"))?;
                 if prepared.is_none() {
                     let dcfg = DatasetConfig::load(Path::new(&run_cfg.dataset))?;
@@ -101,6 +104,7 @@ pub fn report(exp_dir: &Path, cache_dir: &Path) -> Result<Vec<DatasetTable>, Exp
             all_md.push_str(&neighbours);
             all_md.push('\n');
         }
+        all_md.push_str(&builds_line(&builds));
         let plots = draw_plots(&cfg.plots, &table, &entry).map_err(ExperimentError::Io)?;
         for svg in &plots {
             let rel = svg.strip_prefix(exp_dir).unwrap_or(svg);
@@ -151,10 +155,28 @@ fn neighbour_line(row: &str, runs: &[Finished]) -> Option<String> {
     ))
 }
 
-/// One finished run of a folder, with its best validation NDCG@K.
+/// Which builds trained the runs behind a table: runs resumed or adopted
+/// across builds that differ in numerical code do not reproduce each other
+/// exactly, and this line is where a reader sees that they were mixed.
+fn builds_line(builds: &BTreeMap<Option<String>, usize>) -> String {
+    let list: Vec<String> = builds
+        .iter()
+        .map(|(b, n)| {
+            let b = b
+                .as_ref()
+                .map_or("not recorded".into(), |b| format!("`{b}`"));
+            format!("{b} ({n} run{})", if *n == 1 { "" } else { "s" })
+        })
+        .collect();
+    format!("Trained by: {}.\n\n", list.join(", "))
+}
+
+/// One finished run of a folder, with its best validation NDCG@K and the
+/// build that trained it.
 struct Finished {
     dir: PathBuf,
     valid_ndcg: f64,
+    build: Option<String>,
 }
 
 /// The finished runs (one per seed folder) of a method folder, if any.
@@ -174,6 +196,7 @@ fn finished_runs(method_dir: &Path) -> Result<Vec<Finished>, ExperimentError> {
         out.push(Finished {
             dir,
             valid_ndcg: r.valid.ndcg,
+            build: r.build,
         });
     }
     Ok(out)
@@ -255,6 +278,7 @@ mod tests {
             Finished {
                 dir: d,
                 valid_ndcg: 0.0,
+                build: None,
             }
         };
         let runs = [
@@ -273,6 +297,15 @@ mod tests {
             "| LLM-ESR | 0.3000 | 0.1000 | 3.0× |\n"
         );
         assert_eq!(neighbour_line("SASRec", &runs[2..]), None);
+    }
+
+    #[test]
+    fn builds_line_counts_runs_per_build() {
+        let builds = BTreeMap::from([(Some("0.1.0+gabc".to_string()), 2), (None, 1)]);
+        assert_eq!(
+            builds_line(&builds),
+            "Trained by: not recorded (1 run), `0.1.0+gabc` (2 runs).\n\n"
+        );
     }
 
     #[test]

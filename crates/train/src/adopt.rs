@@ -174,6 +174,7 @@ mod tests {
             test,
             groups: Summary { columns: vec![] },
             reused: false,
+            build: None,
         };
         std::fs::write(dir.join(REPORT), serde_json::to_string(&report).unwrap()).unwrap();
         dir

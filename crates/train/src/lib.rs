@@ -29,6 +29,6 @@ pub use distill::Distiller;
 pub use error::TrainError;
 pub use metrics::{Evaluation, Metrics, evaluate, rank_of_target, represent_users};
 pub use progress::Progress;
-pub use run::{RunReport, check_dir, is_finished, run, run_dir};
+pub use run::{BUILD, RunReport, check_dir, is_finished, run, run_dir};
 pub use semantic::{Matrix, SemanticInputs, item_mean};
 pub use trainer::{EpochLog, Job, Outcome, fit, load_best, model_tag};

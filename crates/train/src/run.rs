@@ -28,7 +28,15 @@ pub struct RunReport {
     pub groups: Summary,
     /// True when the folder already held a finished run.
     pub reused: bool,
+    /// The build that finished the run ([`BUILD`]); absent in runs from
+    /// before builds were recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<String>,
 }
+
+/// This build: the crate version and the commit it was compiled from
+/// (`0.1.0+g0123456789`), or the version alone outside a git checkout.
+pub const BUILD: &str = env!("HSUGA_BUILD");
 
 /// Written last, after the ranks: its presence marks a finished run.
 pub(crate) const REPORT: &str = "report.json";
@@ -148,6 +156,7 @@ pub fn run(
         test: out.test,
         groups: ranking.summarize(&data.groups, &Metric::at(&[5, 10, 20])),
         reused: false,
+        build: Some(BUILD.to_string()),
     };
     std::fs::write(dir.join(REPORT), serde_json::to_string_pretty(&report)?)?;
     Ok(report)
