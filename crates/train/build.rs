@@ -18,12 +18,18 @@ fn main() {
     };
     println!("cargo:rustc-env=HSUGA_BUILD={build}");
     // Rebuild the stamp when HEAD moves: a checkout changes HEAD, a commit
-    // changes the branch's ref (or packed-refs).
-    if let Some(dir) = git(&["rev-parse", "--git-dir"]) {
-        println!("cargo:rerun-if-changed={dir}/HEAD");
-        println!("cargo:rerun-if-changed={dir}/packed-refs");
-        if let Some(head_ref) = git(&["symbolic-ref", "-q", "HEAD"]) {
-            println!("cargo:rerun-if-changed={dir}/{head_ref}");
+    // changes the branch's ref (or packed-refs). Only files that exist are
+    // named: cargo reruns the script on every build for a missing one.
+    if let Some(dir) = git(&["rev-parse", "--absolute-git-dir"]) {
+        let head_ref = git(&["symbolic-ref", "-q", "HEAD"]);
+        let files = ["HEAD", "packed-refs"]
+            .into_iter()
+            .chain(head_ref.as_deref());
+        for file in files {
+            let path = std::path::Path::new(&dir).join(file);
+            if path.is_file() {
+                println!("cargo:rerun-if-changed={}", path.display());
+            }
         }
     }
     println!("cargo:rerun-if-changed=build.rs");
