@@ -493,6 +493,9 @@ fn a_run_refuses_to_resume_on_other_semantic_inputs() {
         item_text: None,
     };
     let first = hsuga_train::run(&cfg, &p, &c, &users(1), Default::default()).unwrap();
+    // The report names the build that trained it.
+    assert_eq!(first.build.as_deref(), Some(hsuga_train::BUILD));
+    assert!(hsuga_train::BUILD.starts_with(env!("CARGO_PKG_VERSION")));
     // "Interrupted" before the end: the finish marker is gone.
     std::fs::remove_file(first.dir.join("report.json")).unwrap();
     let e = hsuga_train::run(&cfg, &p, &c, &users(2), Default::default())
@@ -502,4 +505,8 @@ fn a_run_refuses_to_resume_on_other_semantic_inputs() {
     // The same inputs resume (here: straight to the test of epoch 1).
     let again = hsuga_train::run(&cfg, &p, &c, &users(1), Default::default()).unwrap();
     assert_eq!(again.test.ndcg, first.test.ndcg);
+    // A finished run is read back from its folder, build included.
+    let stored = hsuga_train::run(&cfg, &p, &c, &users(1), Default::default()).unwrap();
+    assert!(stored.reused);
+    assert_eq!(stored.build, first.build);
 }
