@@ -135,6 +135,26 @@ impl ResultTable {
         bases.all(|b| b == first).then_some(first)
     }
 
+    /// "Mean ± std over N seeds", naming the rows that have fewer (a grid
+    /// still training): their means are over fewer runs, and their t-tests
+    /// average per-user values over fewer seeds than their base's.
+    fn seeds_line(&self) -> String {
+        let most = self.rows.iter().map(|r| r.seeds.len()).max().unwrap_or(0);
+        let plural = |n: usize| if n == 1 { "seed" } else { "seeds" };
+        let mut line = format!("\nMean ± std over {most} {}", plural(most));
+        let fewer: Vec<String> = self
+            .rows
+            .iter()
+            .filter(|r| r.seeds.len() < most)
+            .map(|r| format!("{} ({})", r.method, r.seeds.len()))
+            .collect();
+        if !fewer.is_empty() {
+            line.push_str(&format!("; fewer for {}", fewer.join(", ")));
+        }
+        line.push('.');
+        line
+    }
+
     pub fn to_markdown(&self) -> String {
         let mut out = format!("### {}\n\n", self.title);
         let single = self.single_base();
@@ -171,8 +191,7 @@ impl ResultTable {
             }
             out.push('\n');
         }
-        let seeds = self.rows.iter().map(|r| r.seeds.len()).max().unwrap_or(0);
-        out.push_str(&format!("\nMean ± std over {seeds} seed(s)."));
+        out.push_str(&self.seeds_line());
         let test = format!(
             "with p < {ALPHA} (paired t-test over users, per-user values averaged over seeds)."
         );
@@ -339,6 +358,7 @@ mod tests {
         );
         assert!(md.contains("| Better | 1.0000 ± 0.0000* |"), "{md}");
         assert!(md.contains("better than SASRec with p < 0.05"), "{md}");
+        assert!(md.contains("Mean ± std over 2 seeds."), "{md}");
         let csv = t.to_csv();
         assert_eq!(csv.lines().count(), 1 + 3 * 10);
         let dir = tempfile::tempdir().unwrap();
@@ -347,6 +367,26 @@ mod tests {
             serde_json::from_str(&std::fs::read_to_string(dir.path().join("table2.json")).unwrap())
                 .unwrap();
         assert_eq!(back.to_markdown(), t.to_markdown());
+    }
+
+    #[test]
+    fn rows_with_fewer_seeds_are_named() {
+        let (split, groups) = setup();
+        let ranks: Vec<usize> = (0..40).map(|u| u % 7).collect();
+        let recs = vec![
+            record(&split, "A", 42, ranks.clone()),
+            record(&split, "A", 43, ranks.clone()),
+            record(&split, "A", 44, ranks.clone()),
+            record(&split, "B", 42, ranks.clone()),
+            record(&split, "C", 42, ranks.clone()),
+            record(&split, "C", 43, ranks),
+        ];
+        let t = ResultTable::build("T", &recs, &groups, &[Metric::Ndcg(10)], &|_| None);
+        let md = t.to_markdown();
+        assert!(
+            md.contains("Mean ± std over 3 seeds; fewer for B (1), C (2)."),
+            "{md}"
+        );
     }
 
     #[test]
