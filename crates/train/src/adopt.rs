@@ -11,7 +11,7 @@ use walkdir::WalkDir;
 
 use crate::config::RunConfig;
 use crate::error::TrainError;
-use crate::run::{CONFIG, INPUTS_DIGEST, REPORT, RunReport, run_dir, stored_config};
+use crate::run::{CONFIG, INPUTS_DIGEST, REPORT, RunReport, comparable, run_dir};
 
 /// Names the run folder that trained an adopted run.
 pub const ADOPTED_FROM: &str = "adopted-from.txt";
@@ -24,8 +24,8 @@ const MAX_DEPTH: usize = 6;
 /// each look them up without walking the tree again.
 #[derive(Debug)]
 pub struct Finished {
-    /// Folder, input digest and config text of each, in path order.
-    runs: Vec<(PathBuf, String, String)>,
+    /// Folder, input digest and parsed config of each, in path order.
+    runs: Vec<(PathBuf, String, RunConfig)>,
 }
 
 impl Finished {
@@ -52,7 +52,8 @@ impl Finished {
                 if !dir.join(REPORT).is_file() {
                     continue;
                 }
-                if let (Some(digest), Some(config)) = (read(INPUTS_DIGEST), read(CONFIG)) {
+                let config = read(CONFIG).and_then(|t| RunConfig::from_toml(&t).ok());
+                if let (Some(digest), Some(config)) = (read(INPUTS_DIGEST), config) {
                     runs.push((dir.to_path_buf(), digest.trim().to_string(), config));
                 }
             }
@@ -66,16 +67,13 @@ impl Finished {
         let own = run_dir(cfg);
         self.runs
             .iter()
-            .find(|(dir, d, text)| {
-                *dir != own
-                    && d == digest
-                    && stored_config(text, cfg).is_some_and(|old| {
-                        RunConfig {
-                            name: cfg.name.clone(),
-                            out_dir: cfg.out_dir.clone(),
-                            ..old
-                        } == *cfg
-                    })
+            .find(|(dir, d, old)| {
+                *dir != own && d == digest && {
+                    let mut old = comparable(old.clone(), cfg);
+                    old.name.clone_from(&cfg.name);
+                    old.out_dir.clone_from(&cfg.out_dir);
+                    old == *cfg
+                }
             })
             .map(|(dir, _, _)| dir.clone())
     }

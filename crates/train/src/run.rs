@@ -63,9 +63,14 @@ pub fn run_dir(cfg: &RunConfig) -> PathBuf {
 /// since the run started (absent from its file) reads as its default, and
 /// with `cfg`'s progress flag, which does not change results.
 pub(crate) fn stored_config(text: &str, cfg: &RunConfig) -> Option<RunConfig> {
-    let mut old = RunConfig::from_toml(text).ok()?;
+    Some(comparable(RunConfig::from_toml(text).ok()?, cfg))
+}
+
+/// A parsed stored config with what does not define a run (the progress
+/// display) taken from `cfg`.
+pub(crate) fn comparable(mut old: RunConfig, cfg: &RunConfig) -> RunConfig {
     old.train.progress = cfg.train.progress;
-    Some(old)
+    old
 }
 
 /// Whether a stored config names the same run.
