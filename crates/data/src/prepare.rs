@@ -3,7 +3,7 @@
 //! that hashes the config and the bytes of every input file, so editing
 //! either rebuilds it and nothing stale is ever loaded.
 
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
@@ -19,7 +19,10 @@ use crate::preprocess::{Dataset, preprocess};
 use crate::split::Split;
 
 /// Bumped whenever the cached layout or the preprocessing changes meaning.
-const FORMAT_VERSION: u32 = 1;
+/// It is hashed into the cache key, so files of another version live under
+/// another folder name and are never read: version 1 was bincode 1.x,
+/// version 2 is postcard.
+const FORMAT_VERSION: u32 = 2;
 
 /// Environment variable for the cache root (default: the user's cache dir).
 pub const CACHE_DIR_ENV: &str = "HSUGA_CACHE_DIR";
@@ -110,8 +113,12 @@ pub fn candidates(p: &Prepared, per_user: usize, seed: u64) -> Result<Candidates
 }
 
 fn content_key(cfg: &DatasetConfig) -> Result<String> {
+    content_key_at(cfg, FORMAT_VERSION)
+}
+
+fn content_key_at(cfg: &DatasetConfig, format_version: u32) -> Result<String> {
     let mut h = Sha256::new();
-    h.update(FORMAT_VERSION.to_le_bytes());
+    h.update(format_version.to_le_bytes());
     // Paths do not matter, only what the files hold; everything else does.
     let mut settings = cfg.clone();
     settings.data_dir = PathBuf::new();
@@ -130,12 +137,23 @@ fn content_key(cfg: &DatasetConfig) -> Result<String> {
     Ok(format!("{:x}", h.finalize()))
 }
 
+/// Reads a postcard file whole. A file that ends early or carries bytes past
+/// the value is an error, not a shorter or silently accepted value.
 fn read_bin<T: DeserializeOwned>(file: &Path) -> Result<T> {
-    let f = std::fs::File::open(file).map_err(|e| DataError::io(file, e))?;
-    bincode::deserialize_from(BufReader::with_capacity(1 << 20, f)).map_err(|e| DataError::Cache {
+    let bytes = std::fs::read(file).map_err(|e| DataError::io(file, e))?;
+    let cache_error = |message: String| DataError::Cache {
         path: file.to_path_buf(),
-        message: e.to_string(),
-    })
+        message,
+    };
+    let (value, rest) =
+        postcard::take_from_bytes(&bytes).map_err(|e| cache_error(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(cache_error(format!(
+            "{} byte(s) left after the stored value",
+            rest.len()
+        )));
+    }
+    Ok(value)
 }
 
 /// Writes to a temporary file and renames it, so a crash never leaves a
@@ -146,9 +164,96 @@ fn write_bin<T: Serialize>(file: &Path, value: &T) -> Result<()> {
     let tmp = file.with_extension(format!("tmp{}", std::process::id()));
     let write = || -> std::io::Result<()> {
         let mut w = BufWriter::new(std::fs::File::create(&tmp)?);
-        bincode::serialize_into(&mut w, value).map_err(std::io::Error::other)?;
+        postcard::to_io(value, &mut w).map_err(std::io::Error::other)?;
         w.flush()?;
         std::fs::rename(&tmp, file)
     };
     write().map_err(|e| DataError::io(file, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 4-user dataset on disk and its loaded config.
+    fn toy(dir: &Path) -> DatasetConfig {
+        let mut inter = String::new();
+        for (u, items) in [[1, 2, 3, 4], [2, 3, 4, 5], [5, 1, 2, 3], [4, 4, 1, 2]]
+            .iter()
+            .enumerate()
+        {
+            for i in items {
+                inter.push_str(&format!("{} {i}\n", u + 1));
+            }
+        }
+        std::fs::write(dir.join("inter.txt"), inter).unwrap();
+        let cfg = dir.join("toy.toml");
+        std::fs::write(
+            &cfg,
+            "name = \"toy\"\n[interactions]\nformat = \"user_item\"\npath = \"inter.txt\"\n",
+        )
+        .unwrap();
+        DatasetConfig::load(&cfg).unwrap()
+    }
+
+    #[test]
+    fn prepared_and_candidates_round_trip_through_the_cache() {
+        let data = tempfile::tempdir().unwrap();
+        let cache = tempfile::tempdir().unwrap();
+        let cfg = toy(data.path());
+        let built = prepare(&cfg, cache.path()).unwrap();
+        assert!(built.dir.join("prepared.bin").is_file());
+        let loaded = prepare(&cfg, cache.path()).unwrap();
+        assert_eq!(loaded, built);
+        let drawn = candidates(&built, 1, 7).unwrap();
+        assert!(built.dir.join("candidates-1-seed7.bin").is_file());
+        assert_eq!(candidates(&loaded, 1, 7).unwrap(), drawn);
+    }
+
+    #[test]
+    fn truncated_cache_is_an_error_naming_the_file() {
+        let data = tempfile::tempdir().unwrap();
+        let cache = tempfile::tempdir().unwrap();
+        let cfg = toy(data.path());
+        let p = prepare(&cfg, cache.path()).unwrap();
+        let file = p.dir.join("prepared.bin");
+        let bytes = std::fs::read(&file).unwrap();
+        std::fs::write(&file, &bytes[..bytes.len() / 2]).unwrap();
+        let err = prepare(&cfg, cache.path()).unwrap_err();
+        assert!(matches!(err, DataError::Cache { .. }), "{err}");
+        assert!(err.to_string().contains("prepared.bin"), "{err}");
+    }
+
+    #[test]
+    fn cache_with_trailing_bytes_is_an_error() {
+        let data = tempfile::tempdir().unwrap();
+        let cache = tempfile::tempdir().unwrap();
+        let cfg = toy(data.path());
+        let p = prepare(&cfg, cache.path()).unwrap();
+        let file = p.dir.join("prepared.bin");
+        let mut bytes = std::fs::read(&file).unwrap();
+        bytes.extend([0u8; 3]);
+        std::fs::write(&file, bytes).unwrap();
+        let err = prepare(&cfg, cache.path()).unwrap_err().to_string();
+        assert!(err.contains("3 byte(s) left"), "{err}");
+    }
+
+    /// Regression: version-1 caches hold bincode 1.x, which postcard would
+    /// misread; they must sit under another key, so a new build never opens them.
+    #[test]
+    fn bincode_era_cache_is_not_read() {
+        let data = tempfile::tempdir().unwrap();
+        let cache = tempfile::tempdir().unwrap();
+        let cfg = toy(data.path());
+        let key = content_key_at(&cfg, 1).unwrap();
+        let dir = cache
+            .path()
+            .join("datasets")
+            .join(format!("toy-{}", &key[..16]));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("prepared.bin"), b"a bincode 1.x layout").unwrap();
+        let p = prepare(&cfg, cache.path()).unwrap();
+        assert_eq!(p.key, content_key_at(&cfg, FORMAT_VERSION).unwrap());
+        assert_eq!(p.split.num_users(), 4);
+    }
 }
