@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{DataError, Result};
 use crate::groups::GroupRule;
 use crate::preprocess::PreprocessConfig;
+use crate::split::SplitConfig;
 
 /// Environment variable that replaces every config's `data_dir`.
 pub const DATA_DIR_ENV: &str = "HSUGA_DATA_DIR";
@@ -31,6 +32,9 @@ pub struct DatasetConfig {
     pub items: Option<ItemSource>,
     #[serde(default)]
     pub preprocess: PreprocessConfig,
+    /// Which users are evaluated; part of the cache key like every setting.
+    #[serde(default)]
+    pub split: SplitConfig,
     #[serde(default)]
     pub groups: GroupRule,
     #[serde(default)]
@@ -163,14 +167,29 @@ impl DatasetConfig {
         if self.name.trim().is_empty() {
             return Err(DataError::config(path, "`name` is empty"));
         }
-        if self.preprocess.min_user_interactions < 3 {
-            return Err(DataError::config(
-                path,
-                format!(
-                    "preprocess.min_user_interactions = {}: leave-one-out needs at least 3",
-                    self.preprocess.min_user_interactions
-                ),
-            ));
+        match self.split.min_eval_interactions {
+            Some(m) if m < 3 => {
+                return Err(DataError::config(
+                    path,
+                    format!(
+                        "split.min_eval_interactions = {m}: an evaluated user needs at least 3 \
+                         (training, validation and test items)"
+                    ),
+                ));
+            }
+            // Shorter users are kept whole for training, not split.
+            Some(_) => {}
+            None if self.preprocess.min_user_interactions < 3 => {
+                return Err(DataError::config(
+                    path,
+                    format!(
+                        "preprocess.min_user_interactions = {}: leave-one-out needs at least 3 \
+                         (or set split.min_eval_interactions to keep shorter users for training only)",
+                        self.preprocess.min_user_interactions
+                    ),
+                ));
+            }
+            None => {}
         }
         match self.groups {
             GroupRule::Pareto { ratio } if !(ratio > 0.0 && ratio < 1.0) => {
@@ -244,6 +263,49 @@ mod tests {
         assert_eq!(c.input_files(), vec![dir.path().join("d/inter.txt")]);
         assert_eq!(c.groups, GroupRule::Pareto { ratio: 0.2 });
         assert_eq!(c.preprocess.min_user_interactions, 3);
+        assert_eq!(c.split.min_eval_interactions, None);
+    }
+
+    #[test]
+    fn min_eval_interactions_below_three_is_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "i.txt", "1 1\n");
+        let body = |extra: &str| {
+            format!(
+                "name = \"x\"\n[interactions]\nformat = \"user_item\"\npath = \"i.txt\"\n{extra}"
+            )
+        };
+        let cfg = write(
+            dir.path(),
+            "a.toml",
+            &body("[split]\nmin_eval_interactions = 2\n"),
+        );
+        let err = DatasetConfig::load(&cfg).unwrap_err().to_string();
+        assert!(
+            err.contains("a.toml") && err.contains("split.min_eval_interactions = 2"),
+            "{err}"
+        );
+
+        let cfg = write(
+            dir.path(),
+            "b.toml",
+            &body("[split]\nmin_eval_interactons = 4\n"),
+        );
+        let err = DatasetConfig::load(&cfg).unwrap_err().to_string();
+        assert!(err.contains("min_eval_interactons"), "{err}");
+
+        // Users too short to split are allowed only when they are not evaluated.
+        let short = "[preprocess]\nmin_user_interactions = 1\n";
+        let cfg = write(dir.path(), "c.toml", &body(short));
+        let err = DatasetConfig::load(&cfg).unwrap_err().to_string();
+        assert!(
+            err.contains("preprocess.min_user_interactions = 1"),
+            "{err}"
+        );
+        let both = format!("{short}[split]\nmin_eval_interactions = 4\n");
+        let cfg = write(dir.path(), "d.toml", &body(&both));
+        let c = DatasetConfig::load(&cfg).unwrap();
+        assert_eq!(c.split.min_eval_interactions, Some(4));
     }
 
     #[test]

@@ -3,6 +3,11 @@
 //! Two rules: the paper's Pareto split (head = top `ratio` of users by
 //! training length, of items by training popularity) and the LLM-ESR code's
 //! fixed thresholds, kept for parity with published numbers.
+//!
+//! Groups are computed over every user, evaluated or not (see
+//! [`Split::is_evaluated`]): they describe the dataset, so setting
+//! `split.min_eval_interactions` does not move a user between head and tail
+//! beyond what the longer training sequences of unevaluated users do.
 
 use serde::{Deserialize, Serialize};
 
@@ -17,7 +22,8 @@ pub enum GroupRule {
     /// `round(ratio · n)` members.
     Pareto { ratio: f64 },
     /// LLM-ESR's rule: a user is head when the test input (training +
-    /// validation item) has at least `ts_user` items; an item is head when its
+    /// validation item; for a user who is not evaluated, the whole
+    /// sequence) has at least `ts_user` items; an item is head when its
     /// training popularity is at least `ts_item`.
     Threshold { ts_user: u32, ts_item: u32 },
 }
@@ -48,10 +54,11 @@ impl Groups {
                 (top_share(&lens, ratio), items)
             }
             GroupRule::Threshold { ts_user, ts_item } => {
-                let users = split
-                    .train
-                    .iter()
-                    .map(|s| s.len() as u32 + 1 >= ts_user)
+                let users = (0..split.num_users())
+                    .map(|u| {
+                        let input = split.train[u].len() + usize::from(split.is_evaluated(u));
+                        input as u32 >= ts_user
+                    })
                     .collect();
                 let items = pop
                     .iter()
@@ -153,5 +160,26 @@ mod tests {
         assert_eq!(g.head_users, vec![false, true]);
         // Training popularity: item 1 → 4, item 2 → 2.
         assert_eq!(g.head_items, vec![false, true, false, false, false]);
+    }
+
+    #[test]
+    fn threshold_rule_counts_an_unevaluated_users_whole_sequence_once() {
+        // User 0 (3 items) is not evaluated: its test input is its 3 items,
+        // not 3 + a missing validation item.
+        let seqs = vec![vec![1, 2, 3], vec![1, 2, 3, 4]];
+        let s = Split::leave_one_out_with(
+            &seqs,
+            4,
+            &crate::split::SplitConfig {
+                min_eval_interactions: Some(4),
+            },
+        )
+        .unwrap();
+        let rule = |ts_user| GroupRule::Threshold {
+            ts_user,
+            ts_item: 1,
+        };
+        assert_eq!(Groups::compute(&s, rule(3)).head_users, vec![true, true]);
+        assert_eq!(Groups::compute(&s, rule(4)).head_users, vec![false, false]);
     }
 }

@@ -25,5 +25,5 @@ pub use error::{DataError, Result};
 pub use groups::{GroupRule, Groups};
 pub use prepare::{Prepared, candidates, default_cache_dir, prepare};
 pub use preprocess::{Dataset, PrepReport, PreprocessConfig, preprocess};
-pub use split::Split;
+pub use split::{Split, SplitConfig};
 pub use stats::DatasetStats;

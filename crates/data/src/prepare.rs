@@ -21,8 +21,9 @@ use crate::split::Split;
 /// Bumped whenever the cached layout or the preprocessing changes meaning.
 /// It is hashed into the cache key, so files of another version live under
 /// another folder name and are never read: version 1 was bincode 1.x,
-/// version 2 is postcard.
-const FORMAT_VERSION: u32 = 2;
+/// version 2 is postcard; version 3 lets a split leave users unevaluated
+/// (targets 0, whole sequence in training).
+const FORMAT_VERSION: u32 = 3;
 
 /// Environment variable for the cache root (default: the user's cache dir).
 pub const CACHE_DIR_ENV: &str = "HSUGA_CACHE_DIR";
@@ -84,10 +85,21 @@ pub fn build(cfg: &DatasetConfig, key: String, dir: PathBuf) -> Result<Prepared>
             ),
         ));
     }
-    let split = Split::leave_one_out(&dataset.sequences, dataset.num_items)?;
+    let split = Split::leave_one_out_with(&dataset.sequences, dataset.num_items, &cfg.split)?;
+    if split.num_evaluated() == 0 {
+        return Err(DataError::empty(
+            &source,
+            format!(
+                "no user has split.min_eval_interactions = {} or more interactions; \
+                 nobody would be evaluated",
+                cfg.split.min_eval_interactions.unwrap_or(3)
+            ),
+        ));
+    }
     let groups = Groups::compute(&split, cfg.groups);
     tracing::info!(
         users = dataset.num_users(),
+        evaluated_users = split.num_evaluated(),
         items = dataset.num_items,
         dropped_users = dataset.report.dropped_users,
         "prepared"
@@ -177,12 +189,22 @@ mod tests {
 
     /// A 4-user dataset on disk and its loaded config.
     fn toy(dir: &Path) -> DatasetConfig {
+        toy_with(dir, "")
+    }
+
+    /// [`toy`] with more TOML appended to its config; users 1 and 3 have 5 items.
+    fn toy_with(dir: &Path, extra: &str) -> DatasetConfig {
         let mut inter = String::new();
-        for (u, items) in [[1, 2, 3, 4], [2, 3, 4, 5], [5, 1, 2, 3], [4, 4, 1, 2]]
-            .iter()
-            .enumerate()
+        for (u, items) in [
+            &[1, 2, 3, 4][..],
+            &[2, 3, 4, 5, 1],
+            &[5, 1, 2, 3],
+            &[4, 4, 1, 2, 3],
+        ]
+        .iter()
+        .enumerate()
         {
-            for i in items {
+            for i in items.iter() {
                 inter.push_str(&format!("{} {i}\n", u + 1));
             }
         }
@@ -190,7 +212,9 @@ mod tests {
         let cfg = dir.join("toy.toml");
         std::fs::write(
             &cfg,
-            "name = \"toy\"\n[interactions]\nformat = \"user_item\"\npath = \"inter.txt\"\n",
+            format!(
+                "name = \"toy\"\n[interactions]\nformat = \"user_item\"\npath = \"inter.txt\"\n{extra}"
+            ),
         )
         .unwrap();
         DatasetConfig::load(&cfg).unwrap()
@@ -236,6 +260,36 @@ mod tests {
         std::fs::write(&file, bytes).unwrap();
         let err = prepare(&cfg, cache.path()).unwrap_err().to_string();
         assert!(err.contains("3 byte(s) left"), "{err}");
+    }
+
+    /// The evaluated-user setting changes what is cached, so it must change
+    /// the key: otherwise a run with the filter would load the unfiltered split.
+    #[test]
+    fn min_eval_interactions_is_part_of_the_cache_key() {
+        let data = tempfile::tempdir().unwrap();
+        let cache = tempfile::tempdir().unwrap();
+        let all = prepare(&toy(data.path()), cache.path()).unwrap();
+        let filtered_cfg = toy_with(data.path(), "[split]\nmin_eval_interactions = 5\n");
+        let filtered = prepare(&filtered_cfg, cache.path()).unwrap();
+        assert_ne!(all.dir, filtered.dir);
+        assert_eq!(all.split.evaluated_users(), vec![0, 1, 2, 3]);
+        assert_eq!(filtered.split.evaluated_users(), vec![1, 3]);
+        assert_eq!(filtered.split.train[0], vec![1, 2, 3, 4]);
+        // Reloaded from the cache, in either order.
+        assert_eq!(prepare(&filtered_cfg, cache.path()).unwrap(), filtered);
+        assert_eq!(prepare(&toy(data.path()), cache.path()).unwrap(), all);
+    }
+
+    #[test]
+    fn nobody_evaluated_is_an_error_naming_the_file() {
+        let data = tempfile::tempdir().unwrap();
+        let cache = tempfile::tempdir().unwrap();
+        let cfg = toy_with(data.path(), "[split]\nmin_eval_interactions = 6\n");
+        let err = prepare(&cfg, cache.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("inter.txt") && err.contains("nobody would be evaluated"),
+            "{err}"
+        );
     }
 
     /// Regression: version-1 caches hold bincode 1.x, which postcard would

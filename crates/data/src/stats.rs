@@ -13,6 +13,9 @@ pub struct DatasetStats {
     /// 1 − interactions / (users · items).
     pub sparsity: f64,
     pub avg_length: f64,
+    /// Users with validation and test targets (all of them unless
+    /// `split.min_eval_interactions` is set).
+    pub evaluated_users: usize,
     pub head_users: usize,
     pub tail_users: usize,
     pub head_items: usize,
@@ -33,6 +36,7 @@ impl DatasetStats {
             interactions: inter,
             sparsity: 1.0 - inter as f64 / (users as f64 * items as f64),
             avg_length: inter as f64 / users as f64,
+            evaluated_users: p.split.num_evaluated(),
             head_users: p.groups.num_head_users(),
             tail_users: users - p.groups.num_head_users(),
             head_items: p.groups.num_head_items(),

@@ -27,6 +27,45 @@ fn fashion_matches_source() {
     assert_eq!(s.head_items, 944); // round(0.2 · 4722)
 }
 
+/// SASRec.pytorch's `data_partition` evaluates only users with at least 4
+/// interactions: 3,959 of Fashion's 9,094 (`awk` over inter.txt agrees).
+#[test]
+fn fashion_with_sasrec_pytorch_partition_evaluates_3959_users() {
+    let cache = tempfile::tempdir().unwrap();
+    let path = repo().join("configs/datasets/fashion.toml");
+    let all = prepare(&DatasetConfig::load(&path).unwrap(), cache.path()).unwrap();
+    let mut cfg = DatasetConfig::load(&path).unwrap();
+    cfg.split.min_eval_interactions = Some(4);
+    let p = prepare(&cfg, cache.path()).unwrap();
+    assert_ne!(p.dir, all.dir, "the setting must key the cache");
+    assert_eq!(p.split.num_users(), 9094);
+    assert_eq!(p.split.num_evaluated(), 3959);
+    assert_eq!(DatasetStats::of(&p).evaluated_users, 3959);
+    assert_eq!(all.split.num_evaluated(), 9094);
+    let mut trained = 0;
+    for (u, seq) in p.dataset.sequences.iter().enumerate() {
+        assert_eq!(p.split.is_evaluated(u), seq.len() >= 4, "user {u}");
+        if p.split.is_evaluated(u) {
+            // Evaluated users split exactly as without the filter.
+            assert_eq!(p.split.train[u], all.split.train[u]);
+            assert_eq!(p.split.test[u], all.split.test[u]);
+        } else {
+            assert_eq!(&p.split.train[u], seq, "user {u} trains on everything");
+        }
+        trained += p.split.train[u].len();
+    }
+    // 34,759 interactions minus two held out per evaluated user.
+    assert_eq!(trained, 34759 - 2 * 3959);
+    // Evaluated users get the same negatives as under the default protocol.
+    let (a, b) = (
+        candidates(&all, 100, 42).unwrap(),
+        candidates(&p, 100, 42).unwrap(),
+    );
+    for u in p.split.evaluated_users() {
+        assert_eq!(a.negatives(Phase::Test, u), b.negatives(Phase::Test, u));
+    }
+}
+
 #[test]
 fn steam_drops_the_49_short_users() {
     let cache = tempfile::tempdir().unwrap();
