@@ -38,6 +38,11 @@ fn fashion_with_sasrec_pytorch_partition_evaluates_3959_users() {
     cfg.split.min_eval_interactions = Some(4);
     let p = prepare(&cfg, cache.path()).unwrap();
     assert_ne!(p.dir, all.dir, "the setting must key the cache");
+    // The shipped config for that protocol is Fashion with this one setting.
+    let shipped =
+        DatasetConfig::load(&repo().join("configs/datasets/fashion-sasrec-pytorch.toml")).unwrap();
+    assert_eq!(shipped.split, cfg.split);
+    assert_eq!(shipped.input_files(), cfg.input_files());
     assert_eq!(p.split.num_users(), 9094);
     assert_eq!(p.split.num_evaluated(), 3959);
     assert_eq!(DatasetStats::of(&p).evaluated_users, 3959);
