@@ -116,10 +116,12 @@ fn child(label: &str, dim: usize, epochs: usize, cache: &Path) {
     let o = hsuga_train::fit(&Job {
         model: &model,
         train: &train,
+        eval: &Default::default(),
         method: &method,
         semantic: &semantic,
         seed: 42,
         split,
+        groups: &hsuga_data::Groups::compute(split, hsuga_data::GroupRule::Pareto { ratio: 0.2 }),
         candidates: &cands,
         run_dir: None,
         device: cpu(),
@@ -129,7 +131,7 @@ fn child(label: &str, dim: usize, epochs: usize, cache: &Path) {
     let s = o.history.iter().map(|e| e.seconds).sum::<f64>() / o.history.len() as f64;
     println!(
         "{{\"run\": \"{label}\", \"text_dim\": {dim}, \"epoch_s\": {s:.4}, \"valid_ndcg10\": {:.4}}}",
-        o.best_valid.ndcg
+        o.best_valid.get(hsuga_eval::Metric::Ndcg(10))
     );
 }
 

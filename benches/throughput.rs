@@ -178,10 +178,12 @@ fn epoch_bench(a: &Args, path: &str) {
     let job = Job {
         model: &model,
         train: &train,
+        eval: &Default::default(),
         method: &Default::default(),
         semantic: &Default::default(),
         seed: 42,
         split: &split,
+        groups: &hsuga_data::Groups::compute(&split, hsuga_data::GroupRule::Pareto { ratio: 0.2 }),
         candidates: &cands,
         run_dir: None,
         device: cpu(),

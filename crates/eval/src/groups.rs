@@ -3,10 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use hsuga_data::{Candidates, Groups, Phase, Split};
+use hsuga_data::{Groups, Phase, Split};
 use serde::{Deserialize, Serialize};
 
-use crate::metrics::{Metric, rank_against};
+use crate::metrics::Metric;
+use crate::protocol::Ranked;
 
 /// A column group of the paper's tables, in the paper's order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -37,40 +38,63 @@ impl Column {
         }
     }
 
-    /// Whether `user`, whose target is `target`, belongs to this column.
-    pub fn contains(self, groups: &Groups, user: usize, target: u32) -> bool {
-        let head_item = groups.head_items[target as usize];
-        let head_user = groups.head_users[user];
+    /// Whether a user in the given groups belongs to this column.
+    pub fn contains(self, head_user: bool, head_target: bool) -> bool {
         match self {
             Column::Overall => true,
-            Column::TailItem => !head_item,
-            Column::HeadItem => head_item,
+            Column::TailItem => !head_target,
+            Column::HeadItem => head_target,
             Column::TailUser => !head_user,
             Column::HeadUser => head_user,
         }
     }
 }
 
-/// The outcome of ranking every user's held-out target once.
+/// The outcome of ranking every evaluated user's held-out target once,
+/// with what the paper's columns need to know about each user: whether the
+/// user is a head user and whether the target is a head item. A ranking is
+/// therefore self-contained: a report reads it back from a run folder's
+/// `ranks.csv` without preparing the dataset again. Entry `i` is user
+/// `users[i]`; users without a target (a dataset's `[split]
+/// min_eval_interactions`) have no entry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Ranking {
     pub phase: Phase,
-    /// `ranks[u]`: 0-based rank of user `u`'s target.
+    /// The evaluated users, ascending.
+    pub users: Vec<usize>,
+    /// 0-based rank of each entry's target.
     pub ranks: Vec<usize>,
     pub targets: Vec<u32>,
+    pub head_users: Vec<bool>,
+    /// Whether each entry's target is a head item.
+    pub head_targets: Vec<bool>,
 }
 
 impl Ranking {
-    pub fn new(phase: Phase, split: &Split, ranks: Vec<usize>) -> Self {
-        let targets = match phase {
-            Phase::Valid => split.valid.clone(),
-            Phase::Test => split.test.clone(),
-        };
-        assert_eq!(ranks.len(), targets.len(), "one rank per user");
+    /// `ranks[i]` is the rank of the `i`-th of `split.evaluated_users()`.
+    pub fn new(phase: Phase, split: &Split, groups: &Groups, ranks: Vec<usize>) -> Self {
+        let users = split.evaluated_users();
+        assert_eq!(ranks.len(), users.len(), "one rank per evaluated user");
+        let targets: Vec<u32> = users
+            .iter()
+            .map(|&u| {
+                split
+                    .target(phase, u)
+                    .expect("evaluated users have targets")
+            })
+            .collect();
+        let head_targets = targets
+            .iter()
+            .map(|&t| groups.head_items[t as usize])
+            .collect();
+        let head_users = users.iter().map(|&u| groups.head_users[u]).collect();
         Self {
             phase,
+            users,
             ranks,
             targets,
+            head_users,
+            head_targets,
         }
     }
 
@@ -79,28 +103,39 @@ impl Ranking {
         self.ranks.iter().map(|&r| metric.of_rank(r)).collect()
     }
 
-    /// Users in `column`, in order.
-    pub fn users_in(&self, column: Column, groups: &Groups) -> Vec<usize> {
+    /// The mean of `metric` over all users (0 when there are none).
+    pub fn mean(&self, metric: Metric) -> f64 {
+        mean(
+            self.ranks.iter().map(|&r| metric.of_rank(r)),
+            self.ranks.len(),
+        )
+    }
+
+    /// Entries (indices into `ranks`) in `column`, in order.
+    pub fn users_in(&self, column: Column) -> Vec<usize> {
         (0..self.ranks.len())
-            .filter(|&u| column.contains(groups, u, self.targets[u]))
+            .filter(|&u| column.contains(self.head_users[u], self.head_targets[u]))
             .collect()
     }
 
-    pub fn summarize(&self, groups: &Groups, metrics: &[Metric]) -> Summary {
+    /// Whether two rankings rank the same users' same targets (runs of one
+    /// split), so that their per-user values can be paired.
+    pub fn same_users(&self, other: &Ranking) -> bool {
+        self.users == other.users
+            && self.targets == other.targets
+            && self.head_users == other.head_users
+    }
+
+    pub fn summarize(&self, metrics: &[Metric]) -> Summary {
         let columns = Column::ALL
             .iter()
             .map(|&column| {
-                let users = self.users_in(column, groups);
+                let users = self.users_in(column);
                 let values = metrics
                     .iter()
                     .map(|&m| {
-                        let sum: f64 = users.iter().map(|&u| m.of_rank(self.ranks[u])).sum();
-                        let mean = if users.is_empty() {
-                            0.0
-                        } else {
-                            sum / users.len() as f64
-                        };
-                        (m.to_string(), mean)
+                        let v = mean(users.iter().map(|&u| m.of_rank(self.ranks[u])), users.len());
+                        (m.to_string(), v)
                     })
                     .collect();
                 ColumnSummary {
@@ -111,6 +146,51 @@ impl Ranking {
             })
             .collect();
         Summary { columns }
+    }
+}
+
+/// The mean of each metric over all users of one protocol's ranking: what
+/// a training log, a run's report and a progress line show.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Means {
+    pub protocol: Ranked,
+    pub users: usize,
+    pub values: BTreeMap<Metric, f64>,
+}
+
+impl Means {
+    pub fn of(protocol: Ranked, ranking: &Ranking, metrics: &[Metric]) -> Self {
+        Self {
+            protocol,
+            users: ranking.ranks.len(),
+            values: metrics.iter().map(|&m| (m, ranking.mean(m))).collect(),
+        }
+    }
+
+    /// The value of `metric` (0 when it was not computed).
+    pub fn get(&self, metric: Metric) -> f64 {
+        self.values.get(&metric).copied().unwrap_or(0.0)
+    }
+
+    /// `HR@10 0.1234  NDCG@10 0.5678` (a `(full)` suffix under full ranking).
+    pub fn describe(&self) -> String {
+        let mut s: Vec<String> = self
+            .values
+            .iter()
+            .map(|(m, v)| format!("{m} {v:.4}"))
+            .collect();
+        if self.protocol == Ranked::Full {
+            s.push("(full)".into());
+        }
+        s.join("  ")
+    }
+}
+
+fn mean(values: impl Iterator<Item = f64>, n: usize) -> f64 {
+    if n == 0 {
+        0.0
+    } else {
+        values.sum::<f64>() / n as f64
     }
 }
 
@@ -137,29 +217,6 @@ impl Summary {
             .get(&metric.to_string())
             .copied()
     }
-}
-
-/// The sampled-protocol candidate list for one user: the target first, then
-/// the stored negatives (padding 0s dropped).
-pub fn candidate_items(split: &Split, cands: &Candidates, phase: Phase, user: usize) -> Vec<u32> {
-    let target = match phase {
-        Phase::Valid => split.valid[user],
-        Phase::Test => split.test[user],
-    };
-    std::iter::once(target)
-        .chain(
-            cands
-                .negatives(phase, user)
-                .iter()
-                .copied()
-                .filter(|&i| i != 0),
-        )
-        .collect()
-}
-
-/// Rank from scores aligned with [`candidate_items`] (target score first).
-pub fn rank_of_first(scores: &[f32]) -> usize {
-    rank_against(scores[0], &scores[1..])
 }
 
 #[cfg(test)]
@@ -193,8 +250,8 @@ mod tests {
     fn columns_aggregate_by_hand() {
         let (split, groups) = setup();
         // Ranks: 0, 1, 20, 2, 0. Targets: 2, 1, 3, 4, 2.
-        let r = Ranking::new(Phase::Test, &split, vec![0, 1, 20, 2, 0]);
-        let s = r.summarize(&groups, &[Metric::Hr(10), Metric::Ndcg(10)]);
+        let r = Ranking::new(Phase::Test, &split, &groups, vec![0, 1, 20, 2, 0]);
+        let s = r.summarize(&[Metric::Hr(10), Metric::Ndcg(10)]);
         let n1 = 1.0 / 3f64.log2();
         // Overall: HR = 4/5; NDCG = (1 + n1 + 0 + 0.5 + 1) / 5.
         assert!((s.get(Column::Overall, Metric::Hr(10)).unwrap() - 0.8).abs() < 1e-12);
@@ -209,14 +266,5 @@ mod tests {
         assert_eq!(s.get(Column::HeadUser, Metric::Ndcg(10)).unwrap(), 1.0);
         let tail = (n1 + 1.5) / 4.0;
         assert!((s.get(Column::TailUser, Metric::Ndcg(10)).unwrap() - tail).abs() < 1e-12);
-    }
-
-    #[test]
-    fn candidate_lists_put_target_first_and_drop_padding() {
-        let split = Split::leave_one_out(&[vec![1, 2, 3]], 5).unwrap();
-        let c = Candidates::draw(&split, 4, 7);
-        assert_eq!(candidate_items(&split, &c, Phase::Test, 0), vec![3, 4, 5]);
-        assert_eq!(candidate_items(&split, &c, Phase::Valid, 0), vec![2, 4, 5]);
-        assert_eq!(rank_of_first(&[0.3, 0.3, 0.1]), 1);
     }
 }

@@ -2,40 +2,67 @@
 //! score at least as high as the target. Ties therefore count against the
 //! target, so a constant scorer ranks last instead of first (the peers'
 //! `argsort(argsort(·))` lets ties fall in the target's favour).
+//!
+//! Scores that are not finite never help the target: a NaN or infinite
+//! target score ranks last, and a NaN competitor counts as above the target.
+//! (A model whose scores overflowed must not look good; an earlier copy of
+//! this code in the trainer ranked a NaN target *first*, because `s >= NaN`
+//! is false for every competitor.)
 
-/// The rank of `target` among `others` (0 = best). A NaN target ranks last;
-/// NaN competitors are ignored only if the target is a number and they are
-/// not comparable, which we treat as "not above".
+use std::str::FromStr;
+
+/// Whether a competitor scoring `s` is ranked at or above a finite target `t`.
+fn at_or_above(s: f32, t: f32) -> bool {
+    s >= t || s.is_nan()
+}
+
+/// The rank of `target` among `others` (0 = best).
 pub fn rank_against(target: f32, others: &[f32]) -> usize {
-    if target.is_nan() {
+    if !target.is_finite() {
         return others.len();
     }
-    others.iter().filter(|&&s| s >= target).count()
+    others.iter().filter(|&&s| at_or_above(s, target)).count()
+}
+
+/// Sampled-protocol rank: the target against the stored negatives, where a
+/// negative id of 0 is padding (a user with fewer unseen items than the
+/// negatives asked for) and does not compete.
+pub fn rank_sampled(target: f32, negatives: &[f32], negative_ids: &[u32]) -> usize {
+    let real = negative_ids.iter().filter(|&&id| id != 0).count();
+    if !target.is_finite() {
+        return real;
+    }
+    negatives
+        .iter()
+        .zip(negative_ids)
+        .filter(|&(&s, &id)| id != 0 && at_or_above(s, target))
+        .count()
 }
 
 /// Full-ranking rank over a score vector indexed by item id (index 0 is
 /// padding and never competes). Items in `exclude` (the user's history) do
-/// not compete either, except the target itself.
+/// not compete either, except the target itself, which is never excluded.
 pub fn rank_full(scores: &[f32], target: u32, exclude: &[u32]) -> usize {
     let t = scores[target as usize];
-    if t.is_nan() {
-        return scores.len() - 1;
+    let mut excluded: Vec<u32> = exclude
+        .iter()
+        .copied()
+        .filter(|&i| i != target && i != 0 && (i as usize) < scores.len())
+        .collect();
+    excluded.sort_unstable();
+    excluded.dedup();
+    if !t.is_finite() {
+        // Every other item that competes.
+        return scores.len() - 2 - excluded.len();
     }
     let above = scores[1..]
         .iter()
         .enumerate()
-        .filter(|&(i, &s)| i + 1 != target as usize && s >= t)
+        .filter(|&(i, &s)| i + 1 != target as usize && at_or_above(s, t))
         .count();
-    let mut excluded: Vec<u32> = exclude
-        .iter()
-        .copied()
-        .filter(|&i| i != target && i != 0)
-        .collect();
-    excluded.sort_unstable();
-    excluded.dedup();
     let excluded_above = excluded
         .iter()
-        .filter(|&&i| scores[i as usize] >= t)
+        .filter(|&&i| at_or_above(scores[i as usize], t))
         .count();
     above - excluded_above
 }
@@ -55,7 +82,9 @@ pub fn ndcg(rank: usize, k: usize) -> f64 {
 }
 
 /// A metric at a cut-off, as named in tables (`HR@10`, `NDCG@10`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+///
+/// Written as its name in configs and result files (`select = "NDCG@10"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Metric {
     Hr(usize),
     Ndcg(usize),
@@ -94,6 +123,43 @@ impl std::fmt::Display for Metric {
     }
 }
 
+/// Why a metric name did not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a metric: expected HR@K or NDCG@K with K >= 1, e.g. NDCG@10")]
+pub struct BadMetric(pub String);
+
+impl FromStr for Metric {
+    type Err = BadMetric;
+
+    /// `HR@10`, `NDCG@10` (any case; `H@10` and `N@10` as in table headers).
+    fn from_str(s: &str) -> Result<Self, BadMetric> {
+        let bad = || BadMetric(s.to_string());
+        let (name, k) = s.trim().split_once('@').ok_or_else(bad)?;
+        let k: usize = k.trim().parse().map_err(|_| bad())?;
+        if k == 0 {
+            return Err(bad());
+        }
+        match name.trim().to_ascii_lowercase().as_str() {
+            "hr" | "h" | "hit" => Ok(Metric::Hr(k)),
+            "ndcg" | "n" => Ok(Metric::Ndcg(k)),
+            _ => Err(bad()),
+        }
+    }
+}
+
+impl serde::Serialize for Metric {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Metric {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,6 +171,49 @@ mod tests {
         // A constant scorer: every negative ties, so the target is last.
         assert_eq!(rank_against(1.0, &[1.0; 100]), 100);
         assert_eq!(rank_against(f32::NAN, &[0.0; 7]), 7);
+    }
+
+    /// Regression: the trainer's copy of the rank function ranked a NaN
+    /// target first (`s >= NaN` is false for every competitor).
+    #[test]
+    fn nan_and_infinite_target_scores_rank_last_everywhere() {
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            assert_eq!(rank_against(bad, &[0.0, 1.0, -1.0]), 3, "{bad}");
+            assert_eq!(rank_sampled(bad, &[0.0, 1.0, -1.0], &[4, 0, 6]), 2, "{bad}");
+            // Items 1..=5, target 2, item 4 in history: 3 items compete.
+            let s = [0.0, 0.1, bad, 0.3, 0.4, 0.5];
+            assert_eq!(rank_full(&s, 2, &[4]), 3, "{bad}");
+        }
+        // A NaN competitor counts against a finite target.
+        assert_eq!(rank_against(0.5, &[f32::NAN, 0.1]), 1);
+        assert_eq!(rank_sampled(0.5, &[f32::NAN, 0.1], &[3, 4]), 1);
+        assert_eq!(rank_full(&[0.0, f32::NAN, 0.5, 0.1], 2, &[]), 1);
+    }
+
+    #[test]
+    fn sampled_rank_skips_padding_negatives() {
+        assert_eq!(rank_sampled(1.0, &[1.0, 1.0, 0.5], &[3, 4, 5]), 2);
+        assert_eq!(
+            rank_sampled(1.0, &[0.0, 2.0], &[3, 0]),
+            0,
+            "padding skipped"
+        );
+    }
+
+    #[test]
+    fn metric_names_parse_and_round_trip() {
+        assert_eq!("NDCG@10".parse::<Metric>(), Ok(Metric::Ndcg(10)));
+        assert_eq!("hr@5".parse::<Metric>(), Ok(Metric::Hr(5)));
+        assert_eq!("N@20".parse::<Metric>(), Ok(Metric::Ndcg(20)));
+        for bad in ["NDCG@0", "NDCG", "MRR@10", "HR@x", ""] {
+            assert!(bad.parse::<Metric>().is_err(), "{bad}");
+        }
+        let json = serde_json::to_string(&Metric::Ndcg(10)).unwrap();
+        assert_eq!(json, "\"NDCG@10\"");
+        assert_eq!(
+            serde_json::from_str::<Metric>(&json).unwrap(),
+            Metric::Ndcg(10)
+        );
     }
 
     #[test]

@@ -1,18 +1,22 @@
 //! Result tables in the paper's layout: one row per method, the five column
 //! groups (Overall, Tail Item, Head Item, Tail User, Head User) × metrics,
-//! each cell the mean ± standard deviation over seeds, with `*` where a
-//! paired t-test against the row's base method gives p < 0.05 in the
-//! method's favour. Rows may have different bases (the paper's Table 1 pairs
-//! each "+GAA"/"+HSU" row with its own base).
+//! each cell the mean ± standard deviation over seeds, with `*` where the
+//! method beats the row's base method significantly. Rows may have
+//! different bases (the paper's Table 1 pairs each "+GAA"/"+HSU" row with
+//! its own base).
 //!
-//! The t-test pairs users: each user's metric is first averaged over the
-//! method's seeds (the split and users are the same for every seed), then
-//! compared with the base's average for the same user.
+//! Significance respects seed variance: for every seed both rows ran, a
+//! paired t-test over users compares that seed's run of the method with the
+//! same seed's run of the base; `*` needs p < [`ALPHA`] with the method
+//! ahead *in every such seed*, and the mean over seeds ahead. (Averaging
+//! each user's values over seeds first, as an earlier version did, lets a
+//! gain smaller than the seed-to-seed spread get a star.) Each cell also
+//! carries each seed's p-value and a seed-level paired t-test of the
+//! per-seed means, for readers who want the other view.
 
 use std::io::Write;
 use std::path::Path;
 
-use hsuga_data::Groups;
 use serde::{Deserialize, Serialize};
 
 use crate::groups::{Column, Ranking};
@@ -52,10 +56,28 @@ pub struct Cell {
     pub metric: Metric,
     pub mean: f64,
     pub std: f64,
-    /// Paired t-test against the base (absent for the base itself).
+    /// The largest of the per-seed p-values (the one that decides the
+    /// star); absent for a row without a base or without a seed in common.
     pub p_value: Option<f64>,
-    /// p < [`ALPHA`] and better than the base on average.
+    /// Per seed both rows ran: the paired t-test over users of that seed's
+    /// runs (two-sided p) and whether the method was ahead.
+    #[serde(default)]
+    pub seed_tests: Vec<SeedTest>,
+    /// Paired t-test over seeds of the per-seed means (needs 2 seeds in common).
+    #[serde(default)]
+    pub seed_level_p: Option<f64>,
+    /// Ahead with p < [`ALPHA`] in every seed in common, and ahead on the mean.
     pub significant: bool,
+}
+
+/// One seed's comparison of a method with its base.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SeedTest {
+    pub seed: u64,
+    /// Two-sided p of the paired t-test over the column's users.
+    pub p: f64,
+    /// Mean over users of method − base.
+    pub mean_diff: f64,
 }
 
 impl ResultTable {
@@ -64,7 +86,6 @@ impl ResultTable {
     pub fn build(
         title: &str,
         records: &[RunRecord],
-        groups: &Groups,
         metrics: &[Metric],
         base_of: &dyn Fn(&str) -> Option<String>,
     ) -> Self {
@@ -82,35 +103,28 @@ impl ResultTable {
                 let base = base_of(method).filter(|b| b != method);
                 let base_runs = base.as_deref().map(runs_of).filter(|r| !r.is_empty());
                 let runs = runs_of(method);
-                let summaries: Vec<_> = runs.iter().map(|r| r.ranking.summarize(groups, metrics)).collect();
                 let mut cells = Vec::new();
                 for column in Column::ALL {
                     for &metric in metrics {
-                        let vals: Vec<f64> = summaries
+                        let vals: Vec<f64> = runs
                             .iter()
-                            .map(|s| s.get(column, metric).unwrap_or(0.0))
+                            .map(|r| column_mean(r, column, metric))
                             .collect();
                         let (mean, std) = mean_std(&vals);
-                        let p_value = base_runs
-                            .as_ref()
-                            .and_then(|b| compare(&runs, b, column, metric, groups));
-                        let base_mean = base_runs.as_ref().map(|b| {
-                            mean_std(
-                                &b.iter()
-                                    .map(|r| r.ranking.summarize(groups, &[metric]).get(column, metric).unwrap_or(0.0))
-                                    .collect::<Vec<_>>(),
-                            )
-                            .0
-                        });
-                        let significant = matches!((p_value, base_mean), (Some(p), Some(bm)) if p < ALPHA && mean > bm);
-                        cells.push(Cell {
+                        let mut cell = Cell {
                             column,
                             metric,
                             mean,
                             std,
-                            p_value,
-                            significant,
-                        });
+                            p_value: None,
+                            seed_tests: Vec::new(),
+                            seed_level_p: None,
+                            significant: false,
+                        };
+                        if let Some(b) = &base_runs {
+                            compare(&mut cell, &runs, b);
+                        }
+                        cells.push(cell);
                     }
                 }
                 Row {
@@ -193,7 +207,8 @@ impl ResultTable {
         }
         out.push_str(&self.seeds_line());
         let test = format!(
-            "with p < {ALPHA} (paired t-test over users, per-user values averaged over seeds)."
+            "with p < {ALPHA} in every seed (paired t-test over users, each seed against the \
+             same seed of the base)."
         );
         match single {
             Some(base) => out.push_str(&format!(" `*`: better than {base} {test}")),
@@ -217,6 +232,8 @@ impl ResultTable {
             "std",
             "seeds",
             "p_value",
+            "seed_p_values",
+            "seed_level_p",
             "significant",
         ])
         .expect("writing to memory");
@@ -231,6 +248,14 @@ impl ResultTable {
                     format!("{:.6}", c.std),
                     row.seeds.len().to_string(),
                     c.p_value.map(|p| format!("{p:.3e}")).unwrap_or_default(),
+                    c.seed_tests
+                        .iter()
+                        .map(|t| format!("{}:{:.3e}", t.seed, t.p))
+                        .collect::<Vec<_>>()
+                        .join(";"),
+                    c.seed_level_p
+                        .map(|p| format!("{p:.3e}"))
+                        .unwrap_or_default(),
                     c.significant.to_string(),
                 ])
                 .expect("writing to memory");
@@ -264,35 +289,67 @@ pub fn mean_std(v: &[f64]) -> (f64, f64) {
     (mean, var.sqrt())
 }
 
-/// p-value of the paired t-test between two methods' seed-averaged per-user values.
-fn compare(
-    a: &[&RunRecord],
-    b: &[&RunRecord],
-    column: Column,
-    metric: Metric,
-    groups: &Groups,
-) -> Option<f64> {
-    let users = a.first()?.ranking.users_in(column, groups);
-    let avg = |runs: &[&RunRecord]| -> Option<Vec<f64>> {
-        let per_run: Vec<Vec<f64>> = runs.iter().map(|r| r.ranking.per_user(metric)).collect();
-        users
-            .iter()
-            .map(|&u| {
-                let vals = per_run
-                    .iter()
-                    .map(|v| v.get(u).copied())
-                    .collect::<Option<Vec<f64>>>()?;
-                Some(vals.iter().sum::<f64>() / vals.len() as f64)
-            })
-            .collect()
-    };
-    paired_t_test(&avg(a)?, &avg(b)?).ok().map(|t| t.p)
+/// The mean of `metric` over one run's users in `column`.
+fn column_mean(run: &RunRecord, column: Column, metric: Metric) -> f64 {
+    let users = run.ranking.users_in(column);
+    if users.is_empty() {
+        return 0.0;
+    }
+    users
+        .iter()
+        .map(|&u| metric.of_rank(run.ranking.ranks[u]))
+        .sum::<f64>()
+        / users.len() as f64
+}
+
+/// Fills the cell's tests against the base: one paired t-test over users
+/// per seed both rows ran, then the seed-level test and the star.
+fn compare(cell: &mut Cell, runs: &[&RunRecord], base: &[&RunRecord]) {
+    let (column, metric) = (cell.column, cell.metric);
+    let mut ours = Vec::new();
+    let mut theirs = Vec::new();
+    for run in runs {
+        let Some(b) = base.iter().find(|b| b.seed == run.seed) else {
+            continue;
+        };
+        if !run.ranking.same_users(&b.ranking) {
+            continue; // not the same split: nothing to pair
+        }
+        let users = run.ranking.users_in(column);
+        let pick = |r: &RunRecord| -> Vec<f64> {
+            users
+                .iter()
+                .map(|&u| metric.of_rank(r.ranking.ranks[u]))
+                .collect()
+        };
+        let Ok(t) = paired_t_test(&pick(run), &pick(b)) else {
+            continue;
+        };
+        cell.seed_tests.push(SeedTest {
+            seed: run.seed,
+            p: t.p,
+            mean_diff: t.mean_diff,
+        });
+        ours.push(column_mean(run, column, metric));
+        theirs.push(column_mean(b, column, metric));
+    }
+    if cell.seed_tests.is_empty() {
+        return;
+    }
+    cell.p_value = cell.seed_tests.iter().map(|t| t.p).reduce(f64::max);
+    cell.seed_level_p = paired_t_test(&ours, &theirs).ok().map(|t| t.p);
+    let base_mean = mean_std(&theirs).0;
+    cell.significant = cell
+        .seed_tests
+        .iter()
+        .all(|t| t.p < ALPHA && t.mean_diff > 0.0)
+        && mean_std(&ours).0 > base_mean;
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hsuga_data::{GroupRule, Phase, Split};
+    use hsuga_data::{GroupRule, Groups, Phase, Split};
 
     fn setup() -> (Split, Groups) {
         let seqs: Vec<Vec<u32>> = (0..40)
@@ -303,11 +360,16 @@ mod tests {
         (split, groups)
     }
 
-    fn record(split: &Split, method: &str, seed: u64, ranks: Vec<usize>) -> RunRecord {
+    fn record(
+        (split, groups): &(Split, Groups),
+        method: &str,
+        seed: u64,
+        ranks: Vec<usize>,
+    ) -> RunRecord {
         RunRecord {
             method: method.into(),
             seed,
-            ranking: Ranking::new(Phase::Test, split, ranks),
+            ranking: Ranking::new(Phase::Test, split, groups, ranks),
         }
     }
 
@@ -319,7 +381,7 @@ mod tests {
 
     #[test]
     fn stars_only_significant_improvements() {
-        let (split, groups) = setup();
+        let split = setup();
         let base_ranks: Vec<usize> = (0..40).map(|u| 5 + u % 7).collect();
         let better: Vec<usize> = (0..40).map(|u| u % 3).collect();
         let recs = vec![
@@ -330,13 +392,9 @@ mod tests {
             record(&split, "Same", 42, base_ranks.clone()),
             record(&split, "Same", 43, base_ranks),
         ];
-        let t = ResultTable::build(
-            "T",
-            &recs,
-            &groups,
-            &[Metric::Hr(10), Metric::Ndcg(10)],
-            &|_| Some("SASRec".to_string()),
-        );
+        let t = ResultTable::build("T", &recs, &[Metric::Hr(10), Metric::Ndcg(10)], &|_| {
+            Some("SASRec".to_string())
+        });
         assert_eq!(t.rows.len(), 3);
         assert_eq!(t.rows[1].seeds, vec![42, 43]);
         let overall_ndcg = |row: &Row| {
@@ -357,10 +415,28 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("| Better | 1.0000 ± 0.0000* |"), "{md}");
-        assert!(md.contains("better than SASRec with p < 0.05"), "{md}");
+        assert!(
+            md.contains("better than SASRec with p < 0.05 in every seed"),
+            "{md}"
+        );
         assert!(md.contains("Mean ± std over 2 seeds."), "{md}");
+        let better_cell = overall_ndcg(&t.rows[1]);
+        assert_eq!(
+            better_cell
+                .seed_tests
+                .iter()
+                .map(|s| s.seed)
+                .collect::<Vec<_>>(),
+            vec![42, 43]
+        );
         let csv = t.to_csv();
         assert_eq!(csv.lines().count(), 1 + 3 * 10);
+        assert!(
+            csv.lines()
+                .next()
+                .unwrap()
+                .contains("seed_p_values,seed_level_p")
+        );
         let dir = tempfile::tempdir().unwrap();
         t.write_all(dir.path(), "table2").unwrap();
         let back: ResultTable =
@@ -371,7 +447,7 @@ mod tests {
 
     #[test]
     fn rows_with_fewer_seeds_are_named() {
-        let (split, groups) = setup();
+        let split = setup();
         let ranks: Vec<usize> = (0..40).map(|u| u % 7).collect();
         let recs = vec![
             record(&split, "A", 42, ranks.clone()),
@@ -381,7 +457,7 @@ mod tests {
             record(&split, "C", 42, ranks.clone()),
             record(&split, "C", 43, ranks),
         ];
-        let t = ResultTable::build("T", &recs, &groups, &[Metric::Ndcg(10)], &|_| None);
+        let t = ResultTable::build("T", &recs, &[Metric::Ndcg(10)], &|_| None);
         let md = t.to_markdown();
         assert!(
             md.contains("Mean ± std over 3 seeds; fewer for B (1), C (2)."),
@@ -391,7 +467,7 @@ mod tests {
 
     #[test]
     fn rows_with_their_own_base_get_a_vs_column() {
-        let (split, groups) = setup();
+        let split = setup();
         let worse: Vec<usize> = (0..40).map(|u| 5 + u % 7).collect();
         let better: Vec<usize> = (0..40).map(|u| u % 3).collect();
         let recs = vec![
@@ -401,7 +477,7 @@ mod tests {
             record(&split, "B+GAA", 1, worse),
         ];
         let base_of = |m: &str| m.strip_suffix("+GAA").map(str::to_string);
-        let t = ResultTable::build("T", &recs, &groups, &[Metric::Ndcg(10)], &base_of);
+        let t = ResultTable::build("T", &recs, &[Metric::Ndcg(10)], &base_of);
         let md = t.to_markdown();
         assert!(md.contains("| Method | vs | Overall N@10 |"), "{md}");
         assert!(md.contains("| A+GAA | A | 0.7176* |"), "{md}");
@@ -415,5 +491,53 @@ mod tests {
             overall.p_value.is_some_and(|p| p < ALPHA) && !overall.significant,
             "{overall:?}"
         );
+    }
+
+    /// Regression (issue 15): a gain in one seed only got a star, because
+    /// the t-test ran once over per-user values averaged over seeds.
+    #[test]
+    fn a_gain_in_one_seed_only_gets_no_star() {
+        let split = setup();
+        let base: Vec<usize> = (0..40).map(|u| 5 + u % 7).collect();
+        let better: Vec<usize> = (0..40).map(|u| u % 3).collect();
+        let recs = vec![
+            record(&split, "SASRec", 42, base.clone()),
+            record(&split, "SASRec", 43, base.clone()),
+            record(&split, "Lucky", 42, better),
+            record(&split, "Lucky", 43, base.clone()),
+        ];
+        let t = ResultTable::build("T", &recs, &[Metric::Ndcg(10)], &|_| {
+            Some("SASRec".to_string())
+        });
+        let overall = &t.rows[1].cells[0];
+        assert_eq!(overall.column, Column::Overall);
+        // Seed 42 alone is a strong gain; seed 43 is identical to the base.
+        assert!(overall.seed_tests[0].p < 1e-6, "{overall:?}");
+        assert_eq!(overall.seed_tests[1].p, 1.0);
+        assert_eq!(overall.p_value, Some(1.0));
+        assert!(!overall.significant, "{overall:?}");
+        // Averaged over seeds first, the old way, the same data is "significant".
+        let avg = |r: &[&RunRecord]| -> Vec<f64> {
+            (0..40)
+                .map(|u| {
+                    r.iter()
+                        .map(|x| Metric::Ndcg(10).of_rank(x.ranking.ranks[u]))
+                        .sum::<f64>()
+                        / r.len() as f64
+                })
+                .collect()
+        };
+        let old = paired_t_test(&avg(&[&recs[2], &recs[3]]), &avg(&[&recs[0], &recs[1]])).unwrap();
+        assert!(old.p < ALPHA, "the data must show the old bug: p {}", old.p);
+        // A seed the base did not run is not tested.
+        let recs2 = vec![
+            record(&split, "SASRec", 42, base.clone()),
+            record(&split, "Other", 44, base),
+        ];
+        let t = ResultTable::build("T", &recs2, &[Metric::Ndcg(10)], &|_| {
+            Some("SASRec".to_string())
+        });
+        assert!(t.rows[1].cells[0].seed_tests.is_empty());
+        assert!(t.rows[1].cells[0].p_value.is_none());
     }
 }

@@ -27,6 +27,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use hsuga_eval::EvalConfig;
 use hsuga_model::ModelConfig;
 use hsuga_train::{InputsConfig, MethodConfig, TrainSettings};
 use serde::{Deserialize, Serialize};
@@ -40,9 +41,6 @@ fn d_seeds() -> Vec<u64> {
 }
 fn d_negatives() -> usize {
     100 // the paper's sampled protocol
-}
-fn d_ks() -> Vec<usize> {
-    vec![10] // the paper's tables
 }
 fn d_out() -> String {
     "runs".into()
@@ -60,9 +58,10 @@ pub struct ExperimentConfig {
     pub base: Option<String>,
     #[serde(default = "d_negatives")]
     pub negatives: usize,
-    /// Cut-offs for the table's H@K and N@K columns.
-    #[serde(default = "d_ks")]
-    pub ks: Vec<usize>,
+    /// How every run is evaluated (protocol, the tables' cut-offs, the
+    /// selection metric); shared by all rows, so that rows compare.
+    #[serde(default)]
+    pub eval: EvalConfig,
     /// Runs go to `<out_dir>/<name>/<dataset>/<method>/seed-<seed>`.
     #[serde(default = "d_out")]
     pub out_dir: String,
@@ -159,9 +158,9 @@ impl ExperimentConfig {
         if self.datasets.is_empty() || self.seeds.is_empty() || self.methods.is_empty() {
             return bad("an experiment needs at least one dataset, seed and method".into());
         }
-        if self.ks.contains(&0) {
-            return bad("ks must be positive".into());
-        }
+        self.eval
+            .validate()
+            .map_err(|e| ExperimentError::Config(e.to_string()))?;
         let mut seen = std::collections::HashSet::new();
         let mut out = Vec::new();
         for m in &self.methods {
@@ -218,6 +217,7 @@ impl ExperimentConfig {
             .map_err(|e| what(&format!("train: {e}")))?;
         m.model.validate().map_err(|e| what(&e))?;
         m.method.validate(&m.model).map_err(|e| what(&e))?;
+        m.inputs.validate(&m.method).map_err(|e| what(&e))?;
         train.validate().map_err(|e| what(&e))?;
         Ok(ResolvedMethod {
             row: row.to_string(),
@@ -337,6 +337,7 @@ datasets = ["ml-100k"]
 name = "A"
 model = { backbone = "sasrec", max_len = 200, dropout = 0.2 }
 method = { item_init = "pca", dual_view = true, distill = { alpha = 0.01 } }
+inputs = { item_text = "all-minilm-l6-v2", user_semantic = "item-mean" }
 train = { lr = 0.002 }
 [[methods]]
 name = "B"
@@ -376,5 +377,46 @@ model = { max_len = 50 }
         let e = ExperimentConfig::parse(&text.replace("max_len = 50", "max_len = \"long\""))
             .unwrap_err();
         assert!(e.contains("method `C`") && e.contains("max_len"), "{e}");
+        assert_eq!(b.inputs, a.inputs, "inputs are inherited too");
+    }
+
+    /// Regression (issue 15): a row with `dual_view = true` and no inputs
+    /// resolved as valid and failed only when its run started.
+    #[test]
+    fn a_method_lacking_or_misusing_inputs_fails_at_load_naming_the_row() {
+        let rows = [
+            (
+                "method = { dual_view = true, distill = {} }",
+                "method `LLM-ESR`",
+                "inputs.item_text",
+            ),
+            (
+                "inputs = { item_text = \"all-minilm-l6-v2\", user_semantic = \"item-mean\" }",
+                "method `LLM-ESR`",
+                "inputs.user_semantic is read only by",
+            ),
+        ];
+        for (row, name, key) in rows {
+            let text = format!(
+                "name = \"t\"\ndatasets = [\"ml-100k\"]\n[[methods]]\nname = \"SASRec\"\n\
+                 [[methods]]\nname = \"LLM-ESR\"\n{row}\n"
+            );
+            let e = ExperimentConfig::parse(&text)
+                .unwrap()
+                .resolve()
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(name) && e.contains(key), "{row}: {e}");
+        }
+        let bad_eval = format!("{GOOD}[eval]\nks = [0]\n");
+        let e = ExperimentConfig::parse(&bad_eval)
+            .unwrap()
+            .resolve()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("eval.ks"), "{e}");
+        let e =
+            ExperimentConfig::parse(&format!("{GOOD}[eval]\nprotocol = \"some\"\n")).unwrap_err();
+        assert!(e.contains("some") && e.contains("line"), "{e}");
     }
 }

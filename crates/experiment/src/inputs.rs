@@ -7,9 +7,9 @@
 use std::path::{Path, PathBuf};
 
 use hsuga_data::{DatasetConfig, Prepared};
-use hsuga_hsu::{Engine, HsuConfig, ItemTemplate, Shard, Store};
+use hsuga_hsu::{DatasetRun, HiddenStates, HsuConfig};
 use hsuga_text::{Embeddings, MiniLm, TextEmbedder, fetch, item_embeddings, template_for};
-use hsuga_train::{InputsConfig, SemanticInputs, UserSemantic, item_mean};
+use hsuga_train::{InputsConfig, ItemText, SemanticInputs, UserSemantic, item_mean};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::ExperimentError;
@@ -50,33 +50,26 @@ fn embedder(id: &str, dirs: &InputDirs<'_>) -> Result<MiniLm, ExperimentError> {
     MiniLm::load(dirs.models_dir).map_err(|e| err("loading MiniLM", e))
 }
 
-/// Loads or computes everything `inputs` names for one dataset.
+/// Loads or computes everything `inputs` names for one dataset. The
+/// combination was checked when the config was loaded
+/// ([`InputsConfig::validate`]).
 pub fn semantic_inputs(
     inputs: &InputsConfig,
     dcfg: &DatasetConfig,
     prepared: &Prepared,
     dirs: &InputDirs<'_>,
 ) -> Result<SemanticInputs, ExperimentError> {
-    let user_source = inputs.user_semantic()?;
-    let Some(model) = inputs.item_text.as_deref() else {
-        if user_source.is_some() {
-            return Err(ExperimentError::Inputs(
-                "inputs.user_semantic needs inputs.item_text (the embedder of the user texts)"
-                    .into(),
-            ));
-        }
-        return Ok(SemanticInputs::default());
-    };
-    let (item_text, embedder) = match model.strip_prefix("file:") {
-        Some(path) => {
+    let (item_text, embedder) = match &inputs.item_text {
+        None => (None, None),
+        Some(ItemText::File(path)) => {
             let rows = Rows {
                 want: prepared.dataset.num_items as usize,
                 of: "items",
                 dataset: &dcfg.name,
             };
-            (supplied(path, "item", rows)?, None)
+            (Some(supplied(path, "item", rows)?), None)
         }
-        None => {
+        Some(ItemText::Embedder(model)) => {
             let embedder = embedder(model, dirs)?;
             let template = template_for(dcfg).map_err(|e| err(&dcfg.name, e))?;
             let b = bar(prepared.dataset.num_items as usize, "item texts");
@@ -90,33 +83,36 @@ pub fn semantic_inputs(
             )
             .map_err(|e| err(&format!("{} item embeddings", dcfg.name), e))?;
             b.finish_and_clear();
-            (items.embeddings, Some(embedder))
+            (Some(items.embeddings), Some(embedder))
         }
     };
-    let user_semantic = match user_source {
+    let needs = |what: &str| {
+        ExperimentError::Inputs(format!(
+            "inputs.user_semantic = {what} needs inputs.item_text to name an embedder"
+        ))
+    };
+    let user_semantic = match &inputs.user_semantic {
         None => None,
-        Some(UserSemantic::ItemMean) => Some(item_mean(&prepared.split, &item_text)),
+        Some(UserSemantic::ItemMean) => Some(item_mean(
+            &prepared.split,
+            item_text.as_ref().ok_or_else(|| needs("\"item-mean\""))?,
+        )),
         Some(UserSemantic::File(path)) => {
             let rows = Rows {
                 want: prepared.split.num_users(),
                 of: "users",
                 dataset: &dcfg.name,
             };
-            Some(supplied(&path, "user", rows)?)
+            Some(supplied(path, "user", rows)?)
         }
         Some(UserSemantic::Hsu(name)) => {
-            let Some(embedder) = &embedder else {
-                return Err(ExperimentError::Inputs(format!(
-                    "inputs.user_semantic = \"hsu:{name}\" embeds the interests with the item \
-                     text embedder, but inputs.item_text is a file; supply user embeddings \
-                     as well (`file:users.safetensors`)"
-                )));
-            };
-            Some(hsu_users(&name, dcfg, prepared, embedder, dirs)?)
+            let embedder = embedder.as_ref().ok_or_else(|| needs("{ hsu = … }"))?;
+            Some(hsu_users(name, dcfg, prepared, Some(embedder), dirs)?)
         }
+        Some(UserSemantic::HsuHidden(name)) => Some(hsu_users(name, dcfg, prepared, None, dirs)?),
     };
     Ok(SemanticInputs {
-        item_text: Some(item_text),
+        item_text,
         user_semantic,
     })
 }
@@ -148,37 +144,41 @@ fn supplied(path: &str, what: &str, rows: Rows<'_>) -> Result<Embeddings, Experi
 }
 
 /// Runs HSU under `<hsu_configs>/<name>.toml` over every user (resuming
-/// the dataset's store), then embeds the final interests.
+/// the dataset's store) through the one entry point the `hsuga hsu` command
+/// uses ([`hsuga_hsu::run_dataset`]), then embeds the final interests with
+/// `embedder`, or, without one, reads the in-process LLM's hidden-state
+/// means (asked for on every call, and an error before any work when the
+/// config's back-end has none).
 fn hsu_users(
     name: &str,
     dcfg: &DatasetConfig,
     prepared: &Prepared,
-    embedder: &dyn TextEmbedder,
+    embedder: Option<&dyn TextEmbedder>,
     dirs: &InputDirs<'_>,
 ) -> Result<Embeddings, ExperimentError> {
     let path: PathBuf = dirs.hsu_configs.join(format!("{name}.toml"));
     let resolved = HsuConfig::load(&path).map_err(|e| err(&path.display().to_string(), e))?;
-    let template = ItemTemplate::for_dataset(dcfg)
-        .map_err(|e| err(&format!("{} item template", dcfg.name), e))?;
-    let users = hsuga_hsu::histories(&prepared.dataset, &prepared.split, &template);
-    let lengths: Vec<usize> = prepared.split.train.iter().map(Vec::len).collect();
-    let stage_length = resolved.cfg.stages.resolve(&lengths);
     let db = hsuga_hsu::store::default_path(dirs.cache_dir, &dcfg.name);
-    let store = Store::open(&db).map_err(|e| err(&db.display().to_string(), e))?;
-    let backend = hsuga_hsu::build_backend(&resolved.cfg.backend).map_err(|e| err(name, e))?;
-    let engine = Engine::new(&resolved, backend.as_ref(), &store, stage_length);
-    eprintln!(
-        "hsu `{name}` on {}: {} users, stage length {stage_length}, back-end {}",
-        dcfg.name,
-        users.len(),
-        backend.id()
-    );
-    let b = bar(users.len(), "users");
+    let b = bar(0, "users");
+    let on_start = |p: &hsuga_hsu::Plan| {
+        b.suspend(|| {
+            eprintln!(
+                "hsu `{name}` on {}: {} users, stage length {}, back-end {}",
+                dcfg.name, p.users, p.stage_length, p.backend
+            );
+        });
+        b.set_length(p.users as u64);
+    };
     let progress = |done: usize, _total: usize| b.set_position(done as u64);
-    let report = engine
-        .run(&users, Shard::ALL, Some(&progress))
-        .map_err(|e| err(&format!("hsu `{name}`"), e))?;
+    let mut req = DatasetRun::new(&resolved, dcfg, prepared, &db);
+    if embedder.is_none() {
+        req.hidden = HiddenStates::Required;
+    }
+    req.on_start = Some(&on_start);
+    req.progress = Some(&progress);
+    let done = hsuga_hsu::run_dataset(&req).map_err(|e| err(&format!("hsu `{name}`"), e))?;
     b.finish_and_clear();
+    let report = &done.run;
     if report.users_failed > 0 {
         return Err(ExperimentError::Inputs(format!(
             "hsu `{name}`: {} users have unfinished stages ({}); rerun to resume",
@@ -186,8 +186,21 @@ fn hsu_users(
             report.errors.join("; ")
         )));
     }
+    let Some(embedder) = embedder else {
+        let h = hsuga_hsu::hidden_user_embeddings(
+            &done.store,
+            &resolved.cfg.variant,
+            &prepared.dataset.user_ids,
+        )
+        .map_err(|e| err(&format!("hsu `{name}` hidden states"), e))?;
+        return Ok(Embeddings {
+            rows: prepared.dataset.user_ids.len(),
+            dim: h.dim,
+            data: h.data,
+        });
+    };
     let users = hsuga_hsu::export::user_embeddings(
-        &store,
+        &done.store,
         &resolved.cfg.variant,
         &prepared.dataset,
         embedder,
@@ -201,6 +214,7 @@ fn hsu_users(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hsuga_data::Phase;
 
     #[test]
     fn supplied_matrix_is_read_and_bad_files_are_named() {
@@ -256,18 +270,27 @@ mod tests {
         };
         let users = item_mean(&p.split, &items);
         assert_eq!(users.rows, p.split.train.len());
+        // Every user whose held-out items are not also training items: their
+        // columns must be zero. (Checking one user could pass vacuously.)
+        let mut checked = 0;
+        for u in 0..p.split.num_users() {
+            let row = users.row(u);
+            let norm: f32 = row.iter().map(|v| v * v).sum::<f32>().sqrt();
+            assert!((norm - 1.0).abs() < 1e-5, "user {u} not normalised");
+            let held_out = [Phase::Valid, Phase::Test].map(|ph| p.split.target(ph, u));
+            for held in held_out.into_iter().flatten() {
+                if !p.split.train[u].contains(&held) {
+                    assert_eq!(row[held as usize - 1], 0.0, "user {u}: item {held} leaked");
+                    checked += 1;
+                }
+            }
+        }
+        assert!(
+            checked > p.split.num_users(),
+            "only {checked} held-out items checked"
+        );
         let u = 0;
         let row = users.row(u);
-        let norm: f32 = row.iter().map(|v| v * v).sum::<f32>().sqrt();
-        assert!((norm - 1.0).abs() < 1e-5);
-        let test_item = p.split.test[u] as usize;
-        if !p.split.train[u].contains(&(test_item as u32)) {
-            assert_eq!(
-                row[test_item - 1],
-                0.0,
-                "the test item leaked into the user view"
-            );
-        }
         let first = p.split.train[u][0] as usize;
         assert!(row[first - 1] > 0.0);
     }

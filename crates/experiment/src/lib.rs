@@ -24,7 +24,7 @@ pub use config::{ExperimentConfig, MethodSpec, ResolvedMethod};
 pub use inputs::{InputDirs, semantic_inputs};
 pub use plot::PlotSpec;
 pub use report::{DatasetTable, report};
-pub use runner::{RunOptions, run};
+pub use runner::{RunOptions, run, train_one};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExperimentError {

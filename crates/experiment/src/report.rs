@@ -3,9 +3,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use hsuga_data::{DatasetConfig, Phase, prepare};
+use hsuga_data::Phase;
 use hsuga_eval::table::{ResultTable, RunRecord};
-use hsuga_eval::{Metric, Ranking};
+use hsuga_eval::{Metric, Ranked, Ranking};
 use hsuga_train::{RunConfig, RunReport};
 
 use crate::ExperimentError;
@@ -17,7 +17,11 @@ use crate::tune::choose;
 #[derive(Debug, Clone)]
 pub struct DatasetTable {
     pub dataset: String,
+    /// The table of the selecting protocol (sampled, unless the experiment
+    /// evaluates with full ranking only).
     pub table: ResultTable,
+    /// The full-ranking table beside it, under `protocol = "both"`.
+    pub full: Option<ResultTable>,
     pub dir: PathBuf,
     /// Sensitivity plots written (SVG; a PNG lies beside each).
     pub plots: Vec<PathBuf>,
@@ -25,11 +29,15 @@ pub struct DatasetTable {
 
 /// Builds and writes the tables of every dataset in an experiment folder,
 /// from whatever runs have finished (missing seeds are simply fewer seeds).
-pub fn report(exp_dir: &Path, cache_dir: &Path) -> Result<Vec<DatasetTable>, ExperimentError> {
+/// Everything comes from the run folders (`ranks.csv` carries each user's
+/// groups), so no dataset is prepared again. Under `protocol = "both"` (or
+/// `"full"`) the full-ranking table is written beside the sampled one as
+/// `table-full.{md,csv,json}`.
+pub fn report(exp_dir: &Path) -> Result<Vec<DatasetTable>, ExperimentError> {
     let file = exp_dir.join("experiment.toml");
     let cfg = ExperimentConfig::load(&file)?;
     let resolved = cfg.resolve()?;
-    let metrics = Metric::at(&cfg.ks);
+    let metrics = Metric::at(&cfg.eval.ks);
     let mut out = Vec::new();
     let mut all_md = format!("# {}\n\n", cfg.name);
     for entry in sorted_dirs(exp_dir)? {
@@ -37,8 +45,7 @@ pub fn report(exp_dir: &Path, cache_dir: &Path) -> Result<Vec<DatasetTable>, Exp
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let mut records = Vec::new();
-        let mut prepared = None;
+        let mut records: BTreeMap<Ranked, Vec<RunRecord>> = BTreeMap::new();
         let mut tuning = String::new();
         let mut neighbours = String::new();
         let mut builds: BTreeMap<Option<String>, usize> = BTreeMap::new();
@@ -54,7 +61,7 @@ pub fn report(exp_dir: &Path, cache_dir: &Path) -> Result<Vec<DatasetTable>, Exp
             }
             let scores: Vec<Vec<f64>> = finished
                 .iter()
-                .map(|runs| runs.iter().map(|r| r.valid_ndcg).collect())
+                .map(|runs| runs.iter().map(|r| r.selection).collect())
                 .collect();
             let Some(chosen) = choose(&scores) else {
                 continue;
@@ -68,27 +75,38 @@ pub fn report(exp_dir: &Path, cache_dir: &Path) -> Result<Vec<DatasetTable>, Exp
             for run in &finished[chosen] {
                 *builds.entry(run.build.clone()).or_default() += 1;
                 let run_cfg = RunConfig::load(&run.dir.join("config.toml"))?;
-                if prepared.is_none() {
-                    let dcfg = DatasetConfig::load(Path::new(&run_cfg.dataset))?;
-                    prepared = Some(prepare(&dcfg, cache_dir)?);
+                for (protocol, ranking) in read_rankings(&run.dir.join("ranks.csv"))? {
+                    records.entry(protocol).or_default().push(RunRecord {
+                        method: m.name.clone(),
+                        seed: run_cfg.seed,
+                        ranking,
+                    });
                 }
-                let p = prepared.as_ref().expect("set above");
-                let ranks = read_test_ranks(&run.dir.join("ranks.csv"), p.split.num_users())?;
-                records.push(RunRecord {
-                    method: m.name.clone(),
-                    seed: run_cfg.seed,
-                    ranking: Ranking::new(Phase::Test, &p.split, ranks),
-                });
             }
         }
-        let Some(p) = prepared else { continue };
-        let title = format!("{} — {}", cfg.name, dataset);
-        let table = ResultTable::build(&title, &records, &p.groups, &metrics, &|m| cfg.base_of(m));
-        table
-            .write_all(&entry, "table")
-            .map_err(|e| ExperimentError::io(&entry, e))?;
-        all_md.push_str(&table.to_markdown());
-        all_md.push('\n');
+        if records.is_empty() {
+            continue;
+        }
+        let mut tables = Vec::new();
+        for (protocol, records) in &records {
+            let (title, stem) = match protocol {
+                Ranked::Sampled => (format!("{} — {}", cfg.name, dataset), "table".to_string()),
+                Ranked::Full => (
+                    format!("{} — {} (full ranking)", cfg.name, dataset),
+                    "table-full".to_string(),
+                ),
+            };
+            let table = ResultTable::build(&title, records, &metrics, &|m| cfg.base_of(m));
+            table
+                .write_all(&entry, &stem)
+                .map_err(|e| ExperimentError::io(&entry, e))?;
+            all_md.push_str(&table.to_markdown());
+            all_md.push('\n');
+            tables.push(table);
+        }
+        // Plots and the caller read the protocol that selects epochs.
+        let table = tables.remove(0);
+        let full = tables.pop();
         let file = entry.join("tuning.md");
         if !tuning.is_empty() {
             let text = format!("{TUNING_HEAD}{tuning}");
@@ -113,6 +131,7 @@ pub fn report(exp_dir: &Path, cache_dir: &Path) -> Result<Vec<DatasetTable>, Exp
         out.push(DatasetTable {
             dataset,
             table,
+            full,
             dir: entry,
             plots,
         });
@@ -171,11 +190,11 @@ fn builds_line(builds: &BTreeMap<Option<String>, usize>) -> String {
     format!("Trained by: {}.\n\n", list.join(", "))
 }
 
-/// One finished run of a folder, with its best validation NDCG@K and the
-/// build that trained it.
+/// One finished run of a folder, with its best validation value of the
+/// selection metric and the build that trained it.
 struct Finished {
     dir: PathBuf,
-    valid_ndcg: f64,
+    selection: f64,
     build: Option<String>,
 }
 
@@ -195,7 +214,7 @@ fn finished_runs(method_dir: &Path) -> Result<Vec<Finished>, ExperimentError> {
             serde_json::from_str(&text).map_err(|e| ExperimentError::io(&file, e))?;
         out.push(Finished {
             dir,
-            valid_ndcg: r.valid.ndcg,
+            selection: r.selection(),
             build: r.build,
         });
     }
@@ -231,35 +250,103 @@ fn sorted_dirs(dir: &Path) -> Result<Vec<PathBuf>, ExperimentError> {
     Ok(v)
 }
 
-/// Reads `user,valid_rank,test_rank` lines; every user must be present once.
-fn read_test_ranks(path: &Path, users: usize) -> Result<Vec<usize>, ExperimentError> {
+/// Reads a run's `ranks.csv` (see `hsuga_train::log::ranks_csv`): one
+/// test [`Ranking`] per protocol it holds, each user's groups included.
+fn read_rankings(path: &Path) -> Result<Vec<(Ranked, Ranking)>, ExperimentError> {
     let text = std::fs::read_to_string(path).map_err(|e| ExperimentError::io(path, e))?;
     let bad = |line: usize, m: &str| ExperimentError::Run {
         path: format!("{}:{line}", path.display()),
         message: m.to_string(),
     };
-    let mut ranks = vec![None; users];
-    for (i, line) in text.lines().enumerate().skip(1) {
-        let f: Vec<&str> = line.split(',').collect();
-        let (Some(u), Some(t)) = (f.first(), f.get(2)) else {
-            return Err(bad(i + 1, "expected user,valid_rank,test_rank"));
-        };
-        let u: usize = u.parse().map_err(|_| bad(i + 1, "user is not an index"))?;
-        let t: usize = t
-            .parse()
-            .map_err(|_| bad(i + 1, "test_rank is not a number"))?;
-        *ranks.get_mut(u).ok_or_else(|| {
-            bad(
-                i + 1,
-                "user index beyond the dataset: ranks from another dataset?",
-            )
-        })? = Some(t);
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap_or("").split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name);
+    let (Some(user), Some(item), Some(head_user), Some(head_item)) = (
+        col("user"),
+        col("test_item"),
+        col("head_user"),
+        col("head_item"),
+    ) else {
+        return Err(bad(
+            1,
+            "expected the columns user, test_item, head_user and head_item \
+             (a run folder from an older build: train it again)",
+        ));
+    };
+    let protocols: Vec<(Ranked, usize)> = [
+        (Ranked::Sampled, col("test_rank")),
+        (Ranked::Full, col("test_full_rank")),
+    ]
+    .into_iter()
+    .filter_map(|(p, c)| c.map(|c| (p, c)))
+    .collect();
+    if protocols.is_empty() {
+        return Err(bad(1, "no test_rank or test_full_rank column"));
     }
-    ranks
-        .into_iter()
-        .enumerate()
-        .map(|(u, r)| r.ok_or_else(|| bad(0, &format!("no rank for user {u}"))))
-        .collect()
+    let mut users: Vec<usize> = Vec::new();
+    let mut targets = Vec::new();
+    let mut head_users = Vec::new();
+    let mut head_targets = Vec::new();
+    let mut ranks: Vec<Vec<usize>> = vec![Vec::new(); protocols.len()];
+    for (i, line) in lines.enumerate() {
+        let n = i + 2;
+        let f: Vec<&str> = line.split(',').collect();
+        let field = |c: usize, what: &str| -> Result<&str, ExperimentError> {
+            f.get(c)
+                .copied()
+                .ok_or_else(|| bad(n, &format!("no {what} field")))
+        };
+        let number = |c: usize, what: &str| -> Result<usize, ExperimentError> {
+            field(c, what)?
+                .parse()
+                .map_err(|_| bad(n, &format!("{what} is not a number")))
+        };
+        let u = number(user, "user")?;
+        if users.last().is_some_and(|&last| u <= last) {
+            return Err(bad(n, "users must be listed in ascending order, each once"));
+        }
+        users.push(u);
+        targets.push(number(item, "test_item")? as u32);
+        let flag = |c: usize, what: &str| -> Result<bool, ExperimentError> {
+            match field(c, what)? {
+                "1" | "true" => Ok(true),
+                "0" | "false" => Ok(false),
+                _ => Err(bad(n, &format!("{what} must be 0 or 1"))),
+            }
+        };
+        head_users.push(flag(head_user, "head_user")?);
+        head_targets.push(flag(head_item, "head_item")?);
+        for (r, &(p, c)) in ranks.iter_mut().zip(&protocols) {
+            r.push(number(
+                c,
+                if p == Ranked::Full {
+                    "test_full_rank"
+                } else {
+                    "test_rank"
+                },
+            )?);
+        }
+    }
+    if targets.is_empty() {
+        return Err(bad(1, "no users"));
+    }
+    Ok(protocols
+        .iter()
+        .zip(ranks)
+        .map(|(&(p, _), ranks)| {
+            (
+                p,
+                Ranking {
+                    phase: Phase::Test,
+                    users: users.clone(),
+                    ranks,
+                    targets: targets.clone(),
+                    head_users: head_users.clone(),
+                    head_targets: head_targets.clone(),
+                },
+            )
+        })
+        .collect())
 }
 
 #[cfg(test)]
@@ -277,7 +364,7 @@ mod tests {
             }
             Finished {
                 dir: d,
-                valid_ndcg: 0.0,
+                selection: 0.0,
                 build: None,
             }
         };
@@ -309,23 +396,47 @@ mod tests {
     }
 
     #[test]
-    fn ranks_file_must_cover_every_user() {
+    fn ranks_file_gives_a_self_contained_ranking_per_protocol() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("ranks.csv");
-        std::fs::write(&p, "user,valid_rank,test_rank\n0,3,4\n1,0,9\n").unwrap();
-        assert_eq!(read_test_ranks(&p, 2).unwrap(), vec![4, 9]);
+        std::fs::write(
+            &p,
+            "user,valid_rank,test_rank,valid_full_rank,test_full_rank,test_item,head_user,head_item\n\
+             0,3,4,30,40,7,1,0\n1,0,9,2,90,8,0,1\n",
+        )
+        .unwrap();
+        let got = read_rankings(&p).unwrap();
+        assert_eq!(got.len(), 2);
+        let (p0, sampled) = &got[0];
+        let (p1, full) = &got[1];
+        assert_eq!((*p0, *p1), (Ranked::Sampled, Ranked::Full));
+        assert_eq!(sampled.ranks, vec![4, 9]);
+        assert_eq!(full.ranks, vec![40, 90]);
+        assert_eq!(sampled.targets, vec![7, 8]);
+        assert_eq!(sampled.head_users, vec![true, false]);
+        assert_eq!(full.head_targets, vec![false, true]);
+
+        let e = |text: &str| {
+            std::fs::write(&p, text).unwrap();
+            read_rankings(&p).unwrap_err().to_string()
+        };
+        let old = e("user,valid_rank,test_rank\n0,3,4\n");
         assert!(
-            read_test_ranks(&p, 3)
-                .unwrap_err()
-                .to_string()
-                .contains("no rank for user 2")
+            old.contains("older build") && old.contains("ranks.csv:1"),
+            "{old}"
         );
-        std::fs::write(&p, "user,valid_rank,test_rank\n0,3,x\n").unwrap();
+        let head = "user,valid_rank,test_rank,test_item,head_user,head_item\n";
+        let x = e(&format!("{head}0,3,x,7,1,0\n"));
+        assert!(x.contains("ranks.csv:2") && x.contains("test_rank"), "{x}");
+        let back = e(&format!("{head}2,3,4,7,1,0\n1,1,1,7,1,0\n"));
         assert!(
-            read_test_ranks(&p, 1)
-                .unwrap_err()
-                .to_string()
-                .contains("ranks.csv:2")
+            back.contains("ranks.csv:3") && back.contains("ascending"),
+            "{back}"
         );
+        // Users without a target (min_eval_interactions) leave gaps.
+        std::fs::write(&p, format!("{head}0,3,4,7,1,0\n2,1,1,8,0,0\n")).unwrap();
+        assert_eq!(read_rankings(&p).unwrap()[0].1.users, vec![0, 2]);
+        let flag = e(&format!("{head}0,3,4,7,2,0\n"));
+        assert!(flag.contains("head_user must be 0 or 1"), "{flag}");
     }
 }

@@ -80,6 +80,11 @@ pub fn run(
         let dcfg = DatasetConfig::load(&path)?;
         datasets.push((path, dcfg));
     }
+    let rows: Vec<(&str, &InputsConfig)> = methods
+        .iter()
+        .map(|m| (m.name.as_str(), &m.inputs))
+        .collect();
+    preflight(&rows, &datasets, opts.hsu_configs)?;
     let plan = plan(cfg, &methods, &datasets, &exp_dir, opts)?;
     let total = datasets.len() * methods.len() * cfg.seeds.len();
     let before = total - plan.pending.len() - plan.adopted;
@@ -94,7 +99,72 @@ pub fn run(
         );
     }
     train_all(&plan, opts)?;
-    report(&exp_dir, opts.cache_dir)
+    report(&exp_dir)
+}
+
+/// What can be checked against the datasets and HSU configs before any
+/// work: a row embedding item text on a dataset without a `[text]`
+/// template, or naming an HSU config that does not exist, fails here
+/// rather than when its run comes up (possibly hours into a grid).
+fn preflight(
+    rows: &[(&str, &InputsConfig)],
+    datasets: &[(PathBuf, DatasetConfig)],
+    hsu_configs: &Path,
+) -> Result<(), ExperimentError> {
+    for &(name, inputs) in rows {
+        let row = |msg: String| ExperimentError::Config(format!("method `{name}`: {msg}"));
+        if let Some(name) = inputs.user_semantic.as_ref().and_then(|u| u.hsu_config()) {
+            let f = hsu_configs.join(format!("{name}.toml"));
+            if !f.is_file() {
+                return Err(row(format!(
+                    "inputs.user_semantic names HSU config `{name}`, but {} does not exist",
+                    f.display()
+                )));
+            }
+        }
+        if let Some(hsuga_train::ItemText::Embedder(id)) = &inputs.item_text {
+            for (path, d) in datasets {
+                if d.text.is_none() {
+                    return Err(row(format!(
+                        "inputs.item_text = \"{id}\" embeds item text, but dataset `{}` \
+                         ({}) has no [text] template (no item text); supply embeddings \
+                         with item_text = {{ file = \"…\" }}",
+                        d.name,
+                        path.display()
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One run config end to end, as `hsuga train` runs it: the checks, the
+/// semantic inputs, the candidates and the trainer of a grid's runs, so the
+/// two commands cannot drift apart.
+pub fn train_one(
+    cfg: &RunConfig,
+    dirs: &InputDirs<'_>,
+    resolve_dataset: &dyn Fn(&str) -> Result<PathBuf, String>,
+    progress: Progress,
+) -> Result<hsuga_train::RunReport, ExperimentError> {
+    cfg.validate()?;
+    let path = resolve_dataset(&cfg.dataset).map_err(ExperimentError::Config)?;
+    let dcfg = DatasetConfig::load(&path)?;
+    preflight(
+        &[(cfg.name.as_str(), &cfg.inputs)],
+        &[(path, dcfg.clone())],
+        dirs.hsu_configs,
+    )?;
+    // Refuses a folder holding another config before any data work.
+    if let Some(done) = hsuga_train::check_dir(cfg)? {
+        return Ok(done);
+    }
+    let data = prepare(&dcfg, dirs.cache_dir)?;
+    let semantic = semantic_inputs(&cfg.inputs, &dcfg, &data, dirs)?;
+    let cands = candidates(&data, cfg.negatives, cfg.seed)?;
+    let _span = tracing::info_span!("train", run = %cfg.name, seed = cfg.seed).entered();
+    Ok(hsuga_train::run(cfg, &data, &cands, &semantic, progress)?)
 }
 
 /// The run folders of the named rows (all when none are named); a name
@@ -158,6 +228,7 @@ fn plan(
                     model: m.model.clone(),
                     method: m.method.clone(),
                     inputs: m.inputs.clone(),
+                    eval: cfg.eval.clone(),
                     train: hsuga_train::TrainSettings {
                         progress: opts.progress,
                         ..m.train.clone()
@@ -284,13 +355,15 @@ fn train_all(plan: &Plan, opts: &RunOptions<'_>) -> Result<(), ExperimentError> 
                     });
                     match got {
                         Ok(r) => say(format!(
-                            "    {} test HR@{k} {:.4}  NDCG@{k} {:.4}  (best epoch {}, {:.0} s)",
+                            "    {} test {}  (best epoch {}, {:.0} s)",
                             p.label,
-                            r.test.hr,
-                            r.test.ndcg,
+                            r.test
+                                .iter()
+                                .map(|m| m.describe())
+                                .collect::<Vec<_>>()
+                                .join("  "),
                             r.best_epoch,
                             r.train_seconds,
-                            k = r.test.k
                         )),
                         Err(e) => {
                             if let Ok(mut f) = failure.lock() {

@@ -24,12 +24,7 @@ fn shipped_experiments_resolve() {
             assert!(f.is_file(), "{}: no dataset {d}", path.display());
         }
         for m in &methods {
-            if let Some(name) = m
-                .inputs
-                .user_semantic
-                .as_deref()
-                .and_then(|s| s.strip_prefix("hsu:"))
-            {
+            if let Some(name) = m.inputs.user_semantic.as_ref().and_then(|u| u.hsu_config()) {
                 let f = configs.join("hsu").join(format!("{name}.toml"));
                 assert!(
                     f.is_file(),

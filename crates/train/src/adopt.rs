@@ -134,9 +134,12 @@ pub fn adopt(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::Metrics;
     use crate::run::check_dir;
-    use hsuga_eval::Summary;
+    use hsuga_eval::{Means, Metric, Ranked};
+
+    fn ndcg(r: &RunReport) -> f64 {
+        r.headline().unwrap().get(Metric::Ndcg(10))
+    }
 
     fn scan(roots: &[PathBuf]) -> Finished {
         Finished::scan(roots).unwrap()
@@ -157,20 +160,20 @@ mod tests {
         std::fs::write(dir.join(CONFIG), cfg.to_toml()).unwrap();
         std::fs::write(dir.join(INPUTS_DIGEST), digest).unwrap();
         std::fs::write(dir.join("best.safetensors"), b"weights").unwrap();
-        let test = Metrics {
-            k: 10,
-            hr: 0.5,
-            ndcg,
+        let test = Means {
+            protocol: Ranked::Sampled,
             users: 3,
+            values: [(Metric::Hr(10), 0.5), (Metric::Ndcg(10), ndcg)].into(),
         };
         let report = RunReport {
             dir: dir.clone(),
             best_epoch: 4,
             epochs_run: 9,
             train_seconds: 1.0,
-            valid: test,
-            test,
-            groups: Summary { columns: vec![] },
+            select: Metric::Ndcg(10),
+            valid: test.clone(),
+            test: vec![test],
+            groups: vec![],
             reused: false,
             build: None,
         };
@@ -189,7 +192,7 @@ mod tests {
             .unwrap()
             .expect("adopted");
         let dst = run_dir(&cfg);
-        assert_eq!((got.test.ndcg, got.reused, &got.dir), (0.42, true, &dst));
+        assert_eq!((ndcg(&got), got.reused, &got.dir), (0.42, true, &dst));
         assert_eq!(
             std::fs::read(dst.join("best.safetensors")).unwrap(),
             b"weights"
@@ -198,7 +201,7 @@ mod tests {
         assert_eq!(from.trim(), src.display().to_string());
         // The copy is a finished run of its own config, with its own folder.
         let again = check_dir(&cfg).unwrap().expect("finished");
-        assert_eq!((again.test.ndcg, &again.dir), (0.42, &dst));
+        assert_eq!((ndcg(&again), &again.dir), (0.42, &dst));
         // Adopted again elsewhere, it still names the run that trained.
         let third = config(&root.path().join("table4/ml-100k"), "p50", "");
         adopt(&third, "abc", &scan(&[mine]))
@@ -225,11 +228,7 @@ mod tests {
         // The matching one, once there, is found among them.
         finished(&config(&other, "v", ""), "abc", 0.45);
         assert_eq!(
-            adopt(&cfg, "abc", &scan(&roots))
-                .unwrap()
-                .unwrap()
-                .test
-                .ndcg,
+            ndcg(&adopt(&cfg, "abc", &scan(&roots)).unwrap().unwrap()),
             0.45
         );
     }

@@ -17,6 +17,7 @@
 
 use std::path::Path;
 
+use hsuga_eval::EvalConfig;
 use hsuga_model::{Fusion, ModelConfig};
 use hsuga_retrieval::RetrievalConfig;
 use serde::{Deserialize, Serialize};
@@ -41,9 +42,6 @@ fn d_one() -> usize {
 fn d_eval_batch() -> usize {
     512 // ours: evaluation holds no autodiff graph
 }
-fn d_k() -> usize {
-    10 // the paper's HR@10 / NDCG@10
-}
 fn d_true() -> bool {
     true
 }
@@ -63,7 +61,8 @@ pub struct TrainSettings {
     /// Upper bound on training epochs.
     #[serde(default = "d_epochs")]
     pub epochs: usize,
-    /// Stop after this many evaluations without a better validation NDCG@K.
+    /// Stop after this many evaluations without a better validation
+    /// `eval.select` (NDCG@10 by default).
     #[serde(default = "d_patience")]
     pub patience: usize,
     /// Evaluate on the validation targets every this many epochs.
@@ -71,9 +70,6 @@ pub struct TrainSettings {
     pub eval_every: usize,
     #[serde(default = "d_eval_batch")]
     pub eval_batch_size: usize,
-    /// The K of the selection metric NDCG@K.
-    #[serde(default = "d_k")]
-    pub metric_k: usize,
     /// Group training sequences of similar length into batches (shuffled
     /// batch order), so that batches pad little.
     #[serde(default = "d_true")]
@@ -106,9 +102,6 @@ impl TrainSettings {
         }
         if self.eval_every == 0 {
             return bad("train.eval_every must be at least 1");
-        }
-        if self.metric_k == 0 {
-            return bad("train.metric_k must be at least 1");
         }
         Ok(())
     }
@@ -144,6 +137,9 @@ pub struct RunConfig {
     pub model: ModelConfig,
     #[serde(default)]
     pub train: TrainSettings,
+    /// Protocols (sampled, full or both), cut-offs and the selection metric.
+    #[serde(default)]
+    pub eval: EvalConfig,
     #[serde(default)]
     pub method: MethodConfig,
     #[serde(default)]
@@ -368,18 +364,34 @@ impl MethodConfig {
 /// Where semantic inputs come from (`[inputs]`). The train crate only checks
 /// that a method has what it needs; the caller loads the matrices
 /// ([`crate::SemanticInputs`]).
+///
+/// ```toml
+/// [inputs]
+/// item_text = "all-minilm-l6-v2"            # or { file = "items.safetensors" }
+/// user_semantic = { hsu = "rules" }         # or "item-mean", { hsu-hidden = "local-small" },
+///                                           #    { file = "users.safetensors" }
+/// ```
+///
+/// The older string forms (`"hsu:rules"`, `"file:items.safetensors"`) are
+/// still read.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InputsConfig {
-    /// Embedder id of the item text embeddings, e.g. `all-minilm-l6-v2`, or
-    /// `file:<matrix.safetensors>` for embeddings you supply (one row per item).
+    /// Item text embeddings: an embedder id, or a matrix you supply (one row per item).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub item_text: Option<String>,
-    /// User semantic embeddings: `item-mean` (mean of the user's training
-    /// items' text embeddings), `hsu:<hsu config name>`, e.g. `hsu:rules`, or
-    /// `file:<matrix.safetensors>` (one row per user, in dataset user order).
+    pub item_text: Option<ItemText>,
+    /// User semantic embeddings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user_semantic: Option<String>,
+    pub user_semantic: Option<UserSemantic>,
+}
+
+/// A parsed `inputs.item_text`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ItemText {
+    /// Embedded by this embedder (`all-minilm-l6-v2`).
+    Embedder(String),
+    /// A matrix the user supplies (safetensors, one row per item).
+    File(String),
 }
 
 /// A parsed `inputs.user_semantic`.
@@ -387,53 +399,179 @@ pub struct InputsConfig {
 pub enum UserSemantic {
     /// Mean of the user's training items' text embeddings.
     ItemMean,
-    /// HSU's final interests under the named HSU config.
+    /// HSU's final interests under the named HSU config, embedded by the
+    /// item text embedder.
     Hsu(String),
+    /// The mean of the in-process LLM's last hidden states over the tokens it
+    /// generated for the user's final interests (what the official HSUGA
+    /// code uses), under the named HSU config.
+    HsuHidden(String),
     /// A matrix the user supplies (safetensors, one row per user).
     File(String),
 }
 
-impl InputsConfig {
-    /// The parsed `user_semantic`, if set.
-    pub fn user_semantic(&self) -> Result<Option<UserSemantic>, TrainError> {
-        match self.user_semantic.as_deref() {
-            None => Ok(None),
-            Some("item-mean") => Ok(Some(UserSemantic::ItemMean)),
-            Some(s) => match (s.strip_prefix("hsu:"), s.strip_prefix("file:")) {
-                (Some(name), _) if !name.is_empty() => {
-                    Ok(Some(UserSemantic::Hsu(name.to_string())))
-                }
-                (_, Some(path)) if !path.is_empty() => {
-                    Ok(Some(UserSemantic::File(path.to_string())))
-                }
-                _ => Err(TrainError::Config(format!(
-                    "inputs.user_semantic = `{s}`: expected `item-mean`, `hsu:<hsu config name>` \
-                     or `file:<matrix.safetensors>`"
-                ))),
+/// A `key = "value"` table of one entry, or a string, as an input is written.
+fn one_entry(v: toml::Value, what: &str, keys: &str) -> Result<(String, String), String> {
+    match v {
+        toml::Value::String(s) => Ok((String::new(), s)),
+        toml::Value::Table(t) if t.len() == 1 => {
+            let (k, v) = t.into_iter().next().expect("one entry");
+            match v {
+                toml::Value::String(s) if !s.is_empty() => Ok((k, s)),
+                _ => Err(format!("inputs.{what}.{k} must be a non-empty string")),
+            }
+        }
+        _ => Err(format!(
+            "inputs.{what} must be a string or a table with one of {keys}"
+        )),
+    }
+}
+
+impl ItemText {
+    fn parse(v: toml::Value) -> Result<Self, String> {
+        let (key, value) = one_entry(v, "item_text", "`file`, `embedder`")?;
+        match key.as_str() {
+            "" => match value.strip_prefix("file:") {
+                Some(path) if !path.is_empty() => Ok(ItemText::File(path.into())),
+                Some(_) => Err("inputs.item_text = \"file:\" names no file".into()),
+                None if value.is_empty() => Err("inputs.item_text is empty".into()),
+                None => Ok(ItemText::Embedder(value)),
             },
+            "file" => Ok(ItemText::File(value)),
+            "embedder" => Ok(ItemText::Embedder(value)),
+            other => Err(format!(
+                "inputs.item_text.{other}: unknown source (expected `file` or `embedder`)"
+            )),
+        }
+    }
+}
+
+impl UserSemantic {
+    fn parse(v: toml::Value) -> Result<Self, String> {
+        let (key, value) = one_entry(v, "user_semantic", "`hsu`, `hsu-hidden`, `file`")?;
+        let (key, value) = match key.as_str() {
+            "" if value == "item-mean" => return Ok(UserSemantic::ItemMean),
+            // The string forms: `hsu:<name>`, `hsu-hidden:<name>`, `file:<path>`.
+            "" => match value.split_once(':') {
+                Some((k, v)) if !v.is_empty() => (k.to_string(), v.to_string()),
+                _ => {
+                    return Err(format!(
+                        "inputs.user_semantic = `{value}`: expected \"item-mean\", \
+                         {{ hsu = \"<hsu config>\" }}, {{ hsu-hidden = \"<hsu config>\" }} \
+                         or {{ file = \"<matrix.safetensors>\" }}"
+                    ));
+                }
+            },
+            _ => (key, value),
+        };
+        match key.as_str() {
+            "hsu" => Ok(UserSemantic::Hsu(value)),
+            "hsu-hidden" => Ok(UserSemantic::HsuHidden(value)),
+            "file" => Ok(UserSemantic::File(value)),
+            other => Err(format!(
+                "inputs.user_semantic: unknown source `{other}` (expected item-mean, hsu, \
+                 hsu-hidden or file)"
+            )),
         }
     }
 
-    fn validate(&self, method: &MethodConfig) -> Result<(), TrainError> {
-        let user = self.user_semantic()?;
-        if method.needs_item_text() && self.item_text.as_deref().is_none_or(str::is_empty) {
-            return Err(TrainError::Config(
-                "method.item_init = \"pca\" and method.dual_view need inputs.item_text \
-                 (the item text embedder id, e.g. \"all-minilm-l6-v2\")"
-                    .into(),
-            ));
+    /// The HSU config it runs, if any.
+    pub fn hsu_config(&self) -> Option<&str> {
+        match self {
+            UserSemantic::Hsu(n) | UserSemantic::HsuHidden(n) => Some(n),
+            _ => None,
         }
-        if user == Some(UserSemantic::ItemMean) && self.item_text.is_none() {
-            return Err(TrainError::Config(
-                "inputs.user_semantic = \"item-mean\" needs inputs.item_text".into(),
-            ));
+    }
+}
+
+impl Serialize for ItemText {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match self {
+            ItemText::Embedder(id) => s.serialize_str(id),
+            ItemText::File(path) => {
+                let mut m = s.serialize_map(Some(1))?;
+                m.serialize_entry("file", path)?;
+                m.end()
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ItemText {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        ItemText::parse(toml::Value::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for UserSemantic {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let (key, value) = match self {
+            UserSemantic::ItemMean => return s.serialize_str("item-mean"),
+            UserSemantic::Hsu(n) => ("hsu", n),
+            UserSemantic::HsuHidden(n) => ("hsu-hidden", n),
+            UserSemantic::File(p) => ("file", p),
+        };
+        let mut m = s.serialize_map(Some(1))?;
+        m.serialize_entry(key, value)?;
+        m.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for UserSemantic {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        UserSemantic::parse(toml::Value::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+impl InputsConfig {
+    /// Rejects a method that lacks an input it needs or names one it cannot
+    /// use, so that a grid fails when its file is read, not hours in.
+    pub fn validate(&self, method: &MethodConfig) -> Result<(), TrainError> {
+        let bad = |m: &str| Err(TrainError::Config(m.to_string()));
+        let user = self.user_semantic.as_ref();
+        let embedded = matches!(self.item_text, Some(ItemText::Embedder(_)));
+        if method.needs_item_text() && self.item_text.is_none() {
+            return bad(
+                "method.item_init = \"pca\" and method.dual_view need inputs.item_text \
+                 (the item text embedder id, e.g. \"all-minilm-l6-v2\", or { file = \"…\" })",
+            );
         }
         if method.needs_user_semantic() && user.is_none() {
-            return Err(TrainError::Config(
+            return bad(
                 "method.distill and method.fusion need inputs.user_semantic \
-                 (\"item-mean\" or \"hsu:<hsu config name>\")"
-                    .into(),
-            ));
+                 (\"item-mean\", { hsu = \"<hsu config>\" }, { hsu-hidden = \"<hsu config>\" } \
+                 or { file = \"…\" })",
+            );
+        }
+        if user.is_some() && !method.needs_user_semantic() {
+            return bad(
+                "inputs.user_semantic is read only by method.distill or method.fusion; \
+                 this method has neither (remove the input or add the method part)",
+            );
+        }
+        match user {
+            Some(UserSemantic::ItemMean) if self.item_text.is_none() => {
+                return bad("inputs.user_semantic = \"item-mean\" needs inputs.item_text");
+            }
+            Some(UserSemantic::Hsu(_)) if !embedded => {
+                return bad(
+                    "inputs.user_semantic = { hsu = … } embeds the interests with the item \
+                     text embedder: inputs.item_text must name one (not a file); supply \
+                     user embeddings as { file = \"…\" } instead",
+                );
+            }
+            _ => {}
+        }
+        let item_text_read = method.needs_item_text()
+            || matches!(user, Some(UserSemantic::ItemMean | UserSemantic::Hsu(_)));
+        if self.item_text.is_some() && !item_text_read {
+            return bad(
+                "inputs.item_text is read only by method.item_init = \"pca\", \
+                 method.dual_view, or a user_semantic of item-mean or hsu; this method \
+                 reads it nowhere (remove the input or add the method part)",
+            );
         }
         Ok(())
     }
@@ -464,6 +602,9 @@ impl RunConfig {
         }
         self.model.validate()?;
         self.train.validate()?;
+        self.eval
+            .validate()
+            .map_err(|e| TrainError::Config(e.to_string()))?;
         self.method.validate(&self.model)?;
         self.inputs.validate(&self.method)
     }
@@ -506,5 +647,102 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("bogus"), "{e}");
+    }
+
+    fn inputs(text: &str) -> Result<RunConfig, String> {
+        RunConfig::from_toml(&format!("name=\"x\"\ndataset=\"d\"\n{text}"))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn inputs_are_typed_and_the_string_forms_still_read() {
+        let dual = "[method]\ndual_view = true\ndistill = {}\n[inputs]\n";
+        let typed = inputs(&format!(
+            "{dual}item_text = \"all-minilm-l6-v2\"\nuser_semantic = {{ hsu = \"rules\" }}"
+        ))
+        .unwrap();
+        let old = inputs(&format!(
+            "{dual}item_text = \"all-minilm-l6-v2\"\nuser_semantic = \"hsu:rules\""
+        ))
+        .unwrap();
+        assert_eq!(typed, old);
+        assert_eq!(
+            typed.inputs.user_semantic,
+            Some(UserSemantic::Hsu("rules".into()))
+        );
+        // The resolved config writes the typed form and reads back equal.
+        assert!(
+            typed.to_toml().contains("hsu = \"rules\""),
+            "{}",
+            typed.to_toml()
+        );
+        assert_eq!(RunConfig::from_toml(&typed.to_toml()).unwrap(), typed);
+        let files = inputs(&format!(
+            "{dual}item_text = \"file:i.safetensors\"\nuser_semantic = {{ file = \"u.safetensors\" }}"
+        ))
+        .unwrap();
+        assert_eq!(
+            files.inputs.item_text,
+            Some(ItemText::File("i.safetensors".into()))
+        );
+        assert_eq!(RunConfig::from_toml(&files.to_toml()).unwrap(), files);
+        let hidden = inputs(
+            "[method]\nfusion = \"gate\"\n[inputs]\nuser_semantic = { hsu-hidden = \"local-small\" }",
+        )
+        .unwrap();
+        assert_eq!(
+            hidden.inputs.user_semantic,
+            Some(UserSemantic::HsuHidden("local-small".into()))
+        );
+        let e = inputs(&format!(
+            "{dual}item_text = \"m\"\nuser_semantic = {{ llm = \"x\" }}"
+        ))
+        .unwrap_err();
+        assert!(e.contains("unknown source `llm`"), "{e}");
+        let e = inputs(&format!(
+            "{dual}item_text = \"m\"\nuser_semantic = \"hsu:\""
+        ))
+        .unwrap_err();
+        assert!(e.contains("expected \"item-mean\""), "{e}");
+    }
+
+    /// Regression (issue 15): a row whose method needs an input it does not
+    /// name, or names one it cannot use, passed loading and failed only
+    /// when its run started.
+    #[test]
+    fn method_and_inputs_mismatches_are_load_errors() {
+        let cases = [
+            ("[method]\ndual_view = true\n", "need inputs.item_text"),
+            ("[method]\nitem_init = \"pca\"\n", "need inputs.item_text"),
+            (
+                "[method]\ndistill = {}\n[inputs]\nitem_text = \"m\"\n",
+                "need inputs.user_semantic",
+            ),
+            (
+                "[inputs]\nitem_text = \"m\"\nuser_semantic = \"item-mean\"\n",
+                "read only by method.distill or method.fusion",
+            ),
+            ("[inputs]\nitem_text = \"m\"\n", "reads it nowhere"),
+            (
+                "[method]\nfusion = \"gate\"\n[inputs]\nuser_semantic = \"item-mean\"\n",
+                "\"item-mean\" needs inputs.item_text",
+            ),
+            (
+                "[method]\nfusion = \"add\"\n[inputs]\nitem_text = { file = \"i\" }\nuser_semantic = { hsu = \"rules\" }\n",
+                "must name one (not a file)",
+            ),
+        ];
+        for (text, want) in cases {
+            let e = inputs(text).unwrap_err();
+            assert!(e.contains(want), "{text}: {e}");
+        }
+        // What each needs, named, loads.
+        for ok in [
+            "[method]\nitem_init = \"pca\"\n[inputs]\nitem_text = \"m\"\n",
+            "[method]\nfusion = \"gate\"\n[inputs]\nitem_text = \"m\"\nuser_semantic = { hsu = \"rules\" }\n",
+            "[method]\ndistill = {}\n[inputs]\nuser_semantic = { file = \"u\" }\n",
+        ] {
+            inputs(ok).unwrap();
+        }
     }
 }

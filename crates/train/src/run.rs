@@ -5,8 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
-use hsuga_data::{Candidates, Phase, Prepared};
-use hsuga_eval::{Metric, Ranking, Summary};
+use hsuga_data::{Candidates, Prepared};
+use hsuga_eval::{Means, Metric, Ranked, Summary};
 use serde::{Deserialize, Serialize};
 
 use crate::config::RunConfig;
@@ -22,16 +22,33 @@ pub struct RunReport {
     pub best_epoch: usize,
     pub epochs_run: usize,
     pub train_seconds: f64,
-    pub valid: crate::metrics::Metrics,
-    pub test: crate::metrics::Metrics,
-    /// Test metrics per column of the paper's Table 2.
-    pub groups: Summary,
+    /// The metric that chose the best epoch.
+    pub select: Metric,
+    /// Validation at the best epoch, on the selecting protocol.
+    pub valid: Means,
+    /// Test metrics per protocol, the selecting protocol's first.
+    pub test: Vec<Means>,
+    /// Test metrics per column of the paper's Table 2, per protocol (in the
+    /// order of `test`).
+    pub groups: Vec<(Ranked, Summary)>,
     /// True when the folder already held a finished run.
     pub reused: bool,
     /// The build that finished the run ([`BUILD`]); absent in runs from
     /// before builds were recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub build: Option<String>,
+}
+
+impl RunReport {
+    /// The selecting protocol's test metrics.
+    pub fn headline(&self) -> Option<&Means> {
+        self.test.first()
+    }
+
+    /// The best epoch's value of the selection metric on validation.
+    pub fn selection(&self) -> f64 {
+        self.valid.get(self.select)
+    }
 }
 
 /// This build: the crate version and the commit it was compiled from
@@ -138,28 +155,33 @@ pub fn run(
     let out = fit(&Job {
         model: &cfg.model,
         train: &cfg.train,
+        eval: &cfg.eval,
         method: &cfg.method,
         semantic,
         seed: cfg.seed,
         split: &data.split,
+        groups: &data.groups,
         candidates: cands,
         run_dir: Some(&dir),
         device: hsuga_model::cpu(),
         progress,
     })?;
-    let ranking = Ranking::new(
-        Phase::Test,
-        &data.split,
-        out.test_ranks.iter().map(|&r| r as usize).collect(),
-    );
+    let metrics = cfg.eval.metrics();
+    let groups = out
+        .test_rankings
+        .each(&cfg.eval)
+        .into_iter()
+        .map(|(p, r)| (p, r.summarize(&metrics)))
+        .collect();
     let report = RunReport {
         dir: dir.clone(),
         best_epoch: out.best_epoch,
         epochs_run: out.epochs_run,
         train_seconds: out.train_seconds,
+        select: cfg.eval.select,
         valid: out.best_valid,
         test: out.test,
-        groups: ranking.summarize(&data.groups, &Metric::at(&[5, 10, 20])),
+        groups,
         reused: false,
         build: Some(BUILD.to_string()),
     };

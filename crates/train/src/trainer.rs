@@ -13,7 +13,8 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use hsuga_data::{Candidates, Phase, Split};
+use hsuga_data::{Candidates, Groups, Phase, Split};
+use hsuga_eval::{EvalConfig, Means, PhaseRanks, evaluate};
 use hsuga_model::burn::module::{Module, ModuleVisitor, Param};
 use hsuga_model::burn::optim::decay::WeightDecayConfig;
 use hsuga_model::burn::optim::{AdamConfig, GradientsParams};
@@ -31,8 +32,8 @@ use crate::config::{ItemInit, MethodConfig, TrainSettings};
 use crate::distill::Distiller;
 use crate::error::TrainError;
 use crate::log;
-use crate::metrics::{Metrics, attach_users, evaluate, represent_users};
 use crate::progress::Progress;
+use crate::scoring::{ModelScorer, attach_users, represent_users};
 use crate::semantic::{Matrix, SemanticInputs, pca_rows};
 
 /// One line of the training log.
@@ -43,7 +44,8 @@ pub struct EpochLog {
     pub loss: f64,
     pub seconds: f64,
     pub train_seqs_per_s: f64,
-    pub valid: Option<Metrics>,
+    /// Validation on the selecting protocol, when the epoch evaluated.
+    pub valid: Option<Means>,
     pub best: bool,
 }
 
@@ -51,15 +53,29 @@ pub struct EpochLog {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Outcome {
     pub best_epoch: usize,
-    pub best_valid: Metrics,
-    pub test: Metrics,
+    /// The best checkpoint's validation, on the selecting protocol.
+    pub best_valid: Means,
+    /// Its test metrics, one entry per protocol (the selecting one first).
+    pub test: Vec<Means>,
     pub epochs_run: usize,
     pub stopped_early: bool,
     pub train_seconds: f64,
-    /// 0-based rank of each user's test target (index = user).
-    pub test_ranks: Vec<u32>,
-    pub valid_ranks: Vec<u32>,
+    /// The best checkpoint's rankings of every user, per protocol.
+    pub valid: PhaseRanks,
+    pub test_rankings: PhaseRanks,
     pub history: Vec<EpochLog>,
+}
+
+impl Outcome {
+    /// 0-based rank of each user's test target (index = user) on the
+    /// selecting protocol.
+    pub fn test_ranks(&self) -> Vec<u32> {
+        let r = match self.test.first().map(|m| m.protocol) {
+            Some(p) => self.test_rankings.get(p),
+            None => None,
+        };
+        r.map_or_else(Vec::new, |r| r.ranks.iter().map(|&x| x as u32).collect())
+    }
 }
 
 /// Progress saved after every epoch (`state.json`).
@@ -67,7 +83,7 @@ pub struct Outcome {
 struct State {
     epochs_done: usize,
     best_epoch: usize,
-    best_valid: Option<Metrics>,
+    best_valid: Option<Means>,
     bad_evals: usize,
     train_seconds: f64,
     history: Vec<EpochLog>,
@@ -77,12 +93,16 @@ struct State {
 pub struct Job<'a> {
     pub model: &'a ModelConfig,
     pub train: &'a TrainSettings,
+    /// Protocols, cut-offs and the selection metric.
+    pub eval: &'a EvalConfig,
     /// What the model adds to its backbone (`MethodConfig::default()`: nothing).
     pub method: &'a MethodConfig,
     /// The matrices the method reads (`SemanticInputs::default()`: none).
     pub semantic: &'a SemanticInputs,
     pub seed: u64,
     pub split: &'a Split,
+    /// Head/tail users and items, recorded with every ranking.
+    pub groups: &'a Groups,
     pub candidates: &'a Candidates,
     /// Where checkpoints, logs and curves go; `None` keeps everything in
     /// memory (tests, benchmarks).
@@ -196,10 +216,17 @@ impl Builder<'_> {
     }
 }
 
-/// Trains, selects the best epoch on validation NDCG@K and tests it.
+/// Trains, selects the best epoch on the configured validation metric and
+/// tests it.
 pub fn fit(job: &Job<'_>) -> Result<Outcome, TrainError> {
     job.model.validate()?;
     job.train.validate()?;
+    job.eval
+        .validate()
+        .map_err(|e| TrainError::Config(e.to_string()))?;
+    let metrics = job.eval.metrics();
+    let select = job.eval.select;
+    let selecting = job.eval.protocol.selecting();
     job.method.validate(job.model)?;
     let split = job.split;
     job.semantic.check(job.method, job.model.hidden, split)?;
@@ -365,21 +392,35 @@ pub fn fit(job: &Job<'_>) -> Result<Outcome, TrainError> {
         };
         if epoch.is_multiple_of(s.eval_every) || epoch == s.epochs {
             let plain = model.valid();
+            let scorer = ModelScorer::new(&plain, &eval_batcher, users_plain.as_ref());
+            let dim = scorer.dim();
+            // Validation selects on one protocol: the other is for the end.
+            let mut reps = vec![0f32; split.num_users() * dim];
             let ev = evaluate(
-                &plain,
-                &eval_batcher,
+                &scorer,
                 split,
+                job.groups,
                 job.candidates,
                 Phase::Valid,
+                selecting.only(),
                 s.eval_batch_size,
-                users_plain.as_ref(),
+                |users, enc| {
+                    let h = hsuga_model::to_f32(enc.clone());
+                    for (j, &u) in users.iter().enumerate() {
+                        reps[u * dim..(u + 1) * dim].copy_from_slice(&h[j * dim..(j + 1) * dim]);
+                    }
+                },
             );
-            let m = Metrics::from_ranks(&ev.ranks, s.metric_k);
+            let m = Means::of(selecting, ev.selecting(job.eval), &metrics);
             if let Some(d) = distiller.as_mut().filter(|d| d.wants_validation_reps()) {
-                d.refresh_from(ev.reps, ev.dim);
+                d.refresh_from(reps, dim);
             }
-            line.valid = Some(m);
-            if state.best_valid.is_none_or(|b| m.ndcg > b.ndcg) {
+            let better = state
+                .best_valid
+                .as_ref()
+                .is_none_or(|b| m.get(select) > b.get(select));
+            line.valid = Some(m.clone());
+            if better {
                 state.best_valid = Some(m);
                 state.best_epoch = epoch;
                 state.bad_evals = 0;
@@ -400,12 +441,9 @@ pub fn fit(job: &Job<'_>) -> Result<Outcome, TrainError> {
                 line.loss,
                 train_s,
                 line.train_seqs_per_s,
-                line.valid.map_or(String::new(), |m| format!(
-                    "  valid HR@{k} {:.4} NDCG@{k} {:.4}",
-                    m.hr,
-                    m.ndcg,
-                    k = m.k
-                )),
+                line.valid
+                    .as_ref()
+                    .map_or(String::new(), |m| format!("  valid {}", m.describe())),
                 if line.best { "  *" } else { "" }
             ));
         }
@@ -433,29 +471,34 @@ pub fn fit(job: &Job<'_>) -> Result<Outcome, TrainError> {
         }
         _ => model.valid(),
     };
+    let scorer = ModelScorer::new(&best, &eval_batcher, users_plain.as_ref());
     let ranks = |phase| {
         evaluate(
-            &best,
-            &eval_batcher,
+            &scorer,
             split,
+            job.groups,
             job.candidates,
             phase,
+            job.eval.protocol,
             s.eval_batch_size,
-            users_plain.as_ref(),
+            |_, _| {},
         )
-        .ranks
     };
-    let valid_ranks = ranks(Phase::Valid);
-    let test_ranks = ranks(Phase::Test);
+    let valid = ranks(Phase::Valid);
+    let test_rankings = ranks(Phase::Test);
     let outcome = Outcome {
         best_epoch: state.best_epoch,
-        best_valid: Metrics::from_ranks(&valid_ranks, s.metric_k),
-        test: Metrics::from_ranks(&test_ranks, s.metric_k),
+        best_valid: Means::of(selecting, valid.selecting(job.eval), &metrics),
+        test: test_rankings
+            .each(job.eval)
+            .into_iter()
+            .map(|(p, r)| Means::of(p, r, &metrics))
+            .collect(),
         epochs_run: state.epochs_done,
         stopped_early,
         train_seconds: state.train_seconds,
-        test_ranks,
-        valid_ranks,
+        valid,
+        test_rankings,
         history: state.history,
     };
     if let Some(dir) = job.run_dir {
@@ -472,10 +515,8 @@ fn last_valid(state: &State) -> String {
         .history
         .iter()
         .rev()
-        .find_map(|l| l.valid)
-        .map_or(String::new(), |m| {
-            format!("  valid NDCG@{} {:.4}", m.k, m.ndcg)
-        })
+        .find_map(|l| l.valid.as_ref())
+        .map_or(String::new(), |m| format!("  valid {}", m.describe()))
 }
 
 /// A model read back from a run folder's `best.safetensors`, for scoring.

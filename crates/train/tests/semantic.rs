@@ -88,10 +88,12 @@ fn learns_ml100k(label: &str, method: MethodConfig) {
     let out = fit(&Job {
         model: &model,
         train: &train,
+        eval: &Default::default(),
         method: &method,
         semantic: &semantic,
         seed: 42,
         split: &p.split,
+        groups: &p.groups,
         candidates: &c,
         run_dir: None,
         device: cpu(),
@@ -103,8 +105,8 @@ fn learns_ml100k(label: &str, method: MethodConfig) {
         "{label} ML-100K: loss {:.4} -> {:.4}, test HR@10 {:.4} NDCG@10 {:.4} (popularity NDCG@10 {pop:.4}), {:.1} s/epoch",
         h[0].loss,
         h.last().unwrap().loss,
-        out.test.hr,
-        out.test.ndcg,
+        out.test[0].get(hsuga_eval::Metric::Hr(10)),
+        out.test[0].get(hsuga_eval::Metric::Ndcg(10)),
         out.train_seconds / h.len() as f64
     );
     assert!(
@@ -112,9 +114,9 @@ fn learns_ml100k(label: &str, method: MethodConfig) {
         "{label}: loss did not fall: {h:?}"
     );
     assert!(
-        out.test.ndcg > pop,
+        out.test[0].get(hsuga_eval::Metric::Ndcg(10)) > pop,
         "{label}: test NDCG@10 {:.4} not above popularity {pop:.4}",
-        out.test.ndcg
+        out.test[0].get(hsuga_eval::Metric::Ndcg(10))
     );
 }
 
@@ -200,10 +202,12 @@ fn bad_inputs_fail_before_training() {
     let e = fit(&Job {
         model: &ModelConfig::default(),
         train: &TrainSettings::default(),
+        eval: &Default::default(),
         method: &too_many,
         semantic: &user_ok,
         seed: 1,
         split,
+        groups: &hsuga_data::Groups::compute(split, hsuga_data::GroupRule::Pareto { ratio: 0.2 }),
         candidates: &c,
         run_dir: None,
         device: cpu(),
@@ -227,7 +231,7 @@ fn bad_inputs_fail_before_training() {
     assert!(err("[method]\ndual_view = true\n").contains("inputs.item_text"));
     assert!(err("[method]\nfusion = \"gate\"\n").contains("inputs.user_semantic"));
     assert!(err("[method]\ncross_attention = true\n").contains("dual_view"));
-    assert!(err("[inputs]\nuser_semantic = \"hsu\"\n").contains("hsu:<hsu config name>"));
+    assert!(err("[inputs]\nuser_semantic = \"hsu\"\n").contains("expected \"item-mean\""));
     let ok = RunConfig::from_toml(&format!(
         "{head}{inputs}[method]\nitem_init = \"pca\"\ndual_view = true\n[method.distill]\n"
     ))
@@ -484,7 +488,7 @@ fn a_run_refuses_to_resume_on_other_semantic_inputs() {
     let out = tempfile::tempdir().unwrap();
     let cfg = RunConfig::from_toml(&format!(
         "name = \"fused\"\ndataset = \"ml-100k\"\nout_dir = \"{}\"\n\
-         [model]\nmax_len = 20\n[method]\nfusion = \"gate\"\n[inputs]\nuser_semantic = \"hsu:rules\"\n[train]\nepochs = 1\nprogress = false\n",
+         [model]\nmax_len = 20\n[method]\nfusion = \"gate\"\n[inputs]\nuser_semantic = {{ file = \"users.safetensors\" }}\n[train]\nepochs = 1\nprogress = false\n",
         out.path().display()
     ))
     .unwrap();
@@ -504,7 +508,10 @@ fn a_run_refuses_to_resume_on_other_semantic_inputs() {
     assert!(e.contains("other semantic inputs"), "{e}");
     // The same inputs resume (here: straight to the test of epoch 1).
     let again = hsuga_train::run(&cfg, &p, &c, &users(1), Default::default()).unwrap();
-    assert_eq!(again.test.ndcg, first.test.ndcg);
+    assert_eq!(
+        again.test[0].get(hsuga_eval::Metric::Ndcg(10)),
+        first.test[0].get(hsuga_eval::Metric::Ndcg(10))
+    );
     // A finished run is read back from its folder, build included.
     let stored = hsuga_train::run(&cfg, &p, &c, &users(1), Default::default()).unwrap();
     assert!(stored.reused);

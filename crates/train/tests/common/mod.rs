@@ -1,17 +1,47 @@
 //! Helpers shared by the real-data training tests.
 
 use hsuga_data::{Candidates, Phase, Prepared};
-use hsuga_train::{Metrics, rank_of_target};
+use hsuga_eval::{Metric, Protocol, Scorer, evaluate};
 
-/// Test NDCG@10 of ranking by training popularity: the floor a model must beat.
+/// Scores every item by its training popularity, whoever the user is.
+struct Popularity(Vec<u32>);
+
+impl Scorer for Popularity {
+    type Encoded = usize;
+    fn num_items(&self) -> usize {
+        self.0.len() - 1
+    }
+    fn encode(&self, users: &[usize], _: &[&[u32]]) -> usize {
+        users.len()
+    }
+    fn score_candidates(&self, _: &usize, candidates: &[Vec<u32>]) -> Vec<f32> {
+        candidates
+            .iter()
+            .flat_map(|r| r.iter().map(|&i| self.0[i as usize] as f32))
+            .collect()
+    }
+    fn score_all(&self, b: &usize) -> Vec<f32> {
+        (0..*b)
+            .flat_map(|_| self.0[1..].iter().map(|&p| p as f32))
+            .collect()
+    }
+}
+
+/// Test NDCG@10 of ranking by training popularity: the floor a model must
+/// beat, through the same evaluation path as the models.
 pub fn popularity_ndcg(p: &Prepared, c: &Candidates) -> f64 {
-    let pop = p.split.train_popularity();
-    let ranks: Vec<u32> = (0..p.split.num_users())
-        .map(|u| {
-            let negs = c.negatives(Phase::Test, u);
-            let s: Vec<f32> = negs.iter().map(|&i| pop[i as usize] as f32).collect();
-            rank_of_target(pop[p.split.test[u] as usize] as f32, &s, negs)
-        })
-        .collect();
-    Metrics::from_ranks(&ranks, 10).ndcg
+    let pop = Popularity(p.split.train_popularity());
+    evaluate(
+        &pop,
+        &p.split,
+        &p.groups,
+        c,
+        Phase::Test,
+        Protocol::Sampled,
+        512,
+        |_, _| {},
+    )
+    .sampled
+    .expect("sampled protocol")
+    .mean(Metric::Ndcg(10))
 }
