@@ -6,7 +6,9 @@
 //! The principal types: [`HsuConfig`] (a `configs/hsu/*.toml` file) and its
 //! validated [`Resolved`] form, [`PromptSet`] (a `configs/prompts/*.toml`
 //! file), [`Engine`] (the stage loop over a bounded worker pool), [`Store`]
-//! (SQLite, one row per user and stage) and [`Stats`].
+//! (SQLite, one row per user and stage) and [`Stats`]. [`run_dataset`] is the
+//! one entry point that runs HSU over a prepared dataset (the `hsuga hsu`
+//! command and experiment grids both call it).
 //!
 //! Where we differ from the paper and why:
 //! - instructions precede the history in every prompt, and an edit prompt is
@@ -23,6 +25,7 @@ pub mod engine;
 pub mod error;
 pub mod export;
 pub mod parse;
+pub mod pipeline;
 pub mod prompts;
 pub mod stats;
 pub mod store;
@@ -32,6 +35,10 @@ use std::sync::Arc;
 pub use config::{BackendConfig, HsuConfig, Mode, Resolved};
 pub use engine::{Engine, HistItem, RunReport, Shard, UserHistory, final_interests, histories};
 pub use error::{HsuError, Result};
+pub use pipeline::{
+    DatasetReport, DatasetRun, HiddenStates, Plan, UserSelection, hidden_user_embeddings,
+    run_dataset,
+};
 pub use prompts::{ItemTemplate, PromptSet};
 pub use stats::{Stats, TrailStage, stats, trail};
 pub use store::{StageRecord, Status, Store};

@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
-use hsuga_data::{DatasetConfig, Prepared};
+use hsuga_data::DatasetConfig;
 use hsuga_hsu::{
-    BackendConfig, Engine, HsuConfig, ItemTemplate, Resolved, Shard, Store, UserHistory,
+    BackendConfig, DatasetRun, HsuConfig, ItemTemplate, Plan, Resolved, Shard, Store, UserSelection,
 };
 
 use crate::{Globals, datasets};
@@ -141,47 +141,49 @@ fn run_hsu(a: RunArgs, g: &Globals) -> Result<()> {
         Some(s) => Shard::parse(s)?,
         None => Shard::ALL,
     };
-    let template = item_template(&dataset, g)?;
-    let prepared: Prepared = datasets::load(&dataset, g)?;
-    let mut users: Vec<UserHistory> =
-        hsuga_hsu::histories(&prepared.dataset, &prepared.split, &template);
-    if let Some(n) = a.users {
-        if a.shortest {
-            // Stable: ties keep dataset order.
-            users.sort_by_key(|u| u.items.len());
-        }
-        users.truncate(n);
-    }
-    let lengths: Vec<usize> = prepared.split.train.iter().map(Vec::len).collect();
-    let stage_length = a
-        .stage_length
-        .unwrap_or_else(|| resolved.cfg.stages.resolve(&lengths));
-    let db = db_path(&a.db, &dataset, g)?;
-    let store = Store::open(&db)?;
-    let backend = hsuga_hsu::build_backend(&resolved.cfg.backend)?;
-    let mut engine = Engine::new(&resolved, backend.as_ref(), &store, stage_length);
-    engine.want_hidden = matches!(resolved.cfg.backend, BackendConfig::Local(_));
-    stop_on_ctrl_c(engine.stop.clone());
+    let (dcfg, prepared) = datasets::load_with_config(&dataset, g)?;
+    let db = match a.db {
+        Some(p) => p,
+        None => hsuga_hsu::store::default_path(&g.cache_dir, &dcfg.name),
+    };
     if let BackendConfig::Rules(_) = resolved.cfg.backend {
         eprintln!(
             "note: back-end `rules` is an LLM-free approximation of HSU, not the paper's method"
         );
     }
-    eprintln!(
-        "hsu: {} users, stage length {stage_length}, variant {}, back-end {}, store {}",
-        users.len(),
-        resolved.cfg.variant,
-        backend.id(),
-        db.display()
-    );
-    let bar = indicatif::ProgressBar::new(users.len() as u64).with_style(
+    let stop = Arc::new(AtomicBool::new(false));
+    stop_on_ctrl_c(stop.clone());
+    let bar = indicatif::ProgressBar::hidden().with_style(
         indicatif::ProgressStyle::with_template(
             "{elapsed_precise} {bar:40} {pos}/{len} users ({per_sec}, eta {eta})",
         )
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
+    let on_start = |p: &Plan| {
+        eprintln!(
+            "hsu: {} users, stage length {}, variant {}, back-end {}, store {}",
+            p.users,
+            p.stage_length,
+            resolved.cfg.variant,
+            p.backend,
+            p.store.display()
+        );
+        bar.set_length(p.users as u64);
+        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+    };
     let progress = |done: usize, _total: usize| bar.set_position(done as u64);
-    let report = engine.run(&users, shard, Some(&progress))?;
+    let mut req = DatasetRun::new(&resolved, &dcfg, &prepared, &db);
+    req.shard = shard;
+    req.users = match (a.users, a.shortest) {
+        (None, _) => UserSelection::All,
+        (Some(n), false) => UserSelection::First(n),
+        (Some(n), true) => UserSelection::Shortest(n),
+    };
+    req.stage_length = a.stage_length;
+    req.stop = Some(stop);
+    req.on_start = Some(&on_start);
+    req.progress = Some(&progress);
+    let report = hsuga_hsu::run_dataset(&req)?.run;
     bar.finish_and_clear();
     println!(
         "{} users ({} with no training items, {} left for the next run), {} stages run, {} reused, {} kept previous interests after unusable answers",
@@ -348,7 +350,7 @@ pub fn interests(a: InterestsArgs, g: &Globals) -> Result<()> {
         for id in &t.items {
             let text = index
                 .get(id.as_str())
-                .map(|&i| template.render(id, ds.attrs(i)))
+                .map(|&i| template.render(ds, i))
                 .unwrap_or_else(|| format!("item {id}"));
             outln!(out, "  • {text}");
         }
