@@ -99,7 +99,7 @@ fn main() -> ExitCode {
         Command::Interests(args) => cmd::hsu::interests(args, &globals),
         Command::Train(args) => cmd::train::run(args, &globals),
         Command::Experiment(args) => cmd::experiment::experiment(args, &globals),
-        Command::Report(args) => cmd::experiment::report(args, &globals),
+        Command::Report(args) => cmd::experiment::report(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -74,8 +74,8 @@ pub fn experiment(args: ExperimentArgs, g: &Globals) -> Result<()> {
     Ok(())
 }
 
-pub fn report(args: ReportArgs, g: &Globals) -> Result<()> {
-    let tables = hsuga_experiment::report(&args.dir, &g.cache_dir)
+pub fn report(args: ReportArgs) -> Result<()> {
+    let tables = hsuga_experiment::report(&args.dir)
         .with_context(|| format!("report for {}", args.dir.display()))?;
     print_tables(&tables);
     Ok(())
@@ -84,7 +84,15 @@ pub fn report(args: ReportArgs, g: &Globals) -> Result<()> {
 fn print_tables(tables: &[DatasetTable]) {
     for t in tables {
         println!("{}", t.table.to_markdown());
-        println!("(written to {}/table.{{md,csv,json}})", t.dir.display());
+        if let Some(full) = &t.full {
+            println!("{}", full.to_markdown());
+        }
+        let stems = if t.full.is_some() {
+            "table{,-full}"
+        } else {
+            "table"
+        };
+        println!("(written to {}/{stems}.{{md,csv,json}})", t.dir.display());
         for p in &t.plots {
             println!("plot: {} (and .png)", p.display());
         }

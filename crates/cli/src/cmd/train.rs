@@ -6,9 +6,9 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
-use hsuga_experiment::{InputDirs, semantic_inputs};
+use hsuga_experiment::InputDirs;
 use hsuga_train::RunConfig;
 
 use super::experiment::InputArgs;
@@ -43,41 +43,30 @@ pub fn run(args: TrainArgs, g: &Globals) -> Result<()> {
     if args.quiet {
         cfg.train.progress = false;
     }
-    cfg.validate()?;
-    // Refuse a folder holding another config before any data work.
-    let report = match hsuga_train::check_dir(&cfg)? {
-        Some(done) => {
-            eprintln!("{} is already finished", done.dir.display());
-            done
-        }
-        None => {
-            let (dcfg, data) = datasets::load_with_config(&cfg.dataset, g)?;
-            let models_dir = args.inputs.models_dir.resolve();
-            let dirs = InputDirs {
-                cache_dir: &g.cache_dir,
-                models_dir: &models_dir,
-                hsu_configs: &args.inputs.hsu_configs,
-            };
-            let semantic = semantic_inputs(&cfg.inputs, &dcfg, &data, &dirs)?;
-            let cands = hsuga_data::candidates(&data, cfg.negatives, cfg.seed)
-                .context("drawing evaluation candidates")?;
-            let _span = tracing::info_span!("train", run = %cfg.name, seed = cfg.seed).entered();
-            hsuga_train::run(&cfg, &data, &cands, &semantic, Default::default())?
-        }
+    let models_dir = args.inputs.models_dir.resolve();
+    let dirs = InputDirs {
+        cache_dir: &g.cache_dir,
+        models_dir: &models_dir,
+        hsu_configs: &args.inputs.hsu_configs,
     };
+    let resolve =
+        |entry: &str| datasets::config_path(entry, &g.datasets_dir).map_err(|e| format!("{e:#}"));
+    let report = hsuga_experiment::train_one(&cfg, &dirs, &resolve, Default::default())?;
+    if report.reused {
+        eprintln!("{} is already finished", report.dir.display());
+    }
+    let test: Vec<String> = report.test.iter().map(|m| m.describe()).collect();
     println!(
-        "{} seed {}: best epoch {} of {}, valid NDCG@{k} {:.4}; test HR@{k} {:.4} NDCG@{k} {:.4} \
-         ({:.0}s training) -> {}",
+        "{} seed {}: best epoch {} of {}, valid {} {:.4}; test {} ({:.0}s training) -> {}",
         cfg.name,
         cfg.seed,
         report.best_epoch,
         report.epochs_run,
-        report.valid.ndcg,
-        report.test.hr,
-        report.test.ndcg,
+        report.select,
+        report.selection(),
+        test.join("  "),
         report.train_seconds,
         report.dir.display(),
-        k = report.test.k
     );
     Ok(())
 }
