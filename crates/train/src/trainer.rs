@@ -7,7 +7,8 @@
 //! epoch, so a resumed run replays the same epochs. Runs may train side by
 //! side in one process (one thread each): dropout streams are per thread,
 //! and initialisation, which draws from burn's one process-wide RNG, takes
-//! a lock.
+//! a lock (so does building a model to load a checkpoint into: loading
+//! draws the initial weights it replaces).
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -124,6 +125,21 @@ impl ModuleVisitor for Materialize {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         param.val();
     }
+}
+
+/// Builds a model and draws all its initial weights while [`INIT`] is held.
+/// Every model this crate builds goes through here, also those whose
+/// weights a checkpoint then replaces: loading materialises the random
+/// initial weights first, and those draws, unlocked, could land inside
+/// another run's seeded initialisation and change its weights (a run's
+/// result then depended on what else the process was doing).
+fn build_alone(
+    build: impl FnOnce() -> Result<Recommender, TrainError>,
+) -> Result<Recommender, TrainError> {
+    let _alone = INIT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let model = build()?;
+    model.visit(&mut Materialize);
+    Ok(model)
 }
 
 /// The dropout seed of one epoch.
@@ -268,13 +284,10 @@ pub fn fit(job: &Job<'_>) -> Result<Outcome, TrainError> {
         }
     }
     let ad = job.device.clone().autodiff();
-    let mut model = {
-        let _alone = INIT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut model = build_alone(|| {
         ad.seed(job.seed);
-        let model = builder.build(&ad)?;
-        model.visit(&mut Materialize);
-        model
-    };
+        builder.build(&ad)
+    })?;
     // Fusing models read each row's user embedding; constants, no gradient.
     let (users_ad, users_plain) = match (&job.semantic.user_semantic, model.fuses_users()) {
         (Some(u), true) => (
@@ -466,7 +479,7 @@ pub fn fit(job: &Job<'_>) -> Result<Outcome, TrainError> {
     let best = match (best_model, job.run_dir) {
         (Some(m), _) => m,
         (None, Some(dir)) if dir.join("best.safetensors").exists() => {
-            let fresh = builder.build(&job.device)?;
+            let fresh = build_alone(|| builder.build(&job.device))?;
             checkpoint::load(fresh, &tag, &dir.join("best.safetensors"))?
         }
         _ => model.valid(),
@@ -526,7 +539,7 @@ pub fn load_best(
     dir: &Path,
     device: &Device,
 ) -> Result<Recommender, TrainError> {
-    let fresh = Recommender::new(cfg, num_items, device)?;
+    let fresh = build_alone(|| Ok(Recommender::new(cfg, num_items, device)?))?;
     checkpoint::load(
         fresh,
         &model_tag(cfg, num_items),
