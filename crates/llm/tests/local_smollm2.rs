@@ -4,6 +4,7 @@
 
 use std::sync::{Arc, OnceLock};
 
+use hsuga_llm::local::model::Scratch;
 use hsuga_llm::local::{GenOptions, LocalConfig, LocalLlm};
 use hsuga_llm::openai::{OpenAiClient, OpenAiConfig};
 use hsuga_llm::{ChatBackend, ChatRequest, Finish, Message};
@@ -67,9 +68,8 @@ fn greedy_is_deterministic_and_returns_hidden_mean() {
     m.clear_prefix_cache();
     let b = m.generate(&prompt, &opts(12)).unwrap();
     assert_eq!(a.tokens, b.tokens);
-    // With the prompt's prefix cached, the answer starts the same way.
-    let c = m.generate(&prompt, &opts(12)).unwrap();
-    assert_eq!(c.tokens[..4], a.tokens[..4]);
+    // (A reused prefix changes the last float bits, so its answer is checked
+    // against the reference within tolerance, in the teacher-forced test.)
     assert!(!a.text.trim().is_empty());
     let h = a.hidden_mean.unwrap();
     assert_eq!(h.len(), m.model().cfg.n_embd);
@@ -100,9 +100,7 @@ fn openai_client_against_the_local_model_over_http() {
         rt.block_on(async move {
             let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             tx.send(l.local_addr().unwrap()).unwrap();
-            axum::serve(l, hsuga_llm::server::router(backend))
-                .await
-                .unwrap();
+            axum::serve(l, hsuga_llm::server::router(backend)).await.unwrap();
         });
     });
     let addr = rx.recv().unwrap();
@@ -125,105 +123,391 @@ fn openai_client_against_the_local_model_over_http() {
     assert_eq!(llm().chat(&req).unwrap().text, r.text);
 }
 
-/// The fixed prompt set of the token-identity check: (system, user, repeat penalty).
-const GOLDEN_PROMPTS: [(&str, &str, f32); 4] = [
-    ("You are a helpful assistant.", "Name three fruits.", 1.0),
+/// The prompts of the reference check: (system, user); the long one is added
+/// by [`prompts`].
+const PROMPTS: [(&str, &str); 4] = [
+    ("You are a helpful assistant.", "Name three fruits."),
     (
         "You summarise a user's movie interests.",
         "The user watched: Toy Story (1995), Heat (1995), GoldenEye (1995), Jumanji (1995), Casino (1995). Write their interests as a short list.",
-        1.1,
     ),
     (
         "You are a concise assistant.",
         "Explain in two sentences why the sky is blue.",
-        1.1,
     ),
     (
         "Answer with one instruction number.",
         "Interests: action movies, 90s comedies. New items: Fargo (1996), Scream (1996). Which operation applies? 1 delete, 2 modify, 3 add, 4 retain. Reply as `Instruction: N`.",
-        1.0,
     ),
 ];
 
-/// Greedy answers to [`GOLDEN_PROMPTS`] (40 tokens at most) recorded with the
-/// candle-only forward pass (commit 4ec91b3, before the Q8_0 decoding kernels
-/// and the preallocated KV cache): the fast paths must reproduce them token
-/// for token, on one thread and on two.
-const GOLDEN_TOKENS: [&[u32]; 4] = [
-    &[
-        504, 768, 1273, 5574, 281, 260, 905, 359, 13855, 28, 27068, 28, 284, 18214, 30,
-    ],
-    &[
-        504, 2914, 9765, 42, 198, 29, 530, 3490, 10381, 365, 33, 41, 41, 37, 25, 198, 29, 17709,
-        3335, 365, 33, 41, 41, 37, 25,
-    ],
-    &[
-        504, 6376, 314, 4461, 975, 282, 260, 970, 653, 3497, 13461, 1420, 30, 1550, 8118, 9732,
-        468, 28, 357, 10466, 738, 6756, 281, 260, 5264, 284, 9404, 767, 260, 2591, 506, 2376, 418,
-        253, 1678, 18137, 30, 669, 980, 5593,
-    ],
-    &[
-        33, 30, 216, 33, 30, 216, 33, 30, 216, 33, 30, 216, 33, 30, 216, 33, 30, 216, 33, 30, 216,
-        33, 30, 216, 33, 30, 216, 33, 30, 216, 33, 30, 216, 33, 30, 216, 33, 30, 216, 33,
-    ],
-];
+/// Tokens decoded per prompt.
+const NEW_TOKENS: usize = 40;
 
-/// The benchmark's 456-token prompt (more than 256 cached keys take another
-/// summation order in attention), recorded the same way, repeat penalty 1.0.
-const GOLDEN_LONG: &[u32] = &[
-    5230, 30, 33, 7606, 42, 9901, 12208, 365, 33, 41, 39, 39, 643, 14009, 42, 42381, 28, 5194, 506,
-    28, 45612, 198, 5230, 30, 34, 7606, 42, 13225, 365, 33, 41, 41, 39, 643, 14009, 42, 36028, 28,
-    2528, 29,
-];
+/// Teacher-forced positions (of 528: five prompts × three runs) where the
+/// reference's top-2 margin exceeds `2 × LOGIT_TOL`, which the argmax check
+/// must cover at least (measured here: 189).
+const NON_VACUOUS: usize = 150;
 
-fn greedy(m: &LocalLlm, prompt: &[u32], repeat_penalty: f32) -> Vec<u32> {
-    m.clear_prefix_cache();
+/// How far our decoder's logits may be from candle's reference on the same
+/// Q8_0 weights with Q8-quantised activations (our `f32_prefill = false`),
+/// in absolute logit units (SmolLM2's logits span about ±30 here).
+///
+/// Why not zero: the same arithmetic summed in another order differs in the
+/// last bits, and re-quantising activations to int8 in every layer can turn
+/// that into a step of a whole int8 level. candle itself picks other kernels
+/// on CPUs with AVX-512 than with AVX2 only. Measured on this project's
+/// machine (Intel Xeon with AVX-512), teacher-forced over the five prompts:
+/// one and two threads bit-equal to the reference (max |Δ| = 0); the prompt's
+/// last token run alone on a reused prefix (attention summed in the
+/// single-token order instead of the chunk's) max |Δ| = 0.34, which is the
+/// size of a pure summation-order change. The bound is 1.7× that; a decoding
+/// bug (a wrong rope position, a stale cache row, a dropped block) moves
+/// logits by several units.
+const LOGIT_TOL: f32 = 1.5;
+
+/// The same for the default whole-prompt prefill (f32 activations times the
+/// dequantized Q8_0 weights), checked at the prompt's last position against
+/// candle's reference with those f32 weights (output head Q8_0 in both).
+/// Measured here: max |Δ| = 0 (bit-equal); the bound is [`LOGIT_TOL`], for
+/// the same reasons. (The f32 and the Q8 prefill themselves differ by up to
+/// 1.3 at the prompt's end: the activations' quantisation.)
+const PREFILL_TOL: f32 = LOGIT_TOL;
+
+/// [`PROMPTS`] in ChatML, then the benchmark's 456-token prompt (more than
+/// 256 cached keys take another summation order in attention).
+fn prompts(m: &LocalLlm) -> Vec<Vec<u32>> {
+    let mut p: Vec<Vec<u32>> = PROMPTS
+        .iter()
+        .map(|(system, user)| {
+            m.encode(&LocalLlm::chat_prompt(&[
+                Message::system(*system),
+                Message::user(*user),
+            ]))
+            .unwrap()
+        })
+        .collect();
+    p.push(
+        m.encode(include_str!("../../../benches/reference/llm_prompt.txt"))
+            .unwrap(),
+    );
+    p
+}
+
+/// candle-transformers' own quantized llama (`quantized_llama`, candle's
+/// tensor ops and quantized matmuls) on the weights our decoder uses: the
+/// file's Q4_1 matrices re-quantised to Q8_0 as [`LocalLlm::load`] does
+/// (with `f32_matmuls`, those dequantized to f32, as our prefill uses them),
+/// and the tied output head as an explicit Q8_0 `output.weight`.
+fn reference_model(
+    f32_matmuls: bool,
+) -> candle_transformers::models::quantized_llama::ModelWeights {
+    use candle_core::Device;
+    use candle_core::quantized::{GgmlDType, QTensor, gguf_file};
+    let path =
+        hsuga_llm::local::fetch::ensure_smollm2(&hsuga_llm::local::fetch::models_dir()).unwrap();
+    let mut f = std::fs::File::open(&path).unwrap();
+    let ct = gguf_file::Content::read(&mut f).unwrap();
+    let dev = Device::Cpu;
+    let mut tensors: Vec<(String, QTensor)> = Vec::new();
+    let mut names: Vec<&String> = ct.tensor_infos.keys().collect();
+    names.sort();
+    for name in names {
+        let t = ct.tensor(&mut f, name, &dev).unwrap();
+        let matmul = name.starts_with("blk.")
+            && [
+                "attn_q",
+                "attn_k",
+                "attn_v",
+                "attn_output",
+                "ffn_gate",
+                "ffn_up",
+                "ffn_down",
+            ]
+            .iter()
+            .any(|w| name.ends_with(&format!(".{w}.weight")));
+        if name == "token_embd.weight" && !ct.tensor_infos.contains_key("output.weight") {
+            let q8 = QTensor::quantize(&t.dequantize(&dev).unwrap(), GgmlDType::Q8_0).unwrap();
+            tensors.push(("output.weight".into(), q8));
+        }
+        let t = if matmul && t.dtype() != GgmlDType::Q8_0 {
+            QTensor::quantize(&t.dequantize(&dev).unwrap(), GgmlDType::Q8_0).unwrap()
+        } else {
+            t
+        };
+        // Our f32 prefill multiplies by these Q8_0 weights dequantized.
+        let t = if matmul && f32_matmuls {
+            QTensor::quantize(&t.dequantize(&dev).unwrap(), GgmlDType::F32).unwrap()
+        } else {
+            t
+        };
+        tensors.push((name.clone(), t));
+    }
+    let metadata: Vec<(&str, &gguf_file::Value)> =
+        ct.metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let tensor_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let mut buf = std::io::Cursor::new(Vec::new());
+    gguf_file::write(&mut buf, &metadata, &tensor_refs).unwrap();
+    buf.set_position(0);
+    let ct = gguf_file::Content::read(&mut buf).unwrap();
+    candle_transformers::models::quantized_llama::ModelWeights::from_gguf(ct, &mut buf, &dev)
+        .unwrap()
+}
+
+fn argmax(l: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &v) in l.iter().enumerate() {
+        if v > l[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+/// The gap between the largest and the second-largest logit.
+fn top2_margin(l: &[f32]) -> f32 {
+    let (mut a, mut b) = (f32::NEG_INFINITY, f32::NEG_INFINITY);
+    for &v in l {
+        if v > a {
+            (a, b) = (v, a);
+        } else if v > b {
+            b = v;
+        }
+    }
+    a - b
+}
+
+/// The reference's greedy continuation of `prompt` (up to [`NEW_TOKENS`],
+/// ending with `<|im_end|>` if it stops) and its logits before each token.
+fn reference_run(
+    r: &mut candle_transformers::models::quantized_llama::ModelWeights,
+    prompt: &[u32],
+    eos: u32,
+) -> (Vec<u32>, Vec<Vec<f32>>) {
+    use candle_core::{Device, Tensor};
+    r.clear_kv_cache();
+    let logits_of = |t: Tensor| -> Vec<f32> { t.squeeze(0).unwrap().to_vec1().unwrap() };
+    let x = Tensor::new(prompt, &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
+    let mut logits = vec![logits_of(r.forward(&x, 0).unwrap())];
+    let mut tokens = Vec::new();
+    loop {
+        let t = argmax(logits.last().unwrap());
+        tokens.push(t);
+        if t == eos || tokens.len() == NEW_TOKENS {
+            return (tokens, logits);
+        }
+        let x = Tensor::new(&[t], &Device::Cpu)
+            .unwrap()
+            .unsqueeze(0)
+            .unwrap();
+        let pos = prompt.len() + tokens.len() - 1;
+        logits.push(logits_of(r.forward(&x, pos).unwrap()));
+    }
+}
+
+/// Our model's logits at the same positions, fed the reference's tokens
+/// (teacher forcing): the prompt through [`Llama::forward`] (whole-chunk
+/// prefill), each token after through the single-token decoder. With
+/// `reuse_prefix` the prompt's last token runs alone on a copy of the cache
+/// cut before it, as a prompt sharing a cached prefix does.
+fn our_run(
+    m: &LocalLlm,
+    prompt: &[u32],
+    tokens: &[u32],
+    threads: usize,
+    reuse_prefix: bool,
+) -> Vec<Vec<f32>> {
+    let model = m.model();
+    let d = model.cfg.n_embd;
+    let mut s = Scratch::default();
+    let mut cache = model.new_cache();
+    let hidden = model.forward(prompt, &mut cache, &mut s, threads).unwrap();
+    let mut last = hidden[hidden.len() - d..].to_vec();
+    if reuse_prefix {
+        cache = cache.prefix(prompt.len() - 1);
+        model
+            .step(prompt[prompt.len() - 1], &mut cache, &mut s, threads)
+            .unwrap();
+        last.copy_from_slice(&s.hidden);
+    }
+    let mut out = Vec::new();
+    for &t in tokens {
+        model.logits(&last, &mut s, threads);
+        out.push(s.logits.clone());
+        if out.len() == tokens.len() {
+            break;
+        }
+        model.step(t, &mut cache, &mut s, threads).unwrap();
+        last.copy_from_slice(&s.hidden);
+    }
+    out
+}
+
+/// Our greedy answer (penalty off) through [`LocalLlm::generate`], with
+/// `<|im_end|>` appended when it stopped there, like [`reference_run`]'s.
+fn our_greedy(m: &LocalLlm, prompt: &[u32], eos: u32) -> Vec<u32> {
     let o = GenOptions {
-        max_tokens: 40,
+        max_tokens: NEW_TOKENS,
         temperature: 0.0,
         seed: 0,
-        repeat_penalty,
+        repeat_penalty: 1.0,
         want_hidden: false,
         stop_at_eos: true,
     };
-    m.generate(prompt, &o).unwrap().tokens
-}
-
-/// The answers to [`GOLDEN_PROMPTS`], then to the long prompt.
-fn golden_answers(m: &LocalLlm) -> Vec<Vec<u32>> {
-    let mut answers: Vec<Vec<u32>> = GOLDEN_PROMPTS
-        .iter()
-        .map(|(system, user, penalty)| {
-            let prompt = m
-                .encode(&LocalLlm::chat_prompt(&[
-                    Message::system(*system),
-                    Message::user(*user),
-                ]))
-                .unwrap();
-            greedy(m, &prompt, *penalty)
-        })
-        .collect();
-    let long = m
-        .encode(include_str!("../../../benches/reference/llm_prompt.txt"))
-        .unwrap();
-    answers.push(greedy(m, &long, 1.0));
-    answers
-}
-
-#[test]
-fn greedy_answers_are_token_identical_to_the_candle_forward_pass() {
-    let _serial = serial();
-    let one = golden_answers(&llm());
-    let want = GOLDEN_TOKENS.iter().chain([&GOLDEN_LONG]);
-    for (i, (got, want)) in one.iter().zip(want).enumerate() {
-        assert_eq!(got, want, "prompt {i}, one thread");
+    let g = m.generate(prompt, &o).unwrap();
+    let mut t = g.tokens;
+    if matches!(g.finish, Finish::Stop) {
+        t.push(eos);
     }
-    let two = LocalLlm::load(&LocalConfig {
+    t
+}
+
+/// Replaces the old free-running token-identity test, which failed on CPUs
+/// with AVX-512 (issue 15): two numerically different implementations, each
+/// decoding greedily, part at the first near-tie and never meet again.
+/// Here both see the same tokens (teacher forcing), their logits must agree
+/// within [`LOGIT_TOL`] at every position, their argmax must agree wherever
+/// the reference's top two logits are more than `2 × LOGIT_TOL` apart (each
+/// logit may move by the tolerance, so a smaller gap can flip), and
+/// free-running greedy tokens must agree up to the first such near-tie
+/// (SmolLM2's answers often start with one: few tokens are compared there).
+#[test]
+fn teacher_forced_logits_match_the_candle_reference_within_tolerance() {
+    let _serial = serial();
+    let m = llm();
+    // Every product Q8 × Q8, as candle's reference computes them.
+    let quant = |threads| {
+        LocalLlm::load(&LocalConfig {
+            threads,
+            f32_prefill: false,
+            ..Default::default()
+        })
+        .unwrap()
+    };
+    let (one, two) = (quant(1), quant(2));
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    let mut reference = reference_model(false);
+    let eos = m.encode("<|im_end|>").unwrap()[0];
+    let (mut max_diff, mut compared, mut positions) = (0f32, 0usize, 0usize);
+    let mut decided_positions = 0usize;
+    let max_pos = |what: &str, i: usize, got: &[Vec<f32>], want: &[Vec<f32>], tol: f32| {
+        assert_eq!(got.len(), want.len());
+        let mut worst = 0f32;
+        for (pos, (g, w)) in got.iter().zip(want).enumerate() {
+            let diff = g
+                .iter()
+                .zip(w)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            worst = worst.max(diff);
+            assert!(
+                diff <= tol,
+                "prompt {i}, {what}, generated position {pos}: max |logit diff| {diff} > {tol}"
+            );
+        }
+        worst
+    };
+    let all = prompts(&m);
+    let mut firsts = Vec::new();
+    for (i, prompt) in all.iter().enumerate() {
+        let (want_tokens, want) = reference_run(&mut reference, prompt, eos);
+        firsts.push(want[0].clone());
+        let runs = [
+            ("one thread", our_run(&one, prompt, &want_tokens, 1, false)),
+            (
+                "one thread, reused prefix",
+                our_run(&one, prompt, &want_tokens, 1, true),
+            ),
+            (
+                "two threads",
+                pool.install(|| our_run(&two, prompt, &want_tokens, 2, false)),
+            ),
+        ];
+        for (what, got) in &runs {
+            max_diff = max_diff.max(max_pos(what, i, got, &want, LOGIT_TOL));
+            positions += got.len();
+            // Teacher-forced argmax wherever the reference is decided.
+            for (pos, (g, w)) in got.iter().zip(&want).enumerate() {
+                if top2_margin(w) > 2.0 * LOGIT_TOL {
+                    assert_eq!(argmax(g), argmax(w), "prompt {i}, {what}, position {pos}");
+                    decided_positions += 1;
+                }
+            }
+        }
+        // Free-running greedy answers, cold and with the prompt's prefix
+        // cached, on one and two threads.
+        one.clear_prefix_cache();
+        two.clear_prefix_cache();
+        let answers = [
+            ("one thread", our_greedy(&one, prompt, eos)),
+            ("one thread, cached prefix", our_greedy(&one, prompt, eos)),
+            ("two threads", our_greedy(&two, prompt, eos)),
+        ];
+        let decided = want
+            .iter()
+            .take_while(|l| top2_margin(l) > 2.0 * LOGIT_TOL)
+            .count();
+        for (what, got) in &answers {
+            assert_eq!(
+                got.get(..decided),
+                want_tokens.get(..decided),
+                "prompt {i}, {what}: greedy tokens before the first near-tie (position {decided})"
+            );
+        }
+        compared += decided;
+    }
+    eprintln!(
+        "decoder: max |logit diff| {max_diff} over {positions} positions; {decided_positions} teacher-forced argmaxes and {compared} free-running greedy tokens compared"
+    );
+    // Not vacuous: many positions are decided well beyond the tolerance.
+    assert!(
+        decided_positions >= NON_VACUOUS,
+        "only {decided_positions} positions were decided"
+    );
+
+    // The default f32 prefill, at each prompt's last position, against the
+    // reference with f32 matrices; one and two threads.
+    drop(reference);
+    let mut reference = reference_model(true);
+    let two_f32 = LocalLlm::load(&LocalConfig {
         threads: 2,
         ..Default::default()
     })
     .unwrap();
-    assert_eq!(golden_answers(&two), one, "two threads");
+    let mut prefill_diff = 0f32;
+    for (i, prompt) in all.iter().enumerate() {
+        let (_, want) = reference_run(&mut reference, prompt, eos);
+        let want = &want[..1];
+        prefill_diff = prefill_diff.max(max_pos(
+            "f32 prefill",
+            i,
+            &our_run(&m, prompt, &[eos], 1, false),
+            want,
+            PREFILL_TOL,
+        ));
+        let got = pool.install(|| our_run(&two_f32, prompt, &[eos], 2, false));
+        prefill_diff = prefill_diff.max(max_pos(
+            "f32 prefill, two threads",
+            i,
+            &got,
+            want,
+            PREFILL_TOL,
+        ));
+        // (The Q8 and f32 prefills differ by the activations' quantisation.)
+        let gap = want[0]
+            .iter()
+            .zip(&firsts[i])
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        eprintln!("prompt {i}: f32 vs Q8 reference at the prompt end {gap}");
+    }
+    eprintln!("f32 prefill: max |logit diff| {prefill_diff}");
 }
 
 #[test]

@@ -26,8 +26,10 @@
 //!   integer dot product is added as `fma(isum, d_w * d_x, acc)`, one chain
 //!   per row.
 //!
-//! The AVX2 paths give those results bit for bit; the scalar fallback (no
-//! AVX2) differs in the last bits only.
+//! The AVX2 paths gave those results bit for bit on that machine; the scalar
+//! fallback (no AVX2) differs in the last bits only. Nothing relies on the
+//! bits: tests compare each [`Kernel`] this CPU can run with the others and
+//! with an f64 product of the same quantized values, within a tolerance.
 
 use half::f16;
 use rayon::prelude::*;
@@ -159,12 +161,25 @@ impl Q8Matrix {
     /// With `threads > 1` the rows are split into chunks run on the current
     /// rayon pool.
     pub fn matvec(&self, x: &[f32], xq: &mut Q8Vec, out: &mut [f32], threads: usize) {
+        self.matvec_with(Kernel::best(), x, xq, out, threads)
+    }
+
+    /// [`Q8Matrix::matvec`] on a chosen kernel (tests run every kernel the
+    /// CPU has; `kernel` must be one of [`Kernel::available`]).
+    fn matvec_with(
+        &self,
+        kernel: Kernel,
+        x: &[f32],
+        xq: &mut Q8Vec,
+        out: &mut [f32],
+        threads: usize,
+    ) {
         assert_eq!(x.len(), self.cols);
         assert_eq!(out.len(), self.rows);
         xq.quantize(x, self.input);
         let xq = &*xq;
         if threads <= 1 || self.rows < 256 {
-            self.rows_into(0, xq, out);
+            self.rows_into(kernel, 0, xq, out);
             return;
         }
         // A few chunks per thread so that a thread slowed by other load on
@@ -172,15 +187,16 @@ impl Q8Matrix {
         let chunk = self.rows.div_ceil(threads * 4).next_multiple_of(GROUP);
         out.par_chunks_mut(chunk)
             .enumerate()
-            .for_each(|(i, o)| self.rows_into(i * chunk, xq, o));
+            .for_each(|(i, o)| self.rows_into(kernel, i * chunk, xq, o));
     }
 
     /// Rows `row0..row0 + out.len()`; `row0` starts a group.
-    fn rows_into(&self, row0: usize, x: &Q8Vec, out: &mut [f32]) {
+    fn rows_into(&self, kernel: Kernel, row0: usize, x: &Q8Vec, out: &mut [f32]) {
         assert!(row0.is_multiple_of(GROUP) && row0 + out.len() <= self.rows);
         assert!(x.qs.len() == self.cols && x.input == self.input);
         #[cfg(target_arch = "x86_64")]
-        if avx2::available() {
+        if kernel == Kernel::Avx2 {
+            assert!(avx2::available(), "the AVX2 kernel needs AVX2 and FMA");
             for (i, o) in out.chunks_mut(GROUP).enumerate() {
                 let g = row0 / GROUP + i;
                 // SAFETY: AVX2 and FMA are present; `g` is a group of the
@@ -214,6 +230,37 @@ impl Q8Matrix {
             };
         }
         sum
+    }
+}
+
+/// Which matrix–vector kernel runs a product: picked once per call from the
+/// CPU's features ([`Kernel::best`]); tests run each of [`Kernel::available`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kernel {
+    /// Plain Rust, any CPU.
+    Scalar,
+    /// AVX2 + FMA intrinsics (x86-64 only).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    Avx2,
+}
+
+impl Kernel {
+    fn best() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        if avx2::available() {
+            return Kernel::Avx2;
+        }
+        Kernel::Scalar
+    }
+
+    /// The kernels this CPU can run, the fallback first.
+    #[cfg(test)]
+    fn available() -> Vec<Self> {
+        let mut k = vec![Kernel::Scalar];
+        if Kernel::best() != Kernel::Scalar {
+            k.push(Kernel::best());
+        }
+        k
     }
 }
 
@@ -397,6 +444,89 @@ mod tests {
                 if i % 97 == 0 { v * 8.0 } else { v }
             })
             .collect()
+    }
+
+    /// Every row's product over the same quantized values in f64: what a
+    /// kernel computes, up to f32 rounding of its partial sums.
+    fn exact_q8(m: &Q8Matrix, row: usize, x: &Q8Vec) -> f64 {
+        (0..m.cols / QK)
+            .map(|b| {
+                let at = m.block_index(row, b);
+                let sumi: i64 = (0..QK)
+                    .map(|i| m.qs[at * QK + i] as i64 * x.qs[b * QK + i] as i64)
+                    .sum();
+                let xd = match x.input {
+                    Input::Q8_0 => x.d[b],
+                    Input::Q8K => x.d[b * QK / QK_K],
+                };
+                sumi as f64 * m.d[at] as f64 * xd as f64
+            })
+            .sum()
+    }
+
+    /// The sum of the products' magnitudes, the scale of a row's rounding.
+    fn magnitude(m: &Q8Matrix, row: usize, x: &Q8Vec) -> f64 {
+        (0..m.cols)
+            .map(|c| {
+                let at = m.block_index(row, c / QK);
+                let xd = match x.input {
+                    Input::Q8_0 => x.d[c / QK],
+                    Input::Q8K => x.d[c / QK_K],
+                };
+                (m.qs[at * QK + c % QK] as f64 * m.d[at] as f64 * x.qs[c] as f64 * xd as f64).abs()
+            })
+            .sum()
+    }
+
+    /// Each kernel this CPU can run (the scalar fallback always, AVX2 where
+    /// present), on one and two threads, against the f64 product of the same
+    /// quantized values and against each other. The tolerance: each kernel
+    /// sums `cols / 32` block products in f32 in its own order, so it is off
+    /// by a few ulps of the sum of magnitudes (measured: at most 1.9e-8 of
+    /// it here, both kernels); 1e-5 of it leaves a wide margin and still catches a wrong
+    /// block, scale or sign (errors of whole products, ≳ 1e-2 of it).
+    #[test]
+    fn every_kernel_this_cpu_runs_matches_the_f64_product() {
+        let kernels = Kernel::available();
+        #[cfg(target_arch = "x86_64")]
+        assert_eq!(
+            kernels.contains(&Kernel::Avx2),
+            is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+        );
+        for (rows, cols, input) in [(37, 96, Input::Q8_0), (300, 512, Input::Q8K)] {
+            let m = Q8Matrix::quantize(rows, cols, &data(rows * cols, 11));
+            assert_eq!(m.input, input);
+            let xf = data(cols, 12);
+            let mut xq = Q8Vec::default();
+            xq.quantize(&xf, input);
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(2)
+                .build()
+                .unwrap();
+            let mut outs = Vec::new();
+            for &k in &kernels {
+                for threads in [1, 2] {
+                    let mut out = vec![0f32; rows];
+                    pool.install(|| m.matvec_with(k, &xf, &mut xq.clone(), &mut out, threads));
+                    for (r, &o) in out.iter().enumerate() {
+                        let want = exact_q8(&m, r, &xq);
+                        let mag = magnitude(&m, r, &xq);
+                        let tol = 1e-5 * mag.max(1e-3);
+                        assert!(
+                            (o as f64 - want).abs() <= tol,
+                            "{k:?}, {threads} thread(s), {input:?}, row {r}: {o} vs {want}"
+                        );
+                    }
+                    outs.push((k, out));
+                }
+            }
+            for (k, out) in &outs[1..] {
+                for (r, (a, b)) in out.iter().zip(&outs[0].1).enumerate() {
+                    let tol = 1e-5 * a.abs().max(b.abs()).max(1.0);
+                    assert!((a - b).abs() <= tol, "{k:?} vs scalar, row {r}: {a} {b}");
+                }
+            }
+        }
     }
 
     #[test]
