@@ -30,6 +30,10 @@ use rand_chacha::ChaCha8Rng;
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// The `hsuga` binary's allocator setting, so benchmarks measure what it runs.
+#[path = "../crates/cli/src/allocator.rs"]
+mod allocator;
+
 /// Random unit rows (text embedders return unit vectors; the values do not
 /// change the cost).
 fn random_unit(rows: usize, dim: usize, seed: u64) -> Matrix {
@@ -159,7 +163,7 @@ fn spawn(label: &str, dim: usize, epochs: usize, cache: &Path) -> f64 {
 }
 
 fn main() {
-    hsuga_train::allocator::keep_freed_memory();
+    allocator::keep_freed_memory();
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut dims = vec![1536usize, 384];
     let mut epochs = 1usize;

@@ -25,6 +25,10 @@ use rand_chacha::ChaCha8Rng;
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// The `hsuga` binary's allocator setting, so benchmarks measure what it runs.
+#[path = "../crates/cli/src/allocator.rs"]
+mod allocator;
+
 struct Args {
     items: u32,
     batch: usize,
@@ -215,7 +219,7 @@ fn peak_rss_mib() -> f64 {
 }
 
 fn main() {
-    hsuga_train::allocator::keep_freed_memory();
+    allocator::keep_freed_memory();
     let a = parse();
     for &b in &a.backbones {
         for &len in &a.lens {

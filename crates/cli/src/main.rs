@@ -15,6 +15,7 @@ mod cmd {
     pub mod models;
     pub mod train;
 }
+mod allocator;
 mod datasets;
 
 #[derive(Parser)]
@@ -77,7 +78,7 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    hsuga_train::allocator::keep_freed_memory();
+    allocator::keep_freed_memory();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

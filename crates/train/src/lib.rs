@@ -8,7 +8,6 @@
 //! backbone, reading the matrices of [`SemanticInputs`].
 
 pub mod adopt;
-pub mod allocator;
 pub mod checkpoint;
 pub mod config;
 pub mod distill;
