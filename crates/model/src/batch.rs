@@ -4,8 +4,8 @@
 //! `max_len`), so short-sequence datasets do no padding work. Positions are
 //! counted so that the last item always sits at position `max_len`, exactly
 //! as if the batch were padded to `max_len`; padded keys are masked out of
-//! attention, so a user's output does not depend on what else is in the
-//! batch (for the transformers; GRU4Rec reads the padding as zero inputs).
+//! attention, and GRU4Rec carries its state unchanged through padding, so a
+//! user's output does not depend on what else is in the batch.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -33,6 +33,9 @@ pub struct SeqBatch {
     pub attn_bias: Tensor<3>,
     pub batch: usize,
     pub len: usize,
+    /// The leading columns in which some row is padding (`len` minus the
+    /// shortest row): GRU4Rec masks its state update there and nowhere else.
+    pub padded_steps: usize,
     /// `[B, S]` each row's user semantic embedding, for models that fuse it
     /// (HSU alone); set by the caller, who knows which user a row is.
     pub user_semantic: Option<Tensor<2>>,
@@ -54,6 +57,7 @@ impl SeqBatch {
                 .expand([self.batch, self.len, self.len])),
             batch: 2 * self.batch,
             len: self.len,
+            padded_steps: self.padded_steps,
             user_semantic: None,
         }
     }
@@ -134,6 +138,7 @@ impl Batcher {
         let max_len = self.cfg.max_len;
         let attend_padding = self.cfg.attend_padding && self.cfg.backbone != Backbone::Gru4rec;
         let longest = rows.iter().map(|r| r.len()).max().unwrap_or(1).max(1);
+        let shortest = rows.iter().map(|r| r.len()).min().unwrap_or(0);
         let t = if attend_padding {
             max_len.max(longest)
         } else {
@@ -172,6 +177,7 @@ impl Batcher {
             attn_bias,
             batch: b,
             len: t,
+            padded_steps: t - shortest,
             user_semantic: None,
         }
     }

@@ -90,7 +90,7 @@ impl SequenceEncoder for Encoder {
         let items = match self {
             Encoder::Sasrec(m) => m.net.items.forward(batch.items.clone()),
             Encoder::Bert4rec(m) => m.net.items.forward(batch.items.clone()),
-            Encoder::Gru4rec(m) => return last(m.forward(batch)),
+            Encoder::Gru4rec(m) => return m.forward_last(batch),
         };
         self.encode_embedded_last(items, batch)
     }
@@ -99,7 +99,7 @@ impl SequenceEncoder for Encoder {
         match self {
             Encoder::Sasrec(m) => m.net.forward_embedded_last(items, batch),
             Encoder::Bert4rec(m) => m.net.forward_embedded_last(items, batch),
-            Encoder::Gru4rec(m) => last(m.forward_embedded(items, batch)),
+            Encoder::Gru4rec(m) => m.forward_embedded_last(items, batch),
         }
     }
 }

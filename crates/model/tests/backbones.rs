@@ -2,7 +2,10 @@
 
 use hsuga_model::burn::module::Module;
 use hsuga_model::burn::optim::{AdamConfig, GradientsParams};
-use hsuga_model::{Backbone, Batcher, Loss, ModelConfig, Recommender, SequenceEncoder, cpu};
+use hsuga_model::{
+    Backbone, Batcher, DualViewSpec, Extras, Fusion, Loss, ModelConfig, Recommender,
+    SequenceEncoder, cpu,
+};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -24,24 +27,171 @@ fn scores(model: &Recommender, b: &Batcher, hist: &[&[u32]], items: &[u32]) -> V
     hsuga_model::to_f32(model.score_candidates(&batch, cand))
 }
 
+/// Every backbone, plain and with LLM-ESR's dual view (both views run
+/// through the one backbone) and HSU fusion.
+fn every_model(text: &[f32]) -> Vec<(String, ModelConfig, Extras<'_>)> {
+    let mut out = Vec::new();
+    for backbone in [Backbone::Sasrec, Backbone::Bert4rec, Backbone::Gru4rec] {
+        for (name, extras) in [
+            ("plain", Extras::default()),
+            (
+                "dual",
+                Extras {
+                    dual_view: Some(DualViewSpec {
+                        text,
+                        dim: 8,
+                        cross_attention: false,
+                    }),
+                    ..Extras::default()
+                },
+            ),
+            (
+                "dual+cross+gate",
+                Extras {
+                    dual_view: Some(DualViewSpec {
+                        text,
+                        dim: 8,
+                        cross_attention: true,
+                    }),
+                    fusion: Some((Fusion::Gate, 4)),
+                    ..Extras::default()
+                },
+            ),
+        ] {
+            out.push((
+                format!("{backbone:?}/{name}"),
+                cfg(backbone, Loss::Bce),
+                extras,
+            ));
+        }
+    }
+    out
+}
+
+/// A fixed item-text table for the dual view (`[30, 8]`).
+fn toy_text() -> Vec<f32> {
+    (0..30 * 8)
+        .map(|i| ((i * 37 % 17) as f32 - 8.0) / 8.0)
+        .collect()
+}
+
+/// A fixed user-semantic vector per user id (`[4]`), for fusion.
+fn user_vec(u: usize) -> Vec<f32> {
+    (0..4).map(|k| ((u * 4 + k) as f32 * 0.3).sin()).collect()
+}
+
+/// Candidate scores of `users` (ids into `hists`) scored together in one
+/// evaluation batch.
+fn scores_of(
+    m: &Recommender,
+    b: &Batcher,
+    hists: &[Vec<u32>],
+    users: &[usize],
+    items: &[u32],
+) -> Vec<f32> {
+    use hsuga_model::burn::tensor::{Tensor, TensorData};
+    let hist: Vec<&[u32]> = users.iter().map(|&u| hists[u].as_slice()).collect();
+    let mut batch = b.eval_batch(&hist);
+    let sem: Vec<f32> = users.iter().flat_map(|&u| user_vec(u)).collect();
+    batch.user_semantic = Some(Tensor::from_data(
+        TensorData::new(sem, [users.len(), 4]),
+        &b.device,
+    ));
+    let rows: Vec<Vec<u32>> = users.iter().map(|_| items.to_vec()).collect();
+    let cand = Recommender::candidate_tensor(&rows, &b.device);
+    hsuga_model::to_f32(m.score_candidates(&batch, cand))
+}
+
+/// Regression (GRU4Rec read left padding as zero inputs, so its scores
+/// depended on the longest history in the batch): a short history scored
+/// alone and beside a long one gets the same scores, for every backbone.
 #[test]
 fn padding_does_not_change_a_users_scores() {
-    for backbone in [Backbone::Sasrec, Backbone::Bert4rec] {
+    let text = toy_text();
+    for (name, c, extras) in every_model(&text) {
         let dev = cpu();
         dev.seed(1);
-        let c = cfg(backbone, Loss::Bce);
-        let m = Recommender::new(&c, 30, &dev).unwrap().valid();
+        let m = Recommender::with_extras(&c, 30, &extras, &dev)
+            .unwrap()
+            .valid();
         let b = Batcher::new(&c, 30, &dev);
-        let short: &[u32] = &[3, 4];
-        let long: &[u32] = &[1, 2, 3, 4, 5, 6, 7, 8, 9];
-        let alone = scores(&m, &b, &[short], &[5, 6, 7]);
-        let together = scores(&m, &b, &[short, long], &[5, 6, 7]);
+        let hists = vec![vec![3, 4], vec![1, 2, 3, 4, 5, 6, 7, 8, 9]];
+        let alone = scores_of(&m, &b, &hists, &[0], &[5, 6, 7]);
+        let together = scores_of(&m, &b, &hists, &[0, 1], &[5, 6, 7]);
         for (a, t) in alone.iter().zip(&together[..3]) {
-            assert!(
-                (a - t).abs() < 1e-4,
-                "{backbone:?}: {alone:?} vs {together:?}"
-            );
+            assert!((a - t).abs() < 1e-4, "{name}: {alone:?} vs {together:?}");
         }
+    }
+}
+
+/// Regression (GRU4Rec read left padding as zero inputs): a left-padded
+/// row's GRU4Rec states at its real positions are the unpadded row's states,
+/// and the padded positions carry the zero initial state.
+#[test]
+fn gru4rec_left_padding_leaves_real_positions_unchanged() {
+    let dev = cpu();
+    dev.seed(4);
+    let c = cfg(Backbone::Gru4rec, Loss::Bce);
+    let m = Recommender::new(&c, 30, &dev).unwrap().valid();
+    let b = Batcher::new(&c, 30, &dev);
+    let short: &[u32] = &[3, 4, 8];
+    let long: &[u32] = &[1, 2, 3, 4, 5, 6, 7];
+    let alone = hsuga_model::to_f32(m.encoder.encode(&b.seq_batch(&[short]))); // [1, 3, 16]
+    let padded = m.encoder.encode(&b.seq_batch(&[short, long])); // [2, 7, 16]
+    let row = hsuga_model::to_f32(padded.narrow(0, 0, 1)); // [1, 7, 16]
+    let (pad, real) = row.split_at(4 * 16);
+    assert!(pad.iter().all(|&x| x == 0.0), "padding states {pad:?}");
+    let worst = alone
+        .iter()
+        .zip(real)
+        .map(|(a, p)| (a - p).abs())
+        .fold(0f32, f32::max);
+    assert!(worst < 1e-5, "real positions moved by {worst}");
+}
+
+/// A user's scores do not depend on the evaluation batch size: each of 256
+/// users of lengths 1 to 20 (`max_len` 12, so some are truncated) scored
+/// alone equals the same user scored in one batch of all 256, for every
+/// backbone, plain and with the dual view and fusion.
+#[test]
+fn a_users_scores_are_the_same_at_eval_batch_sizes_1_and_256() {
+    let text = toy_text();
+    let hists: Vec<Vec<u32>> = (0..256usize)
+        .map(|u| {
+            let len = 1 + (u * 7) % 20;
+            (0..len)
+                .map(|k| ((u * 5 + k * 3) % 30 + 1) as u32)
+                .collect()
+        })
+        .collect();
+    let items = [1u32, 5, 12, 29, 30];
+    let all: Vec<usize> = (0..hists.len()).collect();
+    for (name, c, extras) in every_model(&text) {
+        let dev = cpu();
+        dev.seed(6);
+        let m = Recommender::with_extras(&c, 30, &extras, &dev)
+            .unwrap()
+            .valid();
+        let b = Batcher::new(&c, 30, &dev);
+        let together = scores_of(&m, &b, &hists, &all, &items);
+        let mut worst = (0f32, 0usize);
+        for u in all.iter().copied() {
+            let alone = scores_of(&m, &b, &hists, &[u], &items);
+            let k = items.len();
+            for (a, t) in alone.iter().zip(&together[u * k..(u + 1) * k]) {
+                let d = (a - t).abs() / (1.0 + a.abs());
+                if d > worst.0 {
+                    worst = (d, u);
+                }
+            }
+        }
+        assert!(
+            worst.0 < 1e-4,
+            "{name}: user {} (length {}) differs by {}",
+            worst.1,
+            hists[worst.1].len(),
+            worst.0
+        );
     }
 }
 
@@ -167,7 +317,6 @@ fn bad_configs_are_rejected() {
 #[test]
 fn last_position_shortcut_equals_the_full_encoding() {
     use hsuga_model::burn::tensor::{Tensor, TensorData};
-    use hsuga_model::{DualViewSpec, Extras, Fusion};
     let dev = cpu();
     let text: Vec<f32> = (0..30 * 8)
         .map(|i| ((i * 37 % 17) as f32 - 8.0) / 8.0)
