@@ -289,8 +289,10 @@ impl Resolved {
         // Connection tuning does not change answers.
         if let BackendConfig::Openai(o) = &mut backend {
             o.concurrency = 0;
-            o.timeout_secs = 0.0;
+            o.timeout_s = 0.0;
             o.max_retries = 0;
+            o.backoff_s = 0.0;
+            o.max_backoff_s = 0.0;
             o.api_key_env.clear();
             o.base_url.clear();
         }

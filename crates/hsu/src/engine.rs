@@ -72,7 +72,7 @@ pub fn histories(dataset: &Dataset, split: &Split, template: &ItemTemplate) -> V
                         .unwrap_or_else(|| i.to_string());
                     let attrs = dataset.attrs(i).cloned().unwrap_or_default();
                     HistItem {
-                        text: template.render(&id, Some(&attrs)),
+                        text: template.render(dataset, i),
                         id,
                         attrs,
                     }

@@ -14,7 +14,6 @@
 
 use std::path::Path;
 
-use hsuga_data::ItemAttrs;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{HsuError, Result};
@@ -270,27 +269,16 @@ pub fn render(t: &str, vars: &[(&str, &str)]) -> String {
     out
 }
 
-/// Item text from a dataset template (`[text] template`), e.g.
-/// `"Title: {title} ({year}), genres: {genres}"`. Placeholders are
-/// [`ItemAttrs`] field names plus `{id}`; lists are joined with ", ".
+/// The dataset's item template (`[text] template`) for HSU prompts.
 ///
-/// (The text crate owns item rendering for the embedder; until its renderer
-/// lands, HSU keeps this small one with the same placeholders.)
+/// Rendering is the text crate's ([`hsuga_text::item_text`]): the same
+/// clause rules for missing fields and the same `"item <raw id>"` fallback
+/// as the embedder, so the LLM reads exactly the text that is embedded
+/// (issue 15: a second renderer here rendered missing fields differently).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ItemTemplate {
-    template: String,
+    template: hsuga_text::Template,
 }
-
-pub const ITEM_FIELDS: &[&str] = &[
-    "title",
-    "year",
-    "brand",
-    "genres",
-    "categories",
-    "specs",
-    "tags",
-    "id",
-];
 
 impl ItemTemplate {
     /// The dataset's `[text] template`, or its title alone when the config
@@ -305,58 +293,22 @@ impl ItemTemplate {
     }
 
     pub fn new(template: &str) -> Result<Self> {
-        let names = placeholders(template).map_err(|m| HsuError::Template {
+        let template = hsuga_text::Template::parse(template).map_err(|e| HsuError::Template {
             file: "dataset [text] template".into(),
-            message: m,
+            message: e.to_string(),
         })?;
-        if let Some(bad) = names.iter().find(|n| !ITEM_FIELDS.contains(&n.as_str())) {
-            return Err(HsuError::Template {
-                file: "dataset [text] template".into(),
-                message: format!(
-                    "unknown placeholder {{{bad}}}; item fields are {}",
-                    ITEM_FIELDS.join(", ")
-                ),
-            });
-        }
-        Ok(Self {
-            template: template.to_string(),
-        })
+        Ok(Self { template })
     }
 
-    /// Renders an item; one without any text becomes `item <id> (no description)`.
-    pub fn render(&self, id: &str, attrs: Option<&ItemAttrs>) -> String {
-        let Some(a) = attrs.filter(|a| !a.is_empty()) else {
-            return format!("item {id} (no description)");
-        };
-        let opt = |o: &Option<String>| o.clone().unwrap_or_default();
-        let list = |v: &Vec<String>| v.join(", ");
-        let s = render(
-            &self.template,
-            &[
-                ("title", &opt(&a.title)),
-                ("year", &opt(&a.year)),
-                ("brand", &opt(&a.brand)),
-                ("genres", &list(&a.genres)),
-                ("categories", &list(&a.categories)),
-                ("specs", &list(&a.specs)),
-                ("tags", &list(&a.tags)),
-                ("id", id),
-            ],
-        );
-        tidy(&s)
+    /// The text crate's template.
+    pub fn template(&self) -> &hsuga_text::Template {
+        &self.template
     }
-}
 
-/// Removes what empty fields leave behind: `()`, doubled spaces, dangling separators.
-fn tidy(s: &str) -> String {
-    let mut t = s.replace("()", "").replace("( )", "");
-    while t.contains("  ") {
-        t = t.replace("  ", " ");
+    /// Item `item` (1-based) of `dataset`, as the embedder sees it.
+    pub fn render(&self, dataset: &hsuga_data::Dataset, item: u32) -> String {
+        hsuga_text::item_text(dataset, item, &self.template)
     }
-    t.replace(" ,", ",")
-        .trim()
-        .trim_end_matches([',', ';', ':', ' '])
-        .to_string()
 }
 
 #[cfg(test)]
@@ -392,18 +344,7 @@ mod tests {
     }
 
     #[test]
-    fn item_rendering() {
-        let t = ItemTemplate::new("Title: {title} ({year}), genres: {genres}").unwrap();
-        let a = ItemAttrs {
-            title: Some("Heat".into()),
-            genres: vec!["Action".into(), "Crime".into()],
-            ..Default::default()
-        };
-        assert_eq!(
-            t.render("7", Some(&a)),
-            "Title: Heat, genres: Action, Crime"
-        );
-        assert_eq!(t.render("7", None), "item 7 (no description)");
+    fn history_block() {
         let p = PromptSet::builtin_paper();
         assert_eq!(p.history(&["a".into(), "b".into()]), "No.1 a\nNo.2 b");
     }

@@ -18,9 +18,6 @@
 //!   **approximation** of HSU, and every answer says so.
 //! - [`scripted::Scripted`]: canned answers and call counts, for tests.
 //!
-//! [`server`] exposes any back-end as an OpenAI-compatible endpoint, so a
-//! local model can stand in for a GPU server (and tests can talk HTTP to it).
-//!
 //! The trait is blocking on purpose: HSU runs users on a bounded pool of
 //! worker threads, and the HTTP client bounds its own in-flight requests, so
 //! callers never need an async runtime.
@@ -29,7 +26,6 @@ pub mod local;
 pub mod openai;
 pub mod rules;
 pub mod scripted;
-pub mod server;
 
 use std::fmt;
 use std::time::Duration;

@@ -1,18 +1,18 @@
 //! Client for any OpenAI-compatible `/v1/chat/completions` server.
 //!
-//! One [`OpenAiClient`] owns a small tokio runtime and a semaphore: however
-//! many worker threads call [`ChatBackend::chat`] at once, at most
-//! `concurrency` requests are in flight. Each attempt has a timeout; 429 and
-//! 5xx answers, timeouts, connection errors and unparseable bodies are retried
-//! with exponential back-off (a `Retry-After` header in seconds is honoured).
+//! Requests go through hsuga-text's [`Transport`], the one HTTP layer of
+//! the chat and embedding clients: however many worker threads call
+//! [`ChatBackend::chat`] at once, at most `concurrency` requests are in
+//! flight; each attempt has a timeout; 429 and 5xx answers, timeouts,
+//! connection errors and unparseable bodies are retried with exponential
+//! back-off (a `Retry-After` header in seconds is honoured).
 //! Token usage comes from the response's `usage`; when a server omits it the
 //! counts are estimated and marked so.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use hsuga_text::transport::{DEFAULT_KEY_ENV, Failure, FailureKind, Reject, Settings, Transport};
 use serde::{Deserialize, Serialize};
-use tokio::sync::Semaphore;
 
 use crate::{
     BackendId, ChatBackend, ChatRequest, ChatResponse, Finish, LlmError, Message, Usage,
@@ -32,21 +32,22 @@ pub struct OpenAiConfig {
     /// Requests in flight at once (ours: a server batches what it is sent).
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
-    /// Per attempt.
-    #[serde(default = "default_timeout")]
-    pub timeout_secs: f64,
+    /// Per attempt, in seconds (`timeout_secs`, its old name, still loads).
+    #[serde(default = "default_timeout", alias = "timeout_secs")]
+    pub timeout_s: f64,
     /// Attempts after the first one.
     #[serde(default = "default_retries")]
     pub max_retries: u32,
-    /// First back-off; doubles each retry, capped at `max_backoff_secs`.
-    #[serde(default = "default_backoff")]
-    pub backoff_secs: f64,
-    #[serde(default = "default_max_backoff")]
-    pub max_backoff_secs: f64,
+    /// First back-off in seconds; doubles each retry, capped at
+    /// `max_backoff_s` (old names `backoff_secs`, `max_backoff_secs`).
+    #[serde(default = "default_backoff", alias = "backoff_secs")]
+    pub backoff_s: f64,
+    #[serde(default = "default_max_backoff", alias = "max_backoff_secs")]
+    pub max_backoff_s: f64,
 }
 
 fn default_key_env() -> String {
-    "OPENAI_API_KEY".into()
+    DEFAULT_KEY_ENV.into()
 }
 fn default_concurrency() -> usize {
     16
@@ -71,10 +72,22 @@ impl OpenAiConfig {
             model: model.into(),
             api_key_env: default_key_env(),
             concurrency: default_concurrency(),
-            timeout_secs: default_timeout(),
+            timeout_s: default_timeout(),
             max_retries: default_retries(),
-            backoff_secs: default_backoff(),
-            max_backoff_secs: default_max_backoff(),
+            backoff_s: default_backoff(),
+            max_backoff_s: default_max_backoff(),
+        }
+    }
+
+    /// The transport settings (the fields shared with the embedding client).
+    pub fn settings(&self) -> Settings {
+        Settings {
+            api_key_env: self.api_key_env.clone(),
+            concurrency: self.concurrency,
+            timeout_s: self.timeout_s,
+            max_retries: self.max_retries,
+            backoff_s: self.backoff_s,
+            max_backoff_s: self.max_backoff_s,
         }
     }
 }
@@ -82,11 +95,7 @@ impl OpenAiConfig {
 #[derive(Debug)]
 pub struct OpenAiClient {
     cfg: OpenAiConfig,
-    url: String,
-    key: Option<String>,
-    http: reqwest::Client,
-    rt: tokio::runtime::Runtime,
-    permits: Arc<Semaphore>,
+    http: Transport,
 }
 
 #[derive(Serialize)]
@@ -125,60 +134,19 @@ struct WireUsage {
     completion_tokens: u32,
 }
 
-/// One failed attempt: the error and, for 429/503, the server's wish.
-struct Attempt {
-    err: LlmError,
-    retry_after: Option<Duration>,
-}
-
 impl OpenAiClient {
     pub fn new(cfg: OpenAiConfig) -> Result<Self, LlmError> {
-        if cfg.concurrency == 0 {
-            return Err(LlmError::Config("openai.concurrency must be ≥ 1".into()));
-        }
-        if cfg.timeout_secs.is_nan() || cfg.timeout_secs <= 0.0 {
-            return Err(LlmError::Config("openai.timeout_secs must be > 0".into()));
-        }
-        let base = cfg.base_url.trim_end_matches('/');
-        if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(LlmError::Config(format!(
-                "openai.base_url {base:?} must start with http:// or https://"
-            )));
-        }
-        let url = format!("{base}/chat/completions");
-        let key = std::env::var(&cfg.api_key_env)
-            .ok()
-            .filter(|k| !k.is_empty());
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs_f64(cfg.timeout_secs))
-            .pool_max_idle_per_host(cfg.concurrency)
-            .build()
-            .map_err(|e| LlmError::Config(e.to_string()))?;
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .map_err(|e| LlmError::Config(e.to_string()))?;
-        let permits = Arc::new(Semaphore::new(cfg.concurrency));
-        Ok(Self {
-            cfg,
-            url,
-            key,
-            http,
-            rt,
-            permits,
-        })
+        let url = format!("{}/chat/completions", cfg.base_url.trim_end_matches('/'));
+        let http = Transport::new(url, cfg.settings())
+            .map_err(|m| LlmError::Config(format!("openai: {m}")))?;
+        Ok(Self { cfg, http })
     }
 
     pub fn config(&self) -> &OpenAiConfig {
         &self.cfg
     }
 
-    async fn attempt(&self, req: &ChatRequest) -> Result<ChatResponse, Attempt> {
-        let _permit = self.permits.acquire().await.map_err(|_| Attempt {
-            err: LlmError::Interrupted,
-            retry_after: None,
-        })?;
+    async fn chat_async(&self, req: &ChatRequest) -> Result<ChatResponse, LlmError> {
         let started = Instant::now();
         let body = WireRequest {
             model: &self.cfg.model,
@@ -187,121 +155,74 @@ impl OpenAiClient {
             temperature: req.temperature,
             seed: req.seed,
         };
-        let mut builder = self.http.post(&self.url).json(&body);
-        if let Some(key) = &self.key {
-            builder = builder.bearer_auth(key);
-        }
-        let fail = |err| Attempt {
-            err,
-            retry_after: None,
-        };
-        let resp = builder.send().await.map_err(|e| fail(self.transport(e)))?;
-        let status = resp.status();
-        if !status.is_success() {
-            let retry_after = resp
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<f64>().ok())
-                .filter(|s| s.is_finite() && *s >= 0.0)
-                .map(Duration::from_secs_f64);
-            let body = resp.text().await.unwrap_or_default();
-            return Err(Attempt {
-                err: LlmError::Http {
-                    status: status.as_u16(),
-                    url: self.url.clone(),
-                    body: truncate(&body, 300),
-                },
-                retry_after,
-            });
-        }
-        let bytes = resp.bytes().await.map_err(|e| fail(self.transport(e)))?;
-        let wire: WireResponse = serde_json::from_slice(&bytes).map_err(|e| {
-            fail(LlmError::Malformed {
-                url: self.url.clone(),
-                message: format!("{e}; body starts {:?}", truncate_bytes(&bytes, 120)),
-            })
-        })?;
-        let Some(choice) = wire.choices.into_iter().next() else {
-            return Err(fail(LlmError::Malformed {
-                url: self.url.clone(),
-                message: "no choices in response".into(),
-            }));
-        };
-        let text = choice.message.content.unwrap_or_default();
-        let finish = match choice.finish_reason.as_deref() {
-            Some("stop") | Some("eos") | None => Finish::Stop,
-            Some("length") => Finish::Length,
-            Some(_) => Finish::Other,
-        };
-        let usage = match wire.usage {
-            Some(u) => Usage {
-                prompt_tokens: u.prompt_tokens,
-                completion_tokens: u.completion_tokens,
-                estimated: false,
-            },
-            None => Usage {
-                prompt_tokens: req
-                    .messages
-                    .iter()
-                    .map(|m| estimate_tokens(&m.content))
-                    .sum(),
-                completion_tokens: estimate_tokens(&text),
-                estimated: true,
-            },
-        };
-        Ok(ChatResponse {
-            text,
-            finish,
-            usage,
-            latency: started.elapsed(),
-            hidden_mean: None,
-        })
+        let mut r = self
+            .http
+            .post(&body, |bytes| parse(bytes, req))
+            .await
+            .map_err(|f| self.error(f))?;
+        r.latency = started.elapsed();
+        Ok(r)
     }
 
-    fn transport(&self, e: reqwest::Error) -> LlmError {
-        if e.is_timeout() {
-            LlmError::Timeout {
-                url: self.url.clone(),
-                secs: self.cfg.timeout_secs,
-            }
-        } else if e.is_decode() || e.is_body() {
-            LlmError::Malformed {
-                url: self.url.clone(),
-                message: e.to_string(),
-            }
-        } else {
-            LlmError::Transport {
-                url: self.url.clone(),
-                message: error_chain(&e),
+    /// The transport's failure as this crate's error.
+    fn error(&self, f: Failure) -> LlmError {
+        let url = f.url;
+        match f.kind {
+            FailureKind::Http { status, body } => LlmError::Http { status, url, body },
+            FailureKind::Timeout => LlmError::Timeout {
+                url,
+                secs: f.timeout_s,
+            },
+            FailureKind::Connect(message) => LlmError::Transport { url, message },
+            FailureKind::Body(message) | FailureKind::Rejected(message) => {
+                LlmError::Malformed { url, message }
             }
         }
     }
+}
 
-    async fn chat_async(&self, req: &ChatRequest) -> Result<ChatResponse, LlmError> {
-        let started = Instant::now();
-        let mut backoff = self.cfg.backoff_secs.max(0.0);
-        let mut attempt = 0;
-        loop {
-            match self.attempt(req).await {
-                Ok(mut r) => {
-                    r.latency = started.elapsed();
-                    return Ok(r);
-                }
-                Err(a) if a.err.is_transient() && attempt < self.cfg.max_retries => {
-                    attempt += 1;
-                    let wait = a
-                        .retry_after
-                        .unwrap_or(Duration::from_secs_f64(backoff))
-                        .min(Duration::from_secs_f64(self.cfg.max_backoff_secs.max(0.0)));
-                    tracing::debug!(attempt, error = %a.err, wait_s = wait.as_secs_f64(), "retrying");
-                    tokio::time::sleep(wait).await;
-                    backoff = (backoff * 2.0).min(self.cfg.max_backoff_secs);
-                }
-                Err(a) => return Err(a.err),
-            }
-        }
-    }
+/// One answer as a [`ChatResponse`]; an unparseable one may be a server's
+/// hiccup, so it is retried.
+fn parse(bytes: &[u8], req: &ChatRequest) -> Result<ChatResponse, Reject> {
+    let reject = |msg: String| Reject { msg, retry: true };
+    let wire: WireResponse = serde_json::from_slice(bytes).map_err(|e| {
+        reject(format!(
+            "{e}; body starts {:?}",
+            hsuga_text::transport::snippet(bytes, 120)
+        ))
+    })?;
+    let Some(choice) = wire.choices.into_iter().next() else {
+        return Err(reject("no choices in response".into()));
+    };
+    let text = choice.message.content.unwrap_or_default();
+    let finish = match choice.finish_reason.as_deref() {
+        Some("stop") | Some("eos") | None => Finish::Stop,
+        Some("length") => Finish::Length,
+        Some(_) => Finish::Other,
+    };
+    let usage = match wire.usage {
+        Some(u) => Usage {
+            prompt_tokens: u.prompt_tokens,
+            completion_tokens: u.completion_tokens,
+            estimated: false,
+        },
+        None => Usage {
+            prompt_tokens: req
+                .messages
+                .iter()
+                .map(|m| estimate_tokens(&m.content))
+                .sum(),
+            completion_tokens: estimate_tokens(&text),
+            estimated: true,
+        },
+    };
+    Ok(ChatResponse {
+        text,
+        finish,
+        usage,
+        latency: std::time::Duration::ZERO,
+        hidden_mean: None,
+    })
 }
 
 impl ChatBackend for OpenAiClient {
@@ -313,33 +234,10 @@ impl ChatBackend for OpenAiClient {
     }
 
     fn chat(&self, req: &ChatRequest) -> Result<ChatResponse, LlmError> {
-        self.rt.block_on(self.chat_async(req))
+        self.http
+            .block_on(self.chat_async(req))
+            .map_err(LlmError::Config)?
     }
-}
-
-fn truncate(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.to_string()
-    } else {
-        let mut t: String = s.chars().take(n).collect();
-        t.push('…');
-        t
-    }
-}
-
-fn truncate_bytes(b: &[u8], n: usize) -> String {
-    truncate(&String::from_utf8_lossy(&b[..b.len().min(n * 4)]), n)
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
-    }
-    s
 }
 
 #[cfg(test)]
@@ -355,7 +253,27 @@ mod tests {
         assert!(OpenAiClient::new(c.clone()).is_err());
         c.concurrency = 2;
         let client = OpenAiClient::new(c).unwrap();
-        assert_eq!(client.url, "http://localhost:8000/v1/chat/completions");
+        assert_eq!(
+            client.http.url(),
+            "http://localhost:8000/v1/chat/completions"
+        );
+    }
+
+    /// Configs written before the transport was shared name the timeout and
+    /// back-off `*_secs`; they still load, into the one field name.
+    #[test]
+    fn old_setting_names_still_load() {
+        let c: OpenAiConfig = toml::from_str(
+            "base_url = \"http://h/v1\"\nmodel = \"m\"\ntimeout_secs = 7.5\nbackoff_secs = 0.25\nmax_backoff_secs = 4.0\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (c.timeout_s, c.backoff_s, c.max_backoff_s),
+            (7.5, 0.25, 4.0)
+        );
+        let c: OpenAiConfig =
+            toml::from_str("base_url = \"http://h/v1\"\nmodel = \"m\"\ntimeout_s = 3.0\n").unwrap();
+        assert_eq!(c.timeout_s, 3.0);
     }
 
     #[test]

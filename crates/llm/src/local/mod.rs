@@ -12,7 +12,6 @@
 //! With `want_hidden` it returns the mean of the final-norm hidden states at
 //! the generated tokens' positions — the official HSUGA code's user embedding.
 
-pub mod fetch;
 pub mod model;
 pub mod q8;
 pub mod tokenizer;
@@ -43,8 +42,11 @@ pub struct LocalConfig {
     /// of the reference machine; see DESIGN.md §5).
     pub workers: usize,
     /// Threads inside one generation (ours: 1 — fastest on 2 cores when two
-    /// generations run side by side). Sets `CANDLE_NUM_THREADS` and
-    /// `RAYON_NUM_THREADS` if unset.
+    /// generations run side by side). Each generation runs on a rayon pool of
+    /// this many threads, which also bounds candle's GEMMs in prompt prefill
+    /// (they run on the current pool). Nothing writes the environment: candle's
+    /// quantized-matmul pool (only with `f32_prefill = false`) sizes itself
+    /// from `CANDLE_NUM_THREADS` / `RAYON_NUM_THREADS` as the caller sets them.
     pub threads: usize,
     /// Re-quantise Q4_1 weights to Q8_0 at load for prompt prefill too
     /// (candle has no fast Q4_1 CPU kernel; Q8_0 is ≈5× faster). Decoding
@@ -126,17 +128,13 @@ impl std::fmt::Debug for LocalLlm {
 
 impl LocalLlm {
     pub fn load(cfg: &LocalConfig) -> Result<Self, LlmError> {
-        for var in ["CANDLE_NUM_THREADS", "RAYON_NUM_THREADS"] {
-            if std::env::var_os(var).is_none() {
-                // SAFETY: set before candle starts its worker pools (they read
-                // the variables on first use: quantized matmuls and GEMMs);
-                // nothing else in hsuga writes them.
-                unsafe { std::env::set_var(var, cfg.threads.max(1).to_string()) };
-            }
-        }
         let path = match &cfg.model_path {
             Some(p) => p.clone(),
-            None => fetch::ensure_smollm2(&fetch::models_dir())?,
+            None => {
+                use hsuga_text::fetch::{SMOLLM2, SMOLLM2_GGUF, default_models_dir, ensure_file};
+                ensure_file(&SMOLLM2, SMOLLM2_GGUF, &default_models_dir())
+                    .map_err(|e| LlmError::Fetch(e.to_string()))?
+            }
         };
         let _span = tracing::info_span!("load_llm", path = %path.display()).entered();
         let mut f = std::fs::File::open(&path)
@@ -227,7 +225,15 @@ impl LocalLlm {
             // are picked up by its spinning workers instead of being sent
             // from outside.
             Some(pool) => pool.install(|| self.generate_on(prompt, o)),
-            None => self.generate_on(prompt, o),
+            // One thread: a pool of its own per call (cheap next to a
+            // generation), so that candle's prefill GEMMs stay on one thread
+            // instead of spreading over the global pool while other workers
+            // generate; a shared one-thread pool would serialise the workers.
+            None => rayon::ThreadPoolBuilder::new()
+                .num_threads(1)
+                .build()
+                .map_err(|e| LlmError::Model(format!("thread pool: {e}")))?
+                .install(|| self.generate_on(prompt, o)),
         }
     }
 

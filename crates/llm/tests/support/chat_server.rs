@@ -1,8 +1,9 @@
-//! Any [`ChatBackend`] as an OpenAI-compatible `/v1/chat/completions` route.
-//!
-//! It lets the in-process SmolLM2 stand in for a GPU server (point the
-//! `openai` client at it) and lets tests talk real HTTP. Only the fields HSU
-//! uses are read; `usage` and `finish_reason` are returned as servers do.
+//! Any [`ChatBackend`] as an OpenAI-compatible `/v1/chat/completions` route,
+//! for tests that talk real HTTP to the OpenAI client (test support, shared
+//! by the test files with `#[path]`: nothing outside the tests served it, so
+//! axum is only a dev-dependency of hsuga-llm). Only the fields HSU uses are
+//! read; `usage` and `finish_reason` are returned as servers do.
+#![allow(dead_code)]
 
 use std::sync::Arc;
 
@@ -13,7 +14,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::{ChatBackend, ChatRequest, Finish, Message};
+use hsuga_llm::{ChatBackend, ChatRequest, Finish, Message};
 
 #[derive(Debug, Deserialize)]
 pub struct CompletionRequest {
