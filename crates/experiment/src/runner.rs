@@ -121,14 +121,31 @@ fn preflight(
                     f.display()
                 )));
             }
+            if let Some(hsuga_train::UserSemantic::HsuHidden(_)) = &inputs.user_semantic {
+                let hsu = hsuga_hsu::HsuConfig::load(&f)
+                    .map_err(|e| row(format!("{}: {e}", f.display())))?;
+                if !hsuga_hsu::pipeline::returns_hidden_states(&hsu.cfg.backend) {
+                    return Err(row(format!(
+                        "inputs.user_semantic = {{ hsu-hidden = \"{name}\" }} needs an in-process \
+                         LLM (backend kind = \"local\"), but {} runs another back-end, which \
+                         returns no hidden states",
+                        f.display()
+                    )));
+                }
+            }
         }
         if let Some(hsuga_train::ItemText::Embedder(id)) = &inputs.item_text {
             for (path, d) in datasets {
-                if d.text.is_none() {
+                let missing = match (&d.items, &d.text) {
+                    (None, _) => Some("no item text (its config names no [items] source)"),
+                    (_, None) => Some("no [text] template"),
+                    _ => None,
+                };
+                if let Some(missing) = missing {
                     return Err(row(format!(
                         "inputs.item_text = \"{id}\" embeds item text, but dataset `{}` \
-                         ({}) has no [text] template (no item text); supply embeddings \
-                         with item_text = {{ file = \"…\" }}",
+                         ({}) has {missing}; supply embeddings with \
+                         item_text = {{ file = \"…\" }}",
                         d.name,
                         path.display()
                     )));
@@ -421,5 +438,44 @@ model = { backbone = "gru4rec" }
         assert_eq!(folders(&["B"]).unwrap(), vec!["B".to_string()]);
         let e = folders(&["B", "C"]).unwrap_err().to_string();
         assert!(e.contains("no row `C`") && e.contains("rows: A, B"), "{e}");
+    }
+
+    #[test]
+    fn preflight_names_missing_hsu_configs_hidden_states_and_text() {
+        let configs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+        let load = |d: &str| {
+            let p = configs.join(format!("datasets/{d}.toml"));
+            (p.clone(), DatasetConfig::load(&p).unwrap())
+        };
+        let inputs = |text: &str| -> InputsConfig { toml::from_str(text).unwrap() };
+        let check = |i: &InputsConfig, d: &str| {
+            preflight(&[("Row", i)], &[load(d)], &configs.join("hsu")).map_err(|e| e.to_string())
+        };
+        let ok = inputs("item_text = \"all-minilm-l6-v2\"\nuser_semantic = { hsu = \"rules\" }");
+        check(&ok, "ml-100k").unwrap();
+        let e = check(&ok, "fashion").unwrap_err();
+        assert!(
+            e.contains("method `Row`") && e.contains("has no item text"),
+            "{e}"
+        );
+        let e = check(&inputs("user_semantic = { hsu = \"rulez\" }"), "ml-100k").unwrap_err();
+        assert!(
+            e.contains("HSU config `rulez`") && e.contains("does not exist"),
+            "{e}"
+        );
+        let e = check(
+            &inputs("user_semantic = { hsu-hidden = \"rules\" }"),
+            "ml-100k",
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("needs an in-process") && e.contains("rules.toml"),
+            "{e}"
+        );
+        check(
+            &inputs("user_semantic = { hsu-hidden = \"local-small\" }"),
+            "ml-100k",
+        )
+        .unwrap();
     }
 }
