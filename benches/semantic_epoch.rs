@@ -32,6 +32,8 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The `hsuga` binary's allocator setting, so benchmarks measure what it runs.
 #[path = "../crates/cli/src/allocator.rs"]
+// Its unit test is the binary's; a harness-less bench never runs it.
+#[allow(dead_code)]
 mod allocator;
 
 /// Random unit rows (text embedders return unit vectors; the values do not
