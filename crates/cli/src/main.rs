@@ -21,7 +21,7 @@ mod datasets;
 #[derive(Parser)]
 #[command(
     name = "hsuga",
-    version = hsuga_train::BUILD,
+    version = hsuga_experiment::BUILD,
     about = "LLM-enhanced sequential recommendation: HSU + GAA on SASRec, BERT4Rec and GRU4Rec"
 )]
 struct Cli {

@@ -13,17 +13,21 @@
 //! <dataset>/<method>/seed-<seed>/      one run folder (config, checkpoints, logs, ranks)
 //! ```
 
+pub mod adopt;
 pub mod config;
 mod inputs;
 mod plot;
 mod report;
+pub mod run_folder;
 mod runner;
 pub mod tune;
 
+pub use adopt::{ADOPTED_FROM, Finished, adopt};
 pub use config::{ExperimentConfig, MethodSpec, ResolvedMethod};
 pub use inputs::{InputDirs, semantic_inputs};
 pub use plot::PlotSpec;
 pub use report::{DatasetTable, report};
+pub use run_folder::{BUILD, RunReport, check_dir, is_finished, run_dir};
 pub use runner::{RunOptions, run, train_one};
 
 #[derive(Debug, thiserror::Error)]

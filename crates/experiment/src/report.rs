@@ -6,9 +6,10 @@ use std::path::{Path, PathBuf};
 use hsuga_data::Phase;
 use hsuga_eval::table::{ResultTable, RunRecord};
 use hsuga_eval::{Metric, Ranked, Ranking};
-use hsuga_train::{RunConfig, RunReport};
+use hsuga_train::RunConfig;
 
 use crate::ExperimentError;
+use crate::RunReport;
 use crate::config::ExperimentConfig;
 use crate::plot::draw_plots;
 use crate::tune::choose;
@@ -205,7 +206,7 @@ fn finished_runs(method_dir: &Path) -> Result<Vec<Finished>, ExperimentError> {
     }
     let mut out = Vec::new();
     for dir in sorted_dirs(method_dir)? {
-        if !hsuga_train::is_finished(&dir) {
+        if !crate::is_finished(&dir) {
             continue;
         }
         let file = dir.join("report.json");

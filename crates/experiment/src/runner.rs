@@ -34,7 +34,7 @@ pub struct RunOptions<'a> {
     /// that has finished runs, so a slow row can be left for later.
     pub only: &'a [String],
     /// Folders searched for finished runs of the same settings and inputs,
-    /// copied instead of trained (see [`hsuga_train::adopt`]).
+    /// copied instead of trained (see [`crate::adopt`]).
     pub reuse_from: &'a [PathBuf],
 }
 
@@ -95,7 +95,7 @@ pub fn run(
         eprintln!(
             "{} of {total} runs adopted from finished runs elsewhere ({} in each)",
             plan.adopted,
-            hsuga_train::ADOPTED_FROM
+            crate::ADOPTED_FROM
         );
     }
     train_all(&plan, opts)?;
@@ -164,7 +164,7 @@ pub fn train_one(
     dirs: &InputDirs<'_>,
     resolve_dataset: &dyn Fn(&str) -> Result<PathBuf, String>,
     progress: Progress,
-) -> Result<hsuga_train::RunReport, ExperimentError> {
+) -> Result<crate::RunReport, ExperimentError> {
     cfg.validate()?;
     let path = resolve_dataset(&cfg.dataset).map_err(ExperimentError::Config)?;
     let dcfg = DatasetConfig::load(&path)?;
@@ -174,14 +174,16 @@ pub fn train_one(
         dirs.hsu_configs,
     )?;
     // Refuses a folder holding another config before any data work.
-    if let Some(done) = hsuga_train::check_dir(cfg)? {
+    if let Some(done) = crate::check_dir(cfg)? {
         return Ok(done);
     }
     let data = prepare(&dcfg, dirs.cache_dir)?;
     let semantic = semantic_inputs(&cfg.inputs, &dcfg, &data, dirs)?;
     let cands = candidates(&data, cfg.negatives, cfg.seed)?;
     let _span = tracing::info_span!("train", run = %cfg.name, seed = cfg.seed).entered();
-    Ok(hsuga_train::run(cfg, &data, &cands, &semantic, progress)?)
+    Ok(crate::run_folder::run(
+        cfg, &data, &cands, &semantic, progress,
+    )?)
 }
 
 /// The run folders of the named rows (all when none are named); a name
@@ -227,7 +229,7 @@ fn plan(
     let finished = if opts.reuse_from.is_empty() {
         None
     } else {
-        Some(hsuga_train::Finished::scan(opts.reuse_from)?)
+        Some(crate::Finished::scan(opts.reuse_from)?)
     };
     let mut cands: Vec<(usize, u64, Candidates)> = Vec::new();
     let mut pending = Vec::new();
@@ -252,7 +254,7 @@ fn plan(
                     },
                 };
                 // Also refuses a folder holding another config before any work.
-                if hsuga_train::check_dir(&run_cfg)?.is_some() {
+                if crate::check_dir(&run_cfg)?.is_some() {
                     tracing::info!(dataset = %dcfg.name, method = %m.name, seed, "finished before, skipped");
                     continue;
                 }
@@ -272,7 +274,7 @@ fn plan(
                     }
                 };
                 if let (Some(finished), Some(digest)) = (&finished, &digests[input])
-                    && hsuga_train::adopt(&run_cfg, digest, finished)?.is_some()
+                    && crate::adopt(&run_cfg, digest, finished)?.is_some()
                 {
                     adopted += 1;
                     continue;
@@ -362,7 +364,7 @@ fn train_all(plan: &Plan, opts: &RunOptions<'_>) -> Result<(), ExperimentError> 
                     let progress = Progress::shared(&bars, p.label.clone());
                     let got = pool.install(|| {
                         let _span = tracing::info_span!("run", run = %p.label).entered();
-                        hsuga_train::run(
+                        crate::run_folder::run(
                             &p.cfg,
                             &plan.prepared[p.data],
                             &plan.cands[p.cand].2,

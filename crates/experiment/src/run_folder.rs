@@ -9,11 +9,7 @@ use hsuga_data::{Candidates, Prepared};
 use hsuga_eval::{Means, Metric, Ranked, Summary};
 use serde::{Deserialize, Serialize};
 
-use crate::config::RunConfig;
-use crate::error::TrainError;
-use crate::progress::Progress;
-use crate::semantic::SemanticInputs;
-use crate::trainer::{Job, fit};
+use hsuga_train::{Job, Progress, RunConfig, SemanticInputs, TrainError, fit};
 
 /// What `hsuga train` reports.
 #[derive(Debug, Clone, Serialize, Deserialize)]

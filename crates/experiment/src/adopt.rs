@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 
 use walkdir::WalkDir;
 
-use crate::config::RunConfig;
-use crate::error::TrainError;
-use crate::run::{CONFIG, INPUTS_DIGEST, REPORT, RunReport, comparable, run_dir};
+use hsuga_train::{RunConfig, TrainError};
+
+use crate::run_folder::{CONFIG, INPUTS_DIGEST, REPORT, RunReport, comparable, run_dir};
 
 /// Names the run folder that trained an adopted run.
 pub const ADOPTED_FROM: &str = "adopted-from.txt";
@@ -134,7 +134,7 @@ pub fn adopt(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::run::check_dir;
+    use crate::run_folder::check_dir;
     use hsuga_eval::{Means, Metric, Ranked};
 
     fn ndcg(r: &RunReport) -> f64 {
