@@ -123,6 +123,16 @@ impl ExperimentConfig {
             .or_else(|| self.base.clone())
     }
 
+    /// The `experiment.toml` a run of the grid wrote into its folder: rows
+    /// expanded and every model field written out, so it is read as it is
+    /// (the backbone-flag check of [`Self::parse`] is for files people write).
+    pub fn load_written(path: &Path) -> Result<Self, ExperimentError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ExperimentError::Config(format!("{}: {e}", path.display())))?;
+        Self::parse_rows(&text)
+            .map_err(|e| ExperimentError::Config(format!("{}: {e}", path.display())))
+    }
+
     pub fn load(path: &Path) -> Result<Self, ExperimentError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ExperimentError::Config(format!("{}: {e}", path.display())))?;
@@ -131,6 +141,34 @@ impl ExperimentConfig {
 
     /// Parses an experiment file, expanding each row's `like`.
     pub fn parse(text: &str) -> Result<Self, String> {
+        let cfg = Self::parse_rows(text)?;
+        let doc: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
+        let mut rows: Vec<toml::Value> = match doc.get("methods") {
+            Some(toml::Value::Array(rows)) => rows.clone(),
+            _ => Vec::new(),
+        };
+        expand_like(&mut rows)?;
+        // A flag the row's backbone does not have, written or tuned.
+        for row in rows.iter().filter_map(toml::Value::as_table) {
+            let mut model = match row.get("model") {
+                Some(toml::Value::Table(m)) => m.clone(),
+                _ => toml::Table::new(),
+            };
+            if let Some(toml::Value::Table(tune)) = row.get("tune") {
+                for key in tune.keys() {
+                    if let Some(k) = key.strip_prefix("model.") {
+                        model.entry(k).or_insert(toml::Value::Boolean(true));
+                    }
+                }
+            }
+            hsuga_train::check_model_keys(&model)
+                .map_err(|e| format!("method `{}`: {e}", row_name(row)))?;
+        }
+        Ok(cfg)
+    }
+
+    /// The typed parse, rows expanded.
+    fn parse_rows(text: &str) -> Result<Self, String> {
         let mut doc: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
         let rows = match doc.get_mut("methods") {
             Some(toml::Value::Array(rows)) if rows.iter().any(|r| r.get("like").is_some()) => rows,
@@ -378,6 +416,28 @@ model = { max_len = 50 }
             .unwrap_err();
         assert!(e.contains("method `C`") && e.contains("max_len"), "{e}");
         assert_eq!(b.inputs, a.inputs, "inputs are inherited too");
+    }
+
+    #[test]
+    fn a_flag_the_rows_backbone_lacks_fails_at_load_naming_the_row() {
+        let e = ExperimentConfig::parse(&GOOD.replace(
+            "model = { backbone = \"gru4rec\" }",
+            "model = { backbone = \"gru4rec\", attend_padding = true }",
+        ))
+        .unwrap_err();
+        assert!(
+            e.contains("method `B`") && e.contains("model.attend_padding"),
+            "{e}"
+        );
+        let tuned = GOOD.replace(
+            "train = { epochs = 2 }",
+            "train = { epochs = 2 }\ntune = { \"model.causal\" = [true, false] }",
+        );
+        let e = ExperimentConfig::parse(&tuned).unwrap_err();
+        assert!(
+            e.contains("method `B`") && e.contains("model.causal"),
+            "{e}"
+        );
     }
 
     /// Regression (issue 15): a row with `dual_view = true` and no inputs

@@ -36,7 +36,7 @@ pub struct DatasetTable {
 /// `table-full.{md,csv,json}`.
 pub fn report(exp_dir: &Path) -> Result<Vec<DatasetTable>, ExperimentError> {
     let file = exp_dir.join("experiment.toml");
-    let cfg = ExperimentConfig::load(&file)?;
+    let cfg = ExperimentConfig::load_written(&file)?;
     let resolved = cfg.resolve()?;
     let metrics = Metric::at(&cfg.eval.ks);
     let mut out = Vec::new();
@@ -75,7 +75,12 @@ pub fn report(exp_dir: &Path) -> Result<Vec<DatasetTable>, ExperimentError> {
             }
             for run in &finished[chosen] {
                 *builds.entry(run.build.clone()).or_default() += 1;
-                let run_cfg = RunConfig::load(&run.dir.join("config.toml"))?;
+                // A resolved config (every field written): read as it is.
+                let file = run.dir.join("config.toml");
+                let text =
+                    std::fs::read_to_string(&file).map_err(|e| ExperimentError::io(&file, e))?;
+                let run_cfg =
+                    RunConfig::from_toml(&text).map_err(|e| ExperimentError::io(&file, e))?;
                 for (protocol, ranking) in read_rankings(&run.dir.join("ranks.csv"))? {
                     records.entry(protocol).or_default().push(RunRecord {
                         method: m.name.clone(),

@@ -18,7 +18,7 @@
 use std::path::Path;
 
 use hsuga_eval::EvalConfig;
-use hsuga_model::{Fusion, ModelConfig};
+use hsuga_model::{Backbone, Fusion, ModelConfig};
 use hsuga_retrieval::RetrievalConfig;
 use serde::{Deserialize, Serialize};
 
@@ -577,6 +577,85 @@ impl InputsConfig {
     }
 }
 
+/// The `[model]` keys each backbone reads. `heads` is GRU4Rec's too: the
+/// dual view's cross-attention uses it with any backbone.
+fn backbone_keys(b: Backbone) -> Vec<&'static str> {
+    const COMMON: [&str; 6] = [
+        "backbone",
+        "loss",
+        "hidden",
+        "max_len",
+        "dropout",
+        "layer_norm_eps",
+    ];
+    let own: &[&'static str] = match b {
+        Backbone::Sasrec => &[
+            "layers",
+            "heads",
+            "causal",
+            "attend_padding",
+            "last_target_only",
+        ],
+        Backbone::Bert4rec => &[
+            "layers",
+            "heads",
+            "mask_prob",
+            "mask_last_prob",
+            "attend_padding",
+        ],
+        Backbone::Gru4rec => &["heads", "last_target_only"],
+    };
+    own.iter().copied().chain(COMMON).collect()
+}
+
+/// Rejects a `[model]` key, as written by the user, that the chosen backbone
+/// does not have (`causal` on BERT4Rec, `layers` on GRU4Rec…): serde fills
+/// every field with a default, so such a key would otherwise be silently
+/// ignored. Only files people write are checked this way, not the resolved
+/// configs of run folders (which list every field).
+pub fn check_model_keys(model: &toml::Table) -> Result<(), TrainError> {
+    let backbone: Backbone = match model.get("backbone") {
+        Some(v) => v
+            .clone()
+            .try_into()
+            .map_err(|e: toml::de::Error| TrainError::Config(format!("model.backbone: {e}")))?,
+        None => Backbone::default(),
+    };
+    let allowed = backbone_keys(backbone);
+    for key in model.keys() {
+        if !allowed.contains(&key.as_str()) && KNOWN_MODEL_KEYS.contains(&key.as_str()) {
+            let owners: Vec<&str> = [Backbone::Sasrec, Backbone::Bert4rec, Backbone::Gru4rec]
+                .into_iter()
+                .filter(|b| backbone_keys(*b).contains(&key.as_str()))
+                .map(|b| b.name())
+                .collect();
+            return Err(TrainError::Config(format!(
+                "model.{key} is a {} setting; {} has none (remove it)",
+                owners.join(" and "),
+                backbone.name()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Every key of [`ModelConfig`] (unknown keys are serde's to reject).
+const KNOWN_MODEL_KEYS: [&str; 13] = [
+    "backbone",
+    "loss",
+    "hidden",
+    "layers",
+    "heads",
+    "max_len",
+    "dropout",
+    "causal",
+    "mask_prob",
+    "mask_last_prob",
+    "layer_norm_eps",
+    "attend_padding",
+    "last_target_only",
+];
+
 impl RunConfig {
     pub fn from_toml(text: &str) -> Result<Self, TrainError> {
         let cfg: Self = toml::from_str(text).map_err(|e| TrainError::Toml(e.to_string()))?;
@@ -584,10 +663,18 @@ impl RunConfig {
         Ok(cfg)
     }
 
+    /// A config file a person wrote: also rejects model keys its backbone
+    /// does not have ([`check_model_keys`]).
     pub fn load(path: &Path) -> Result<Self, TrainError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| TrainError::Config(format!("{}: {e}", path.display())))?;
-        Self::from_toml(&text).map_err(|e| TrainError::Config(format!("{}: {e}", path.display())))
+        let what =
+            |e: &dyn std::fmt::Display| TrainError::Config(format!("{}: {e}", path.display()));
+        let text = std::fs::read_to_string(path).map_err(|e| what(&e))?;
+        let cfg = Self::from_toml(&text).map_err(|e| what(&e))?;
+        let doc: toml::Table = toml::from_str(&text).map_err(|e| what(&e))?;
+        if let Some(toml::Value::Table(model)) = doc.get("model") {
+            check_model_keys(model).map_err(|e| what(&e))?;
+        }
+        Ok(cfg)
     }
 
     pub fn validate(&self) -> Result<(), TrainError> {
@@ -744,5 +831,41 @@ mod tests {
         ] {
             inputs(ok).unwrap();
         }
+    }
+
+    /// Regression (issue 15): BERT4Rec silently ignored `causal`, GRU4Rec
+    /// `attend_padding` and `layers`.
+    #[test]
+    fn a_flag_the_backbone_does_not_have_is_an_error() {
+        let t = |text: &str| -> toml::Table { toml::from_str(text).unwrap() };
+        let e = check_model_keys(&t("backbone = \"bert4rec\"\ncausal = false")).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("model.causal is a SASRec setting; BERT4Rec has none"),
+            "{e}"
+        );
+        let e = check_model_keys(&t("backbone = \"gru4rec\"\nattend_padding = true")).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("model.attend_padding is a SASRec and BERT4Rec setting"),
+            "{e}"
+        );
+        assert!(check_model_keys(&t("backbone = \"gru4rec\"\nlayers = 3")).is_err());
+        assert!(
+            check_model_keys(&t("mask_prob = 0.3")).is_err(),
+            "sasrec is the default"
+        );
+        for ok in [
+            "backbone = \"sasrec\"\ncausal = false\nlast_target_only = true",
+            "backbone = \"bert4rec\"\nmask_prob = 0.6\nlayers = 2",
+            "backbone = \"gru4rec\"\nheads = 2\ndropout = 0.1",
+        ] {
+            check_model_keys(&t(ok)).unwrap();
+        }
+        // The resolved config of a run folder lists every field and still reads.
+        let c =
+            RunConfig::from_toml("name = \"x\"\ndataset = \"d\"\n[model]\nbackbone = \"gru4rec\"")
+                .unwrap();
+        assert_eq!(RunConfig::from_toml(&c.to_toml()).unwrap(), c);
     }
 }
