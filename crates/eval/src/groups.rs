@@ -126,6 +126,18 @@ impl Ranking {
             && self.head_users == other.head_users
     }
 
+    /// The mean of `metric` over the entries of `column` (0 when it has none).
+    pub fn column_mean(&self, column: Column, metric: Metric) -> f64 {
+        self.mean_over(&self.users_in(column), metric)
+    }
+
+    fn mean_over(&self, entries: &[usize], metric: Metric) -> f64 {
+        mean(
+            entries.iter().map(|&i| metric.of_rank(self.ranks[i])),
+            entries.len(),
+        )
+    }
+
     pub fn summarize(&self, metrics: &[Metric]) -> Summary {
         let columns = Column::ALL
             .iter()
@@ -133,10 +145,7 @@ impl Ranking {
                 let users = self.users_in(column);
                 let values = metrics
                     .iter()
-                    .map(|&m| {
-                        let v = mean(users.iter().map(|&u| m.of_rank(self.ranks[u])), users.len());
-                        (m.to_string(), v)
-                    })
+                    .map(|&m| (m.to_string(), self.mean_over(&users, m)))
                     .collect();
                 ColumnSummary {
                     column,

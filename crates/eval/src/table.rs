@@ -108,7 +108,7 @@ impl ResultTable {
                     for &metric in metrics {
                         let vals: Vec<f64> = runs
                             .iter()
-                            .map(|r| column_mean(r, column, metric))
+                            .map(|r| r.ranking.column_mean(column, metric))
                             .collect();
                         let (mean, std) = mean_std(&vals);
                         let mut cell = Cell {
@@ -289,19 +289,6 @@ pub fn mean_std(v: &[f64]) -> (f64, f64) {
     (mean, var.sqrt())
 }
 
-/// The mean of `metric` over one run's users in `column`.
-fn column_mean(run: &RunRecord, column: Column, metric: Metric) -> f64 {
-    let users = run.ranking.users_in(column);
-    if users.is_empty() {
-        return 0.0;
-    }
-    users
-        .iter()
-        .map(|&u| metric.of_rank(run.ranking.ranks[u]))
-        .sum::<f64>()
-        / users.len() as f64
-}
-
 /// Fills the cell's tests against the base: one paired t-test over users
 /// per seed both rows ran, then the seed-level test and the star.
 fn compare(cell: &mut Cell, runs: &[&RunRecord], base: &[&RunRecord]) {
@@ -330,8 +317,8 @@ fn compare(cell: &mut Cell, runs: &[&RunRecord], base: &[&RunRecord]) {
             p: t.p,
             mean_diff: t.mean_diff,
         });
-        ours.push(column_mean(run, column, metric));
-        theirs.push(column_mean(b, column, metric));
+        ours.push(run.ranking.column_mean(column, metric));
+        theirs.push(b.ranking.column_mean(column, metric));
     }
     if cell.seed_tests.is_empty() {
         return;

@@ -130,6 +130,7 @@ impl ExperimentConfig {
         let text = std::fs::read_to_string(path)
             .map_err(|e| ExperimentError::Config(format!("{}: {e}", path.display())))?;
         Self::parse_rows(&text)
+            .map(|(cfg, _)| cfg)
             .map_err(|e| ExperimentError::Config(format!("{}: {e}", path.display())))
     }
 
@@ -141,13 +142,7 @@ impl ExperimentConfig {
 
     /// Parses an experiment file, expanding each row's `like`.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let cfg = Self::parse_rows(text)?;
-        let doc: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
-        let mut rows: Vec<toml::Value> = match doc.get("methods") {
-            Some(toml::Value::Array(rows)) => rows.clone(),
-            _ => Vec::new(),
-        };
-        expand_like(&mut rows)?;
+        let (cfg, rows) = Self::parse_rows(text)?;
         // A flag the row's backbone does not have, written or tuned.
         for row in rows.iter().filter_map(toml::Value::as_table) {
             let mut model = match row.get("model") {
@@ -167,13 +162,21 @@ impl ExperimentConfig {
         Ok(cfg)
     }
 
-    /// The typed parse, rows expanded.
-    fn parse_rows(text: &str) -> Result<Self, String> {
+    /// The typed parse, and the rows as tables with `like` expanded (each
+    /// parsed and expanded once).
+    fn parse_rows(text: &str) -> Result<(Self, Vec<toml::Value>), String> {
         let mut doc: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
         let rows = match doc.get_mut("methods") {
             Some(toml::Value::Array(rows)) if rows.iter().any(|r| r.get("like").is_some()) => rows,
             // Parsed from the text, errors carry line and column.
-            _ => return toml::from_str(text).map_err(|e| e.to_string()),
+            other => {
+                let rows = match other {
+                    Some(toml::Value::Array(rows)) => std::mem::take(rows),
+                    _ => Vec::new(),
+                };
+                let cfg = toml::from_str(text).map_err(|e: toml::de::Error| e.to_string())?;
+                return Ok((cfg, rows));
+            }
         };
         expand_like(rows)?;
         // An expanded row has no place in the text: name it instead.
@@ -182,9 +185,11 @@ impl ExperimentConfig {
                 return Err(format!("method `{}`: {e}", row_name(row)));
             }
         }
-        toml::Value::Table(doc)
+        let rows = rows.clone();
+        let cfg = toml::Value::Table(doc)
             .try_into()
-            .map_err(|e: toml::de::Error| e.to_string())
+            .map_err(|e: toml::de::Error| e.to_string())?;
+        Ok((cfg, rows))
     }
 
     /// Checks everything that can be checked before the first run starts.

@@ -623,12 +623,13 @@ pub fn check_model_keys(model: &toml::Table) -> Result<(), TrainError> {
     };
     let allowed = backbone_keys(backbone);
     for key in model.keys() {
-        if !allowed.contains(&key.as_str()) && KNOWN_MODEL_KEYS.contains(&key.as_str()) {
-            let owners: Vec<&str> = [Backbone::Sasrec, Backbone::Bert4rec, Backbone::Gru4rec]
-                .into_iter()
-                .filter(|b| backbone_keys(*b).contains(&key.as_str()))
-                .map(|b| b.name())
-                .collect();
+        // Keys no backbone has are serde's to reject (deny_unknown_fields).
+        let owners: Vec<&str> = [Backbone::Sasrec, Backbone::Bert4rec, Backbone::Gru4rec]
+            .into_iter()
+            .filter(|b| backbone_keys(*b).contains(&key.as_str()))
+            .map(|b| b.name())
+            .collect();
+        if !allowed.contains(&key.as_str()) && !owners.is_empty() {
             return Err(TrainError::Config(format!(
                 "model.{key} is a {} setting; {} has none (remove it)",
                 owners.join(" and "),
@@ -638,23 +639,6 @@ pub fn check_model_keys(model: &toml::Table) -> Result<(), TrainError> {
     }
     Ok(())
 }
-
-/// Every key of [`ModelConfig`] (unknown keys are serde's to reject).
-const KNOWN_MODEL_KEYS: [&str; 13] = [
-    "backbone",
-    "loss",
-    "hidden",
-    "layers",
-    "heads",
-    "max_len",
-    "dropout",
-    "causal",
-    "mask_prob",
-    "mask_last_prob",
-    "layer_norm_eps",
-    "attend_padding",
-    "last_target_only",
-];
 
 impl RunConfig {
     pub fn from_toml(text: &str) -> Result<Self, TrainError> {

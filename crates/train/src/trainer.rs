@@ -408,7 +408,19 @@ pub fn fit(job: &Job<'_>) -> Result<Outcome, TrainError> {
             let scorer = ModelScorer::new(&plain, &eval_batcher, users_plain.as_ref());
             let dim = scorer.dim();
             // Validation selects on one protocol: the other is for the end.
-            let mut reps = vec![0f32; split.num_users() * dim];
+            // The representations are copied to the host only for a
+            // distiller that refreshes its teacher cache from them.
+            let keep_reps = distiller
+                .as_ref()
+                .is_some_and(|d| d.wants_validation_reps());
+            let mut reps = vec![
+                0f32;
+                if keep_reps {
+                    split.num_users() * dim
+                } else {
+                    0
+                }
+            ];
             let ev = evaluate(
                 &scorer,
                 split,
@@ -418,6 +430,9 @@ pub fn fit(job: &Job<'_>) -> Result<Outcome, TrainError> {
                 selecting.only(),
                 s.eval_batch_size,
                 |users, enc| {
+                    if !keep_reps {
+                        return;
+                    }
                     let h = hsuga_model::to_f32(enc.clone());
                     for (j, &u) in users.iter().enumerate() {
                         reps[u * dim..(u + 1) * dim].copy_from_slice(&h[j * dim..(j + 1) * dim]);
@@ -425,7 +440,7 @@ pub fn fit(job: &Job<'_>) -> Result<Outcome, TrainError> {
                 },
             );
             let m = Means::of(selecting, ev.selecting(job.eval), &metrics);
-            if let Some(d) = distiller.as_mut().filter(|d| d.wants_validation_reps()) {
+            if let Some(d) = distiller.as_mut().filter(|_| keep_reps) {
                 d.refresh_from(reps, dim);
             }
             let better = state
