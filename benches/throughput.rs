@@ -15,7 +15,7 @@ use hsuga_data::{Candidates, Split};
 use hsuga_eval::Scorer;
 use hsuga_model::burn::module::Module;
 use hsuga_model::burn::optim::{AdamConfig, GradientsParams};
-use hsuga_model::{Backbone, Batcher, ModelConfig, Recommender, cpu};
+use hsuga_model::{Backbone, Batcher, Model, ModelConfig, Recommender, cpu};
 use hsuga_train::{Job, TrainSettings};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -98,7 +98,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn step_bench(a: &Args, backbone: Backbone, len: usize) {
     let cfg = ModelConfig {
-        backbone,
+        backbone: backbone.into(),
         max_len: len.max(200),
         ..ModelConfig::default()
     };

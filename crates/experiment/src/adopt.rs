@@ -52,7 +52,7 @@ impl Finished {
                 if !dir.join(REPORT).is_file() {
                     continue;
                 }
-                let config = read(CONFIG).and_then(|t| RunConfig::from_toml(&t).ok());
+                let config = read(CONFIG).and_then(|t| RunConfig::from_stored_toml(&t).ok());
                 if let (Some(digest), Some(config)) = (read(INPUTS_DIGEST), config) {
                     runs.push((dir.to_path_buf(), digest.trim().to_string(), config));
                 }

@@ -123,15 +123,23 @@ impl ExperimentConfig {
             .or_else(|| self.base.clone())
     }
 
-    /// The `experiment.toml` a run of the grid wrote into its folder: rows
-    /// expanded and every model field written out, so it is read as it is
-    /// (the backbone-flag check of [`Self::parse`] is for files people write).
+    /// The `experiment.toml` a grid wrote into its folder, possibly by an
+    /// earlier build: each row's model keys that its backbone never read are
+    /// dropped first ([`hsuga_model::drop_foreign_keys`]).
     pub fn load_written(path: &Path) -> Result<Self, ExperimentError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ExperimentError::Config(format!("{}: {e}", path.display())))?;
-        Self::parse_rows(&text)
-            .map(|(cfg, _)| cfg)
-            .map_err(|e| ExperimentError::Config(format!("{}: {e}", path.display())))
+        let what =
+            |e: &dyn std::fmt::Display| ExperimentError::Config(format!("{}: {e}", path.display()));
+        let text = std::fs::read_to_string(path).map_err(|e| what(&e))?;
+        let mut doc: toml::Table = toml::from_str(&text).map_err(|e| what(&e))?;
+        if let Some(toml::Value::Array(rows)) = doc.get_mut("methods") {
+            for row in rows.iter_mut().filter_map(toml::Value::as_table_mut) {
+                if let Some(toml::Value::Table(model)) = row.get_mut("model") {
+                    hsuga_model::drop_foreign_keys(model);
+                }
+            }
+        }
+        let text = toml::to_string(&doc).map_err(|e| what(&e))?;
+        Self::parse(&text).map_err(|e| what(&e))
     }
 
     pub fn load(path: &Path) -> Result<Self, ExperimentError> {
@@ -140,56 +148,54 @@ impl ExperimentConfig {
         Self::parse(&text).map_err(|e| ExperimentError::Config(format!("{}: {e}", path.display())))
     }
 
-    /// Parses an experiment file, expanding each row's `like`.
+    /// Parses an experiment file, expanding each row's `like`. Every row,
+    /// and every value it tunes, is checked here, naming the row: a `[model]`
+    /// key the row's backbone lacks fails at load, written or tuned.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let (cfg, rows) = Self::parse_rows(text)?;
-        // A flag the row's backbone does not have, written or tuned.
-        for row in rows.iter().filter_map(toml::Value::as_table) {
-            let mut model = match row.get("model") {
-                Some(toml::Value::Table(m)) => m.clone(),
-                _ => toml::Table::new(),
-            };
-            if let Some(toml::Value::Table(tune)) = row.get("tune") {
-                for key in tune.keys() {
-                    if let Some(k) = key.strip_prefix("model.") {
-                        model.entry(k).or_insert(toml::Value::Boolean(true));
-                    }
-                }
-            }
-            hsuga_train::check_model_keys(&model)
-                .map_err(|e| format!("method `{}`: {e}", row_name(row)))?;
+        let cfg = Self::parse_rows(text)?;
+        for m in &cfg.methods {
+            variants(m).map_err(|e| format!("method `{}`: {e}", m.name))?;
         }
         Ok(cfg)
     }
 
-    /// The typed parse, and the rows as tables with `like` expanded (each
-    /// parsed and expanded once).
-    fn parse_rows(text: &str) -> Result<(Self, Vec<toml::Value>), String> {
+    /// The typed parse with `like` expanded. A row that does not parse is
+    /// named; errors in rows as written also carry their line and column.
+    fn parse_rows(text: &str) -> Result<Self, String> {
         let mut doc: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
+        let failing_row = |rows: &[toml::Value]| {
+            rows.iter()
+                .filter_map(toml::Value::as_table)
+                .find_map(|row| {
+                    MethodSpec::deserialize(toml::Value::Table(row.clone()))
+                        .err()
+                        .map(|e| (row_name(row), e))
+                })
+        };
         let rows = match doc.get_mut("methods") {
             Some(toml::Value::Array(rows)) if rows.iter().any(|r| r.get("like").is_some()) => rows,
-            // Parsed from the text, errors carry line and column.
             other => {
                 let rows = match other {
                     Some(toml::Value::Array(rows)) => std::mem::take(rows),
                     _ => Vec::new(),
                 };
-                let cfg = toml::from_str(text).map_err(|e: toml::de::Error| e.to_string())?;
-                return Ok((cfg, rows));
+                // Parsed from the text, errors carry line and column.
+                return toml::from_str(text).map_err(|e: toml::de::Error| {
+                    match failing_row(&rows) {
+                        Some((name, _)) => format!("method `{name}`: {e}"),
+                        None => e.to_string(),
+                    }
+                });
             }
         };
         expand_like(rows)?;
         // An expanded row has no place in the text: name it instead.
-        for row in rows.iter().filter_map(toml::Value::as_table) {
-            if let Err(e) = MethodSpec::deserialize(toml::Value::Table(row.clone())) {
-                return Err(format!("method `{}`: {e}", row_name(row)));
-            }
+        if let Some((name, e)) = failing_row(rows) {
+            return Err(format!("method `{name}`: {e}"));
         }
-        let rows = rows.clone();
-        let cfg = toml::Value::Table(doc)
+        toml::Value::Table(doc)
             .try_into()
-            .map_err(|e: toml::de::Error| e.to_string())?;
-        Ok((cfg, rows))
+            .map_err(|e: toml::de::Error| e.to_string())
     }
 
     /// Checks everything that can be checked before the first run starts.
@@ -259,7 +265,7 @@ impl ExperimentConfig {
             .try_into()
             .map_err(|e| what(&format!("train: {e}")))?;
         m.model.validate().map_err(|e| what(&e))?;
-        m.method.validate(&m.model).map_err(|e| what(&e))?;
+        m.method.validate().map_err(|e| what(&e))?;
         m.inputs.validate(&m.method).map_err(|e| what(&e))?;
         train.validate().map_err(|e| what(&e))?;
         Ok(ResolvedMethod {

@@ -75,12 +75,11 @@ pub fn report(exp_dir: &Path) -> Result<Vec<DatasetTable>, ExperimentError> {
             }
             for run in &finished[chosen] {
                 *builds.entry(run.build.clone()).or_default() += 1;
-                // A resolved config (every field written): read as it is.
                 let file = run.dir.join("config.toml");
                 let text =
                     std::fs::read_to_string(&file).map_err(|e| ExperimentError::io(&file, e))?;
-                let run_cfg =
-                    RunConfig::from_toml(&text).map_err(|e| ExperimentError::io(&file, e))?;
+                let run_cfg = RunConfig::from_stored_toml(&text)
+                    .map_err(|e| ExperimentError::io(&file, e))?;
                 for (protocol, ranking) in read_rankings(&run.dir.join("ranks.csv"))? {
                     records.entry(protocol).or_default().push(RunRecord {
                         method: m.name.clone(),

@@ -76,7 +76,7 @@ pub fn run_dir(cfg: &RunConfig) -> PathBuf {
 /// since the run started (absent from its file) reads as its default, and
 /// with `cfg`'s progress flag, which does not change results.
 pub(crate) fn stored_config(text: &str, cfg: &RunConfig) -> Option<RunConfig> {
-    Some(comparable(RunConfig::from_toml(text).ok()?, cfg))
+    Some(comparable(RunConfig::from_stored_toml(text).ok()?, cfg))
 }
 
 /// A parsed stored config with what does not define a run (the progress

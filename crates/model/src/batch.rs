@@ -11,13 +11,74 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use rand::Rng;
+use rand::{Rng, RngCore};
 
-use crate::config::{Backbone, ModelConfig};
+use crate::config::ModelConfig;
 
 /// Additive attention bias for masked positions; finite so that fully
 /// masked rows (padding queries) stay NaN-free.
 pub const MASKED: f32 = -1e9;
+
+/// How a backbone reads histories: the data side of the model contract,
+/// implemented by each backbone's settings in its model's file, so that a
+/// backbone's masking or target choice lives with the backbone.
+pub trait Reading {
+    /// Each position attends to itself and earlier positions only.
+    fn causal(&self) -> bool;
+    /// Pad every batch to `max_len` and let queries attend to the padding
+    /// (SASRec.pytorch's and LLM-ESR's behaviour; see the backbone's flag).
+    fn attend_padding(&self) -> bool {
+        false
+    }
+    /// Token ids past the catalogue (BERT4Rec's mask token is `N + 1`).
+    fn extra_tokens(&self) -> usize {
+        0
+    }
+    /// The shortest training sequence that yields a supervised position.
+    fn min_train_len(&self) -> usize;
+    /// The input row that predicts the item after `history` (evaluation,
+    /// serving), at most `max_len` long.
+    fn eval_row(&self, history: &[u32], max_len: usize, num_items: u32) -> Vec<u32>;
+    /// Training input rows and their supervised positions from training
+    /// sequences (each may be longer than `max_len`).
+    fn examples(
+        &self,
+        seqs: &[&[u32]],
+        max_len: usize,
+        num_items: u32,
+        rng: &mut dyn RngCore,
+    ) -> Examples;
+}
+
+/// Training rows and what they supervise.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Examples {
+    /// One input row per sequence, at most `max_len` long.
+    pub inputs: Vec<Vec<u32>>,
+    /// `(row, slot counted from the row's first item, target item)`.
+    pub supervised: Vec<(usize, usize, u32)>,
+}
+
+/// Next-item examples (SASRec, GRU4Rec): input = the sequence without its
+/// last item, target at each position = the next item, or at the last
+/// position only with `last_target_only`.
+pub fn next_item_examples(seqs: &[&[u32]], max_len: usize, last_target_only: bool) -> Examples {
+    let mut ex = Examples::default();
+    for (r, s) in seqs.iter().enumerate() {
+        let s = tail(s, max_len + 1);
+        let input = &s[..s.len().saturating_sub(1)];
+        let first = if last_target_only {
+            input.len().saturating_sub(1)
+        } else {
+            0
+        };
+        for (k, &target) in s.iter().enumerate().skip(1 + first) {
+            ex.supervised.push((r, k - 1, target));
+        }
+        ex.inputs.push(input.to_vec());
+    }
+    ex
+}
 
 /// Encoder input: `[B, T]` item ids (0 = padding) with what attention needs.
 #[derive(Debug, Clone)]
@@ -102,17 +163,8 @@ impl Batcher {
         self.cfg.max_len
     }
 
-    /// The id of BERT4Rec's mask token (one past the last item).
-    pub fn mask_token(&self) -> u32 {
-        self.num_items + 1
-    }
-
-    fn causal(&self) -> bool {
-        match self.cfg.backbone {
-            Backbone::Sasrec => self.cfg.causal,
-            Backbone::Bert4rec => false,
-            Backbone::Gru4rec => true,
-        }
+    fn reading(&self) -> &dyn Reading {
+        self.cfg.backbone.reading()
     }
 
     /// `[1, T, T]`: 0 on and below the diagonal, [`MASKED`] above it.
@@ -136,7 +188,7 @@ impl Batcher {
     pub fn seq_batch(&self, rows: &[&[u32]]) -> SeqBatch {
         let b = rows.len();
         let max_len = self.cfg.max_len;
-        let attend_padding = self.cfg.attend_padding && self.cfg.backbone != Backbone::Gru4rec;
+        let attend_padding = self.reading().attend_padding();
         let longest = rows.iter().map(|r| r.len()).max().unwrap_or(1).max(1);
         let shortest = rows.iter().map(|r| r.len()).min().unwrap_or(0);
         let t = if attend_padding {
@@ -165,7 +217,7 @@ impl Batcher {
         }
         let dev = &self.device;
         let pad = Tensor::<3>::from_data(TensorData::new(pad, [b, 1, t]), dev);
-        let attn_bias = if self.causal() {
+        let attn_bias = if self.reading().causal() {
             pad + self.causal_bias(t)
         } else {
             pad.expand([b, t, t])
@@ -183,106 +235,34 @@ impl Batcher {
     }
 
     /// Input for scoring the item that follows each history (evaluation,
-    /// serving): the last `max_len` items; BERT4Rec appends its mask token.
+    /// serving), as the backbone reads it ([`Reading::eval_row`]).
     pub fn eval_batch(&self, histories: &[&[u32]]) -> SeqBatch {
-        let max_len = self.cfg.max_len;
-        match self.cfg.backbone {
-            Backbone::Bert4rec => {
-                let mask = self.mask_token();
-                let rows: Vec<Vec<u32>> = histories
-                    .iter()
-                    .map(|h| {
-                        let h = tail(h, max_len - 1);
-                        let mut r = Vec::with_capacity(h.len() + 1);
-                        r.extend_from_slice(h);
-                        r.push(mask);
-                        r
-                    })
-                    .collect();
-                let refs: Vec<&[u32]> = rows.iter().map(|r| r.as_slice()).collect();
-                self.seq_batch(&refs)
-            }
-            _ => {
-                let refs: Vec<&[u32]> = histories.iter().map(|h| tail(h, max_len)).collect();
-                self.seq_batch(&refs)
-            }
-        }
+        let r = self.reading();
+        let rows: Vec<Vec<u32>> = histories
+            .iter()
+            .map(|h| r.eval_row(h, self.cfg.max_len, self.num_items))
+            .collect();
+        let refs: Vec<&[u32]> = rows.iter().map(|r| r.as_slice()).collect();
+        self.seq_batch(&refs)
     }
 
-    /// A training batch from training sequences. `seen(b, item)` says whether
-    /// row `b`'s user interacted with `item` (negatives avoid those).
-    ///
-    /// SASRec / GRU4Rec: input = sequence without its last item, target at
-    /// each position = the next item (at the last position only with
-    /// `last_target_only`). BERT4Rec: input = the sequence with
-    /// items masked (80% mask token / 10% random item / 10% unchanged), or,
-    /// with probability `mask_last_prob`, only the last item masked; targets
-    /// = the original items at masked positions.
+    /// A training batch from training sequences, with the examples the
+    /// backbone chooses ([`Reading::examples`]) and one sampled negative per
+    /// supervised position. `seen(b, item)` says whether row `b`'s user
+    /// interacted with `item` (negatives avoid those).
     pub fn train_batch<R: Rng>(
         &self,
         seqs: &[&[u32]],
         seen: impl Fn(usize, u32) -> bool,
         rng: &mut R,
     ) -> TrainBatch {
-        let max_len = self.cfg.max_len;
         let n = self.num_items;
-        let mut inputs: Vec<Vec<u32>> = Vec::with_capacity(seqs.len());
-        // (row, slot-in-row counted from the row's start, target)
-        let mut sup: Vec<(usize, usize, u32)> = Vec::new();
-        match self.cfg.backbone {
-            Backbone::Sasrec | Backbone::Gru4rec => {
-                for (r, s) in seqs.iter().enumerate() {
-                    let s = tail(s, max_len + 1);
-                    let input = &s[..s.len().saturating_sub(1)];
-                    let first = if self.cfg.last_target_only {
-                        input.len().saturating_sub(1)
-                    } else {
-                        0
-                    };
-                    for (k, &target) in s.iter().enumerate().skip(1 + first) {
-                        sup.push((r, k - 1, target));
-                    }
-                    inputs.push(input.to_vec());
-                }
-            }
-            Backbone::Bert4rec => {
-                let mask = self.mask_token();
-                for (r, s) in seqs.iter().enumerate() {
-                    let s = tail(s, max_len);
-                    let mut input = s.to_vec();
-                    if s.is_empty() {
-                        inputs.push(input);
-                        continue;
-                    }
-                    if rng.random::<f64>() < self.cfg.mask_last_prob {
-                        let k = s.len() - 1;
-                        input[k] = mask;
-                        sup.push((r, k, s[k]));
-                    } else {
-                        for (k, &item) in s.iter().enumerate() {
-                            if rng.random::<f64>() < self.cfg.mask_prob {
-                                let u: f64 = rng.random();
-                                input[k] = if u < 0.8 {
-                                    mask
-                                } else if u < 0.9 {
-                                    rng.random_range(1..=n)
-                                } else {
-                                    item
-                                };
-                                sup.push((r, k, item));
-                            }
-                        }
-                        if !sup.iter().any(|&(row, _, _)| row == r) {
-                            // Always supervise at least one position per row.
-                            let k = s.len() - 1;
-                            input[k] = mask;
-                            sup.push((r, k, s[k]));
-                        }
-                    }
-                    inputs.push(input);
-                }
-            }
-        }
+        let Examples {
+            inputs,
+            supervised: sup,
+        } = self
+            .reading()
+            .examples(seqs, self.cfg.max_len, n, rng as &mut dyn RngCore);
         let refs: Vec<&[u32]> = inputs.iter().map(|r| r.as_slice()).collect();
         let input = self.seq_batch(&refs);
         let t = input.len;

@@ -1,33 +1,11 @@
 //! Model configuration: the TOML `[model]` table as written (serde defaults
-//! filled in) and its validation.
+//! filled in) and its validation. Each backbone's own settings are typed in
+//! its model's file; this module composes them with the shared ones.
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::ModelError;
-
-/// Which sequence encoder runs over the item history. A `match` on this enum
-/// is the registry of backbones.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Backbone {
-    /// Self-attentive sequential recommendation (Kang & McAuley, ICDM 2018).
-    #[default]
-    Sasrec,
-    /// Bidirectional transformer trained with masked items (Sun et al., CIKM 2019).
-    Bert4rec,
-    /// Session-based recommendation with a GRU (Hidasi et al., ICLR 2016).
-    Gru4rec,
-}
-
-impl Backbone {
-    pub fn name(self) -> &'static str {
-        match self {
-            Backbone::Sasrec => "SASRec",
-            Backbone::Bert4rec => "BERT4Rec",
-            Backbone::Gru4rec => "GRU4Rec",
-        }
-    }
-}
+use crate::registry::{Backbone, BackboneConfig};
 
 /// The ranking loss over item scores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -46,9 +24,6 @@ pub enum Loss {
 fn d_hidden() -> usize {
     64 // LLM-ESR code and the HSUGA paper
 }
-fn d_layers() -> usize {
-    2 // LLM-ESR code
-}
 fn d_heads() -> usize {
     1 // LLM-ESR code
 }
@@ -58,94 +33,87 @@ fn d_max_len() -> usize {
 fn d_dropout() -> f64 {
     0.5 // SASRec.pytorch on sparse Amazon data; configure for other settings
 }
-fn d_true() -> bool {
-    true
-}
-fn d_mask_prob() -> f64 {
-    0.4 // ours: between BERT4Rec's 0.2 (ML-1M) and 0.6 (Beauty)
-}
-fn d_mask_last_prob() -> f64 {
-    0.1 // ours: share of training sequences that only mask the last item
-}
 fn d_eps() -> f64 {
     1e-8 // SASRec.pytorch LayerNorm epsilon
 }
 
-/// Hyper-parameters of one recommender. Every field has a default, so a
-/// config only names what it changes.
+/// The settings every backbone shares, as written in `[model]` beside
+/// `backbone` and that backbone's own keys.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct Shared {
+    #[serde(default)]
+    loss: Loss,
+    #[serde(default = "d_hidden")]
+    hidden: usize,
+    #[serde(default = "d_heads")]
+    heads: usize,
+    #[serde(default = "d_max_len")]
+    max_len: usize,
+    #[serde(default = "d_dropout")]
+    dropout: f64,
+    #[serde(default = "d_eps")]
+    layer_norm_eps: f64,
+}
+
+/// Hyper-parameters of one recommender: the shared settings and the chosen
+/// backbone's own ([`BackboneConfig`]). Every field has a default, so a
+/// config only names what it changes.
+///
+/// In TOML, `[model]` is one flat table: `backbone = "bert4rec"`, the
+/// shared keys, and that backbone's keys (`mask_prob = 0.6`). A key that
+/// belongs to another backbone (`causal` on BERT4Rec) is an error naming
+/// the backbones that have it; so is any unknown key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "toml::Table", into = "toml::Table")]
 pub struct ModelConfig {
-    #[serde(default)]
-    pub backbone: Backbone,
-    #[serde(default)]
+    pub backbone: BackboneConfig,
     pub loss: Loss,
     /// Embedding and hidden size.
-    #[serde(default = "d_hidden")]
     pub hidden: usize,
-    /// Transformer blocks (SASRec, BERT4Rec); GRU4Rec always has one GRU layer.
-    #[serde(default = "d_layers")]
-    pub layers: usize,
-    #[serde(default = "d_heads")]
+    /// Attention heads wherever the model attends: the transformer blocks,
+    /// and the dual view's cross-attention (with any backbone).
     pub heads: usize,
     /// Longest history the model reads; longer histories keep their last items.
-    #[serde(default = "d_max_len")]
     pub max_len: usize,
-    #[serde(default = "d_dropout")]
     pub dropout: f64,
-    /// SASRec only: each position attends to itself and earlier positions.
-    /// On by default; `false` reproduces the LLM-ESR code, whose mask is
-    /// commented out so that training positions can see the item they predict.
-    #[serde(default = "d_true")]
-    pub causal: bool,
-    /// BERT4Rec only: probability that a position is masked for training.
-    #[serde(default = "d_mask_prob")]
-    pub mask_prob: f64,
-    /// BERT4Rec only: probability that a training sequence instead masks only
-    /// its last item (the inference situation).
-    #[serde(default = "d_mask_last_prob")]
-    pub mask_last_prob: f64,
-    #[serde(default = "d_eps")]
     pub layer_norm_eps: f64,
-    /// Transformers only: pad every batch to `max_len` and let queries
-    /// attend to the padding, as SASRec.pytorch and LLM-ESR do (padding then
-    /// acts as a learned "attend to nothing" slot). Off by default: batches
-    /// are padded only to their longest sequence and padding is masked.
-    #[serde(default)]
-    pub attend_padding: bool,
-    /// SASRec and GRU4Rec only: supervise just the last item of each
-    /// training sequence (one target per user and epoch) instead of every
-    /// next item. The LLM-ESR code trains GRU4Rec this way (its `SeqDataset`
-    /// without `--aug`); on for that parity row, off by default.
-    #[serde(default)]
-    pub last_target_only: bool,
 }
 
 impl Default for ModelConfig {
     fn default() -> Self {
-        toml_default()
+        Self::from(Backbone::default())
     }
 }
 
-fn toml_default() -> ModelConfig {
-    ModelConfig {
-        backbone: Backbone::default(),
-        loss: Loss::default(),
-        hidden: d_hidden(),
-        layers: d_layers(),
-        heads: d_heads(),
-        max_len: d_max_len(),
-        dropout: d_dropout(),
-        causal: true,
-        mask_prob: d_mask_prob(),
-        mask_last_prob: d_mask_last_prob(),
-        layer_norm_eps: d_eps(),
-        attend_padding: false,
-        last_target_only: false,
+/// A backbone with every setting at its default.
+impl From<Backbone> for ModelConfig {
+    fn from(kind: Backbone) -> Self {
+        let shared: Shared = toml::Value::Table(toml::Table::new())
+            .try_into()
+            .expect("every shared setting has a default");
+        Self::assemble(kind.into(), shared)
     }
 }
 
 impl ModelConfig {
+    fn assemble(backbone: BackboneConfig, s: Shared) -> Self {
+        Self {
+            backbone,
+            loss: s.loss,
+            hidden: s.hidden,
+            heads: s.heads,
+            max_len: s.max_len,
+            dropout: s.dropout,
+            layer_norm_eps: s.layer_norm_eps,
+        }
+    }
+
+    /// Which backbone this is.
+    pub fn kind(&self) -> Backbone {
+        self.backbone.kind()
+    }
+
     /// Rejects settings no model can run with.
     pub fn validate(&self) -> Result<(), ModelError> {
         let bad = |msg: String| Err(ModelError::Config(msg));
@@ -155,21 +123,11 @@ impl ModelConfig {
         if self.max_len == 0 {
             return bad("model.max_len must be at least 1".into());
         }
-        if self.backbone == Backbone::Bert4rec && self.max_len < 2 {
-            return bad(
-                "model.max_len must be at least 2 for BERT4Rec (history + mask token)".into(),
-            );
-        }
-        if self.backbone != Backbone::Gru4rec {
-            if self.layers == 0 {
-                return bad("model.layers must be at least 1".into());
-            }
-            if self.heads == 0 || !self.hidden.is_multiple_of(self.heads) {
-                return bad(format!(
-                    "model.heads ({}) must divide model.hidden ({})",
-                    self.heads, self.hidden
-                ));
-            }
+        if self.heads == 0 || !self.hidden.is_multiple_of(self.heads) {
+            return bad(format!(
+                "model.heads ({}) must divide model.hidden ({})",
+                self.heads, self.hidden
+            ));
         }
         if !(0.0..1.0).contains(&self.dropout) {
             return bad(format!(
@@ -177,23 +135,186 @@ impl ModelConfig {
                 self.dropout
             ));
         }
-        if !(0.0..=1.0).contains(&self.mask_prob) || self.mask_prob == 0.0 {
-            return bad(format!(
-                "model.mask_prob must be in (0, 1], got {}",
-                self.mask_prob
-            ));
+        self.backbone.validate(self)
+    }
+}
+
+/// The keys a backbone's own settings have (from its serialised defaults,
+/// so no second list can drift from the struct).
+fn own_keys(kind: Backbone) -> Vec<String> {
+    BackboneConfig::from(kind)
+        .to_table()
+        .keys()
+        .cloned()
+        .collect()
+}
+
+/// Drops the keys of a stored `[model]` table that its backbone does not
+/// own. Run folders written before the backbones' settings were typed list
+/// every backbone's keys (BERT4Rec's with `causal = true`); those never had
+/// an effect on the run, so reading the file without them is exact. Only for
+/// files hsuga wrote: in a file a person wrote, such a key is an error.
+pub fn drop_foreign_keys(model: &mut toml::Table) {
+    let kind = model
+        .get("backbone")
+        .and_then(|v| v.clone().try_into::<Backbone>().ok())
+        .unwrap_or_default();
+    let mine = own_keys(kind);
+    model.retain(|key, _| {
+        let owns = |keys: &[String]| keys.iter().any(|k| k == key);
+        owns(&mine) || !Backbone::ALL.iter().any(|b| owns(&own_keys(*b)))
+    });
+}
+
+impl TryFrom<toml::Table> for ModelConfig {
+    type Error = String;
+
+    fn try_from(mut t: toml::Table) -> Result<Self, String> {
+        let kind: Backbone = match t.remove("backbone") {
+            Some(v) => v.try_into().map_err(|e| format!("model.backbone: {e}"))?,
+            None => Backbone::default(),
+        };
+        let all = Backbone::ALL;
+        let mine = own_keys(kind);
+        let mut own = toml::Table::new();
+        for key in t.keys().cloned().collect::<Vec<_>>() {
+            if mine.contains(&key) {
+                own.insert(key.clone(), t.remove(&key).expect("key listed"));
+                continue;
+            }
+            let owners: Vec<&str> = all
+                .iter()
+                .filter(|b| own_keys(**b).contains(&key))
+                .map(|b| b.name())
+                .collect();
+            if !owners.is_empty() {
+                return Err(format!(
+                    "model.{key} is a {} setting; {} has none (its own: {}; remove it)",
+                    owners.join(" and "),
+                    kind.name(),
+                    if mine.is_empty() {
+                        "none".to_string()
+                    } else {
+                        mine.join(", ")
+                    }
+                ));
+            }
         }
-        if self.last_target_only && self.backbone == Backbone::Bert4rec {
-            return bad(
-                "model.last_target_only applies to sasrec and gru4rec; bert4rec chooses its targets by masking".into(),
-            );
+        let shared: Shared = toml::Value::Table(t)
+            .try_into()
+            .map_err(|e| format!("model: {e}"))?;
+        let backbone = BackboneConfig::from_table(kind, own)
+            .map_err(|e| format!("model ({}): {e}", kind.name()))?;
+        Ok(Self::assemble(backbone, shared))
+    }
+}
+
+impl From<ModelConfig> for toml::Table {
+    fn from(c: ModelConfig) -> Self {
+        let shared = Shared {
+            loss: c.loss,
+            hidden: c.hidden,
+            heads: c.heads,
+            max_len: c.max_len,
+            dropout: c.dropout,
+            layer_norm_eps: c.layer_norm_eps,
+        };
+        let mut t = toml::Table::new();
+        t.insert(
+            "backbone".into(),
+            toml::Value::try_from(c.kind()).expect("backbone serialises"),
+        );
+        t.extend(toml::Table::try_from(&shared).expect("settings serialise"));
+        t.extend(c.backbone.to_table());
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<ModelConfig, String> {
+        let t: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
+        ModelConfig::try_from(t)
+    }
+
+    #[test]
+    fn a_flat_table_fills_the_shared_and_the_backbones_settings() {
+        let c = parse("backbone = \"bert4rec\"\nhidden = 32\nmask_prob = 0.6").unwrap();
+        assert_eq!(c.hidden, 32);
+        assert_eq!(c.heads, 1);
+        match &c.backbone {
+            BackboneConfig::Bert4rec(b) => {
+                assert_eq!(b.mask_prob, 0.6);
+                assert_eq!(b.mask_last_prob, 0.1);
+                assert_eq!(b.layers, 2);
+            }
+            other => panic!("parsed as {other:?}"),
         }
-        if !(0.0..=1.0).contains(&self.mask_last_prob) {
-            return bad(format!(
-                "model.mask_last_prob must be in [0, 1], got {}",
-                self.mask_last_prob
-            ));
+        let back = toml::Table::from(c.clone());
+        assert_eq!(ModelConfig::try_from(back).unwrap(), c);
+    }
+
+    #[test]
+    fn a_key_of_another_backbone_is_an_error_naming_its_owners() {
+        let e = parse("backbone = \"bert4rec\"\ncausal = false").unwrap_err();
+        assert!(
+            e.contains("model.causal is a SASRec setting; BERT4Rec has none"),
+            "{e}"
+        );
+        let e = parse("backbone = \"gru4rec\"\nlayers = 3").unwrap_err();
+        assert!(
+            e.contains("SASRec and BERT4Rec setting; GRU4Rec has none"),
+            "{e}"
+        );
+        let e = parse("mask_prob = 0.2").unwrap_err();
+        assert!(
+            e.contains("model.mask_prob is a BERT4Rec setting; SASRec"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_key_no_backbone_has_is_an_error_naming_it() {
+        let e = parse("hiden = 32").unwrap_err();
+        assert!(e.contains("hiden"), "{e}");
+        let e = parse("backbone = \"lstm\"").unwrap_err();
+        assert!(e.contains("model.backbone"), "{e}");
+    }
+
+    #[test]
+    fn a_stored_table_loses_only_the_keys_its_backbone_never_read() {
+        let mut t: toml::Table = toml::from_str(
+            "backbone = \"bert4rec\"\nhidden = 32\ncausal = true\nlast_target_only = false\n\
+             mask_prob = 0.6\nlayers = 3\nattend_padding = true\nhiden = 1",
+        )
+        .unwrap();
+        drop_foreign_keys(&mut t);
+        let mut keys: Vec<&str> = t.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        // `hiden` is nobody's: kept, so the parse still rejects it.
+        assert_eq!(
+            keys,
+            [
+                "attend_padding",
+                "backbone",
+                "hidden",
+                "hiden",
+                "layers",
+                "mask_prob"
+            ]
+        );
+    }
+
+    #[test]
+    fn defaults_round_trip_through_toml_for_every_backbone() {
+        for kind in Backbone::ALL {
+            let c = ModelConfig::from(kind);
+            c.validate().unwrap();
+            let text = toml::to_string(&c).unwrap();
+            let back: ModelConfig = toml::from_str(&text).unwrap();
+            assert_eq!(back, c, "{text}");
         }
-        Ok(())
     }
 }

@@ -21,14 +21,60 @@
 //! (as in the LLM-ESR code) rather than GRU4Rec's session-parallel
 //! mini-batches with in-batch negatives.
 
-use burn::module::Module;
+use burn::module::{Module, Param};
 use burn::nn::{Embedding, EmbeddingConfig, Gru, GruConfig, Initializer, Linear};
 use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Tensor};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
 
-use crate::batch::SeqBatch;
+use crate::batch::{Examples, Reading, SeqBatch, next_item_examples, tail};
 use crate::config::ModelConfig;
 use crate::dropout::FastDropout;
+use crate::error::ModelError;
+use crate::recommender::SequenceEncoder;
+
+/// GRU4Rec's own `[model]` keys (it has one GRU layer and no attention of
+/// its own; `heads` serves the dual view's cross-attention).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Gru4recConfig {
+    /// Supervise just the last item of each training sequence (one target
+    /// per user and epoch) instead of every next item. The LLM-ESR code
+    /// trains GRU4Rec this way (its `SeqDataset` without `--aug`); on for
+    /// that parity row, off by default.
+    #[serde(default)]
+    pub last_target_only: bool,
+}
+
+impl Gru4recConfig {
+    pub fn validate(&self, _shared: &ModelConfig) -> Result<(), ModelError> {
+        Ok(())
+    }
+}
+
+impl Reading for Gru4recConfig {
+    /// The recurrence is causal by construction; the mask only matters to
+    /// the dual view's cross-attention.
+    fn causal(&self) -> bool {
+        true
+    }
+    fn min_train_len(&self) -> usize {
+        2
+    }
+    fn eval_row(&self, history: &[u32], max_len: usize, _num_items: u32) -> Vec<u32> {
+        tail(history, max_len).to_vec()
+    }
+    fn examples(
+        &self,
+        seqs: &[&[u32]],
+        max_len: usize,
+        _num_items: u32,
+        _rng: &mut dyn RngCore,
+    ) -> Examples {
+        next_item_examples(seqs, max_len, self.last_target_only)
+    }
+}
 
 #[derive(Module, Debug)]
 pub struct Gru4rec {
@@ -41,7 +87,7 @@ pub struct Gru4rec {
 }
 
 impl Gru4rec {
-    pub fn new(cfg: &ModelConfig, num_items: u32, device: &Device) -> Self {
+    pub fn new(cfg: &ModelConfig, _own: &Gru4recConfig, num_items: u32, device: &Device) -> Self {
         let n = num_items as usize + 1;
         let h = cfg.hidden;
         Self {
@@ -54,44 +100,6 @@ impl Gru4rec {
             dropout: FastDropout::new(cfg.dropout),
             gru: GruConfig::new(h, h, true).init(device),
         }
-    }
-
-    /// # Shapes
-    /// - output: `[B, T, H]`
-    pub fn forward(&self, batch: &SeqBatch) -> Tensor<3> {
-        self.forward_embedded(self.items.forward(batch.items.clone()), batch)
-    }
-
-    /// The state after each row's last item (the last position).
-    ///
-    /// # Shapes
-    /// - output: `[B, H]`
-    pub fn forward_last(&self, batch: &SeqBatch) -> Tensor<2> {
-        self.forward_embedded_last(self.items.forward(batch.items.clone()), batch)
-    }
-
-    /// The GRU over item vectors looked up elsewhere (LLM-ESR's semantic view).
-    ///
-    /// # Shapes
-    /// - `items`: `[B, T, H]`; output: `[B, T, H]`
-    pub fn forward_embedded(&self, items: Tensor<3>, batch: &SeqBatch) -> Tensor<3> {
-        let mut states = Vec::with_capacity(batch.len);
-        self.scan(items, batch, |h| states.push(h));
-        Tensor::stack(states, 1)
-    }
-
-    /// [`Gru4rec::forward_embedded`] at the last position only, without
-    /// stacking the other states.
-    ///
-    /// # Shapes
-    /// - `items`: `[B, T, H]`; output: `[B, H]`
-    pub fn forward_embedded_last(&self, items: Tensor<3>, batch: &SeqBatch) -> Tensor<2> {
-        self.scan(items, batch, |_| {})
-    }
-
-    /// `[N + 1, H]`
-    pub fn item_table(&self) -> Tensor<2> {
-        self.items.weight.val()
     }
 
     /// Runs the masked recurrence, hands each position's state to `emit` in
@@ -179,6 +187,37 @@ impl Gru4rec {
     }
 }
 
+impl SequenceEncoder for Gru4rec {
+    fn encode(&self, batch: &SeqBatch) -> Tensor<3> {
+        self.encode_embedded(self.items.forward(batch.items.clone()), batch)
+    }
+
+    /// The state after each row's last item (the last position).
+    fn encode_last(&self, batch: &SeqBatch) -> Tensor<2> {
+        self.encode_embedded_last(self.items.forward(batch.items.clone()), batch)
+    }
+
+    fn encode_embedded(&self, items: Tensor<3>, batch: &SeqBatch) -> Tensor<3> {
+        let mut states = Vec::with_capacity(batch.len);
+        self.scan(items, batch, |h| states.push(h));
+        Tensor::stack(states, 1)
+    }
+
+    /// The last position only, without stacking the other states.
+    fn encode_embedded_last(&self, items: Tensor<3>, batch: &SeqBatch) -> Tensor<2> {
+        self.scan(items, batch, |_| {})
+    }
+
+    /// `[N + 1, H]`
+    fn item_table(&self) -> Tensor<2> {
+        self.items.weight.val()
+    }
+
+    fn item_weight_mut(&mut self) -> &mut Param<Tensor<2>> {
+        &mut self.items.weight
+    }
+}
+
 /// `[T, B, D]` as `T` tensors `[B, D]`, one per position.
 ///
 /// The backward pass of a slice writes its gradient into zeros of the whole
@@ -204,7 +243,8 @@ fn steps(x: Tensor<3>) -> Vec<Tensor<2>> {
 mod tests {
     use super::*;
     use crate::batch::Batcher;
-    use crate::config::Backbone;
+    use crate::recommender::SequenceEncoder;
+    use crate::registry::Backbone;
 
     /// On rows without padding the masked recurrence is burn's GRU: the cell
     /// written here is the one the parameters were made for.
@@ -213,17 +253,16 @@ mod tests {
         let dev = crate::cpu();
         dev.seed(7);
         let cfg = ModelConfig {
-            backbone: Backbone::Gru4rec,
             hidden: 8,
             max_len: 6,
             dropout: 0.0,
-            ..ModelConfig::default()
+            ..ModelConfig::from(Backbone::Gru4rec)
         };
-        let m = Gru4rec::new(&cfg, 20, &dev);
+        let m = Gru4rec::new(&cfg, &Gru4recConfig::default(), 20, &dev);
         let batch = Batcher::new(&cfg, 20, &dev).seq_batch(&[&[1, 2, 3, 4, 5], &[6, 7, 8, 9, 20]]);
         let x = m.items.forward(batch.items.clone());
         let want = crate::to_f32(m.gru.forward(x.clone(), None));
-        let got = crate::to_f32(m.forward_embedded(x, &batch));
+        let got = crate::to_f32(m.encode_embedded(x, &batch));
         assert_eq!(want.len(), got.len());
         let worst = want
             .iter()

@@ -1,8 +1,9 @@
 //! Sequential recommender backbones on burn 0.22: [`Sasrec`], [`Bert4rec`]
-//! and [`Gru4rec`] behind one [`SequenceEncoder`] interface, wrapped in a
-//! [`Recommender`] that adds the loss ([`Loss`]: BCE, BPR, CE) and scoring,
-//! and optionally LLM-ESR's dual view ([`dual`]), HSU fusion ([`fusion`])
-//! and LLMInit item rows ([`Extras`]).
+//! and [`Gru4rec`], one file each (settings, [`Reading`], encoder), named
+//! in one [`registry`]. A [`Recommender`] wraps any of them with the loss
+//! ([`Loss`]: BCE, BPR, CE), optionally LLM-ESR's dual view ([`dual`]), HSU
+//! fusion ([`fusion`]) and LLMInit item rows ([`Extras`]), and offers the
+//! [`Model`] contract that training, evaluation and serving use.
 //!
 //! The crate knows nothing about files: the `train` crate feeds it batches
 //! built by [`Batcher`] and stores its weights. Build a model on
@@ -12,26 +13,30 @@
 pub mod batch;
 pub mod bert4rec;
 pub mod config;
+pub mod contract;
 pub mod dropout;
 pub mod dual;
 pub mod error;
 pub mod fusion;
 pub mod gru4rec;
 pub mod recommender;
+pub mod registry;
 pub mod sasrec;
 pub mod transformer;
 
-pub use batch::{Batcher, SeqBatch, TrainBatch};
-pub use bert4rec::Bert4rec;
+pub use batch::{Batcher, Examples, Reading, SeqBatch, TrainBatch};
+pub use bert4rec::{Bert4rec, Bert4recConfig};
 pub use burn;
-pub use config::{Backbone, Loss, ModelConfig};
+pub use config::{Loss, ModelConfig, drop_foreign_keys};
+pub use contract::Model;
 pub use dropout::seed_dropout;
 pub use dual::DualViewSpec;
 pub use error::ModelError;
 pub use fusion::Fusion;
-pub use gru4rec::Gru4rec;
-pub use recommender::{Encoder, Extras, Recommender, SequenceEncoder, Tables};
-pub use sasrec::Sasrec;
+pub use gru4rec::{Gru4rec, Gru4recConfig};
+pub use recommender::{Extras, Recommender, SequenceEncoder, Tables};
+pub use registry::{Backbone, BackboneConfig, Encoder};
+pub use sasrec::{Sasrec, SasrecConfig};
 
 /// The CPU device everything runs on by default (burn's Flex backend, with
 /// rayon and SIMD kernels enabled by this crate's features).

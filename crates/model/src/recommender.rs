@@ -9,13 +9,12 @@ use burn::tensor::activation::{log_sigmoid, log_softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::batch::{SeqBatch, TrainBatch};
-use crate::bert4rec::Bert4rec;
-use crate::config::{Backbone, Loss, ModelConfig};
+use crate::config::{Loss, ModelConfig};
+use crate::contract::Model;
 use crate::dual::{DualView, DualViewSpec};
 use crate::error::ModelError;
 use crate::fusion::{Fusion, FusionLayer};
-use crate::gru4rec::Gru4rec;
-use crate::sasrec::Sasrec;
+use crate::registry::Encoder;
 
 /// What every backbone offers: per-position representations of a history
 /// and the item table that scores them.
@@ -31,6 +30,8 @@ pub trait SequenceEncoder {
     fn encode_embedded(&self, items: Tensor<3>, batch: &SeqBatch) -> Tensor<3>;
     /// `[V, H]` item embeddings; row `i` scores item `i` for `1 <= i <= N`.
     fn item_table(&self) -> Tensor<2>;
+    /// The trainable item table, so that LLMInit can overwrite its rows.
+    fn item_weight_mut(&mut self) -> &mut Param<Tensor<2>>;
 
     /// The representation that predicts the next item: the last position
     /// (batches are left-padded, so it is the last real item — or, for
@@ -51,78 +52,19 @@ pub trait SequenceEncoder {
     }
 }
 
-/// A backbone chosen at run time. (One model per process: the size
-/// difference between variants does not matter.)
-#[allow(clippy::large_enum_variant)]
-#[derive(Module, Debug)]
-pub enum Encoder {
-    Sasrec(Sasrec),
-    Bert4rec(Bert4rec),
-    Gru4rec(Gru4rec),
-}
-
-impl SequenceEncoder for Encoder {
-    fn encode(&self, batch: &SeqBatch) -> Tensor<3> {
-        match self {
-            Encoder::Sasrec(m) => m.forward(batch),
-            Encoder::Bert4rec(m) => m.forward(batch),
-            Encoder::Gru4rec(m) => m.forward(batch),
-        }
+/// Replaces the collaborative rows of items `1..=N` (LLMInit), keeping
+/// padding and special-token rows.
+fn set_item_rows(encoder: &mut impl SequenceEncoder, rows: Tensor<2>) {
+    let weight = encoder.item_weight_mut();
+    let old = weight.val();
+    let [v, _] = old.dims();
+    let [n, _] = rows.dims();
+    let mut parts = vec![old.clone().narrow(0, 0, 1), rows];
+    if v > n + 1 {
+        parts.push(old.narrow(0, n + 1, v - n - 1));
     }
-
-    fn encode_embedded(&self, items: Tensor<3>, batch: &SeqBatch) -> Tensor<3> {
-        match self {
-            Encoder::Sasrec(m) => m.net.forward_embedded(items, batch),
-            Encoder::Bert4rec(m) => m.net.forward_embedded(items, batch),
-            Encoder::Gru4rec(m) => m.forward_embedded(items, batch),
-        }
-    }
-
-    fn item_table(&self) -> Tensor<2> {
-        match self {
-            Encoder::Sasrec(m) => m.item_table(),
-            Encoder::Bert4rec(m) => m.item_table(),
-            Encoder::Gru4rec(m) => m.item_table(),
-        }
-    }
-
-    fn encode_last(&self, batch: &SeqBatch) -> Tensor<2> {
-        let items = match self {
-            Encoder::Sasrec(m) => m.net.items.forward(batch.items.clone()),
-            Encoder::Bert4rec(m) => m.net.items.forward(batch.items.clone()),
-            Encoder::Gru4rec(m) => return m.forward_last(batch),
-        };
-        self.encode_embedded_last(items, batch)
-    }
-
-    fn encode_embedded_last(&self, items: Tensor<3>, batch: &SeqBatch) -> Tensor<2> {
-        match self {
-            Encoder::Sasrec(m) => m.net.forward_embedded_last(items, batch),
-            Encoder::Bert4rec(m) => m.net.forward_embedded_last(items, batch),
-            Encoder::Gru4rec(m) => m.forward_embedded_last(items, batch),
-        }
-    }
-}
-
-impl Encoder {
-    /// Replaces the collaborative rows of items `1..=N` (LLMInit), keeping
-    /// padding and special-token rows.
-    fn set_item_rows(&mut self, rows: Tensor<2>) {
-        let weight = match self {
-            Encoder::Sasrec(m) => &mut m.net.items.weight,
-            Encoder::Bert4rec(m) => &mut m.net.items.weight,
-            Encoder::Gru4rec(m) => &mut m.items.weight,
-        };
-        let old = weight.val();
-        let [v, _] = old.dims();
-        let [n, _] = rows.dims();
-        let mut parts = vec![old.clone().narrow(0, 0, 1), rows];
-        if v > n + 1 {
-            parts.push(old.narrow(0, n + 1, v - n - 1));
-        }
-        // A fresh leaf: the concatenation itself must not be tracked.
-        *weight = Param::from_tensor(Tensor::cat(parts, 0).detach());
-    }
+    // A fresh leaf: the concatenation itself must not be tracked.
+    *weight = Param::from_tensor(Tensor::cat(parts, 0).detach());
 }
 
 /// `table[items]`.
@@ -194,11 +136,7 @@ impl Recommender {
             return Err(ModelError::Input("the catalogue has no items".into()));
         }
         let n = num_items as usize;
-        let mut encoder = match cfg.backbone {
-            Backbone::Sasrec => Encoder::Sasrec(Sasrec::new(cfg, num_items, device)),
-            Backbone::Bert4rec => Encoder::Bert4rec(Bert4rec::new(cfg, num_items, device)),
-            Backbone::Gru4rec => Encoder::Gru4rec(Gru4rec::new(cfg, num_items, device)),
-        };
+        let mut encoder = cfg.backbone.encoder(cfg, num_items, device);
         if let Some(rows) = extras.item_init {
             if rows.len() != n * cfg.hidden {
                 return Err(ModelError::Input(format!(
@@ -208,7 +146,7 @@ impl Recommender {
                 )));
             }
             let t = Tensor::from_data(TensorData::new(rows.to_vec(), [n, cfg.hidden]), device);
-            encoder.set_item_rows(t);
+            set_item_rows(&mut encoder, t);
         }
         let vocab = encoder.item_table().dims()[0];
         let dual = match extras.dual_view {
@@ -253,18 +191,9 @@ impl Recommender {
         })
     }
 
-    pub fn num_items(&self) -> usize {
-        self.num_items
-    }
-
     /// Whether the representation needs [`SeqBatch::user_semantic`].
     pub fn fuses_users(&self) -> bool {
         self.fusion.is_some()
-    }
-
-    /// The item tables of the current weights (the adapter runs here, once).
-    pub fn tables(&self) -> Tables {
-        self.tables_for(None)
     }
 
     /// [`Self::tables`], adapting only the `used` item ids when given.
@@ -313,12 +242,57 @@ impl Recommender {
         }
     }
 
+    /// The distinct item ids (`1..=N`) a BCE/BPR step reads: inputs,
+    /// targets and negatives.
+    fn used_items(&self, batch: &TrainBatch) -> Tensor<1, Int> {
+        let host = |t: Tensor<1, Int>| -> Vec<i64> {
+            t.into_data()
+                .convert::<i64>()
+                .try_to_vec::<i64>()
+                .expect("int tensor converts to i64")
+        };
+        let [b, t] = batch.input.items.dims();
+        let mut ids = host(batch.input.items.clone().reshape([b * t]));
+        ids.extend(host(batch.targets.clone()));
+        ids.extend(host(batch.negatives.clone()));
+        let n = self.num_items as i64;
+        ids.retain(|&i| (1..=n).contains(&i));
+        ids.sort_unstable();
+        ids.dedup();
+        let m = ids.len();
+        Tensor::from_data(TensorData::new(ids, [m]), &batch.targets.device())
+    }
+
+    /// Candidate ids as a device tensor.
+    pub fn candidate_tensor(rows: &[Vec<u32>], device: &Device) -> Tensor<2, Int> {
+        let b = rows.len();
+        let c = rows.first().map_or(0, |r| r.len());
+        let flat: Vec<i64> = rows
+            .iter()
+            .flat_map(|r| r.iter().map(|&i| i as i64))
+            .collect();
+        Tensor::from_data(TensorData::new(flat, [b, c]), device)
+    }
+}
+
+impl Model for Recommender {
+    type Tables = Tables;
+
+    fn num_items(&self) -> usize {
+        self.num_items
+    }
+
+    /// The item tables of the current weights (the adapter runs here, once).
+    fn tables(&self) -> Tables {
+        self.tables_for(None)
+    }
+
     /// The representation that predicts the next item (the last position;
     /// batches are left-padded).
     ///
     /// # Shapes
     /// - output: `[B, D]`
-    pub fn represent_last(&self, tables: &Tables, batch: &SeqBatch) -> Tensor<2> {
+    fn represent_last(&self, tables: &Tables, batch: &SeqBatch) -> Tensor<2> {
         let h = match (&self.dual, &tables.semantic) {
             // Cross-attention reads the other view at every position.
             (Some(dual), Some(_)) if dual.cross_attends() => {
@@ -345,15 +319,10 @@ impl Recommender {
         }
     }
 
-    /// The ranking loss of one batch (a scalar, `[1]`).
-    pub fn loss(&self, batch: &TrainBatch) -> Tensor<1> {
-        self.train_forward(batch).0
-    }
-
     /// One training forward: the ranking loss (`[1]`) and each row's
     /// last-position representation (`[B, D]`, the self-distillation
     /// student), from one encoding and one adapted table.
-    pub fn train_forward(&self, batch: &TrainBatch) -> (Tensor<1>, Tensor<2>) {
+    fn train_forward(&self, batch: &TrainBatch) -> (Tensor<1>, Tensor<2>) {
         // CE scores the whole catalogue; BCE/BPR read only the step's items.
         let used = (self.dual.is_some() && self.loss != Loss::Ce).then(|| self.used_items(batch));
         let tables = self.tables_for(used);
@@ -381,50 +350,11 @@ impl Recommender {
         (loss, student)
     }
 
-    /// The distinct item ids (`1..=N`) a BCE/BPR step reads: inputs,
-    /// targets and negatives.
-    fn used_items(&self, batch: &TrainBatch) -> Tensor<1, Int> {
-        let host = |t: Tensor<1, Int>| -> Vec<i64> {
-            t.into_data()
-                .convert::<i64>()
-                .try_to_vec::<i64>()
-                .expect("int tensor converts to i64")
-        };
-        let [b, t] = batch.input.items.dims();
-        let mut ids = host(batch.input.items.clone().reshape([b * t]));
-        ids.extend(host(batch.targets.clone()));
-        ids.extend(host(batch.negatives.clone()));
-        let n = self.num_items as i64;
-        ids.retain(|&i| (1..=n).contains(&i));
-        ids.sort_unstable();
-        ids.dedup();
-        let m = ids.len();
-        Tensor::from_data(TensorData::new(ids, [m]), &batch.targets.device())
-    }
-
-    /// Scores candidate items for each history.
-    ///
-    /// # Shapes
-    /// - `candidates`: `[B, C]` item ids; output: `[B, C]`
-    pub fn score_candidates(&self, batch: &SeqBatch, candidates: Tensor<2, Int>) -> Tensor<2> {
-        self.score_candidates_with(&self.tables(), batch, candidates)
-    }
-
-    /// [`Self::score_candidates`] with tables computed once for many batches.
-    pub fn score_candidates_with(
-        &self,
-        tables: &Tables,
-        batch: &SeqBatch,
-        candidates: Tensor<2, Int>,
-    ) -> Tensor<2> {
-        self.score_reps(tables, self.represent_last(tables, batch), candidates)
-    }
-
     /// Scores candidates against representations already computed.
     ///
     /// # Shapes
     /// - `reps`: `[B, D]`; `candidates`: `[B, C]`; output: `[B, C]`
-    pub fn score_reps(
+    fn score_reps(
         &self,
         tables: &Tables,
         reps: Tensor<2>,
@@ -437,26 +367,13 @@ impl Recommender {
         (e * reps.reshape([b, 1, d])).sum_dim(2).reshape([b, c])
     }
 
-    /// Scores every item `1..=N` for each history.
-    ///
-    /// # Shapes
-    /// - output: `[B, N]` (column `j` is item `j + 1`)
-    pub fn score_all(&self, batch: &SeqBatch) -> Tensor<2> {
-        let tables = self.tables();
-        let h = self.represent_last(&tables, batch); // [B, D]
-        let items = tables.scoring.narrow(0, 1, self.num_items);
-        h.matmul(items.transpose())
+    fn score_all_reps(&self, tables: &Tables, reps: Tensor<2>) -> Tensor<2> {
+        let items = tables.scoring.clone().narrow(0, 1, self.num_items);
+        reps.matmul(items.transpose())
     }
 
-    /// Candidate ids as a device tensor.
-    pub fn candidate_tensor(rows: &[Vec<u32>], device: &Device) -> Tensor<2, Int> {
-        let b = rows.len();
-        let c = rows.first().map_or(0, |r| r.len());
-        let flat: Vec<i64> = rows
-            .iter()
-            .flat_map(|r| r.iter().map(|&i| i as i64))
-            .collect();
-        Tensor::from_data(TensorData::new(flat, [b, c]), device)
+    fn dim(&self, tables: &Tables) -> usize {
+        tables.scoring.dims()[1]
     }
 }
 

@@ -160,7 +160,7 @@ pub struct Transformer {
 
 impl Transformer {
     /// `vocab` = number of item ids including padding (and any mask token).
-    pub fn new(cfg: &ModelConfig, vocab: usize, device: &Device) -> Self {
+    pub fn new(cfg: &ModelConfig, layers: usize, vocab: usize, device: &Device) -> Self {
         let h = cfg.hidden;
         // Xavier-normal over the table, as SASRec.pytorch initialises it.
         let emb = |n: usize| {
@@ -175,7 +175,7 @@ impl Transformer {
             items: emb(vocab),
             positions: emb(cfg.max_len + 1),
             dropout: FastDropout::new(cfg.dropout),
-            blocks: (0..cfg.layers).map(|_| Block::new(cfg, device)).collect(),
+            blocks: (0..layers).map(|_| Block::new(cfg, device)).collect(),
             last_norm: LayerNormConfig::new(h)
                 .with_epsilon(cfg.layer_norm_eps)
                 .init(device),

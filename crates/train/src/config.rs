@@ -18,7 +18,7 @@
 use std::path::Path;
 
 use hsuga_eval::EvalConfig;
-use hsuga_model::{Backbone, Fusion, ModelConfig};
+use hsuga_model::{Fusion, ModelConfig};
 use hsuga_retrieval::RetrievalConfig;
 use serde::{Deserialize, Serialize};
 
@@ -340,19 +340,11 @@ impl MethodConfig {
     }
 
     /// Rejects combinations no model can run with.
-    pub fn validate(&self, model: &ModelConfig) -> Result<(), TrainError> {
+    pub fn validate(&self) -> Result<(), TrainError> {
         if self.cross_attention && !self.dual_view {
             return Err(TrainError::Config(
                 "method.cross_attention needs method.dual_view = true".into(),
             ));
-        }
-        // GRU4Rec skips the heads check in `ModelConfig::validate`, but its
-        // cross-attention uses them.
-        if self.cross_attention && (model.heads == 0 || !model.hidden.is_multiple_of(model.heads)) {
-            return Err(TrainError::Config(format!(
-                "model.heads ({}) must divide model.hidden ({}) for cross-attention",
-                model.heads, model.hidden
-            )));
         }
         match &self.distill {
             Some(d) => d.validate(),
@@ -577,69 +569,6 @@ impl InputsConfig {
     }
 }
 
-/// The `[model]` keys each backbone reads. `heads` is GRU4Rec's too: the
-/// dual view's cross-attention uses it with any backbone.
-fn backbone_keys(b: Backbone) -> Vec<&'static str> {
-    const COMMON: [&str; 6] = [
-        "backbone",
-        "loss",
-        "hidden",
-        "max_len",
-        "dropout",
-        "layer_norm_eps",
-    ];
-    let own: &[&'static str] = match b {
-        Backbone::Sasrec => &[
-            "layers",
-            "heads",
-            "causal",
-            "attend_padding",
-            "last_target_only",
-        ],
-        Backbone::Bert4rec => &[
-            "layers",
-            "heads",
-            "mask_prob",
-            "mask_last_prob",
-            "attend_padding",
-        ],
-        Backbone::Gru4rec => &["heads", "last_target_only"],
-    };
-    own.iter().copied().chain(COMMON).collect()
-}
-
-/// Rejects a `[model]` key, as written by the user, that the chosen backbone
-/// does not have (`causal` on BERT4Rec, `layers` on GRU4Rec…): serde fills
-/// every field with a default, so such a key would otherwise be silently
-/// ignored. Only files people write are checked this way, not the resolved
-/// configs of run folders (which list every field).
-pub fn check_model_keys(model: &toml::Table) -> Result<(), TrainError> {
-    let backbone: Backbone = match model.get("backbone") {
-        Some(v) => v
-            .clone()
-            .try_into()
-            .map_err(|e: toml::de::Error| TrainError::Config(format!("model.backbone: {e}")))?,
-        None => Backbone::default(),
-    };
-    let allowed = backbone_keys(backbone);
-    for key in model.keys() {
-        // Keys no backbone has are serde's to reject (deny_unknown_fields).
-        let owners: Vec<&str> = [Backbone::Sasrec, Backbone::Bert4rec, Backbone::Gru4rec]
-            .into_iter()
-            .filter(|b| backbone_keys(*b).contains(&key.as_str()))
-            .map(|b| b.name())
-            .collect();
-        if !allowed.contains(&key.as_str()) && !owners.is_empty() {
-            return Err(TrainError::Config(format!(
-                "model.{key} is a {} setting; {} has none (remove it)",
-                owners.join(" and "),
-                backbone.name()
-            )));
-        }
-    }
-    Ok(())
-}
-
 impl RunConfig {
     pub fn from_toml(text: &str) -> Result<Self, TrainError> {
         let cfg: Self = toml::from_str(text).map_err(|e| TrainError::Toml(e.to_string()))?;
@@ -647,18 +576,28 @@ impl RunConfig {
         Ok(cfg)
     }
 
-    /// A config file a person wrote: also rejects model keys its backbone
-    /// does not have ([`check_model_keys`]).
+    /// A resolved config that hsuga wrote into a run folder, possibly by an
+    /// earlier build: model keys its backbone never read are dropped first
+    /// ([`hsuga_model::drop_foreign_keys`]).
+    pub fn from_stored_toml(text: &str) -> Result<Self, TrainError> {
+        let mut doc: toml::Table =
+            toml::from_str(text).map_err(|e| TrainError::Toml(e.to_string()))?;
+        if let Some(toml::Value::Table(model)) = doc.get_mut("model") {
+            hsuga_model::drop_foreign_keys(model);
+        }
+        let cfg: Self = toml::Value::Table(doc)
+            .try_into()
+            .map_err(|e: toml::de::Error| TrainError::Toml(e.to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// A config file, with its path in any error.
     pub fn load(path: &Path) -> Result<Self, TrainError> {
         let what =
             |e: &dyn std::fmt::Display| TrainError::Config(format!("{}: {e}", path.display()));
         let text = std::fs::read_to_string(path).map_err(|e| what(&e))?;
-        let cfg = Self::from_toml(&text).map_err(|e| what(&e))?;
-        let doc: toml::Table = toml::from_str(&text).map_err(|e| what(&e))?;
-        if let Some(toml::Value::Table(model)) = doc.get("model") {
-            check_model_keys(model).map_err(|e| what(&e))?;
-        }
-        Ok(cfg)
+        Self::from_toml(&text).map_err(|e| what(&e))
     }
 
     pub fn validate(&self) -> Result<(), TrainError> {
@@ -676,7 +615,7 @@ impl RunConfig {
         self.eval
             .validate()
             .map_err(|e| TrainError::Config(e.to_string()))?;
-        self.method.validate(&self.model)?;
+        self.method.validate()?;
         self.inputs.validate(&self.method)
     }
 
@@ -821,35 +760,43 @@ mod tests {
     /// `attend_padding` and `layers`.
     #[test]
     fn a_flag_the_backbone_does_not_have_is_an_error() {
-        let t = |text: &str| -> toml::Table { toml::from_str(text).unwrap() };
-        let e = check_model_keys(&t("backbone = \"bert4rec\"\ncausal = false")).unwrap_err();
+        let run = |model: &str| {
+            RunConfig::from_toml(&format!("name = \"x\"\ndataset = \"d\"\n[model]\n{model}"))
+                .map_err(|e| e.to_string())
+        };
+        let e = run("backbone = \"bert4rec\"\ncausal = false").unwrap_err();
         assert!(
-            e.to_string()
-                .contains("model.causal is a SASRec setting; BERT4Rec has none"),
+            e.contains("model.causal is a SASRec setting; BERT4Rec has none"),
             "{e}"
         );
-        let e = check_model_keys(&t("backbone = \"gru4rec\"\nattend_padding = true")).unwrap_err();
+        let e = run("backbone = \"gru4rec\"\nattend_padding = true").unwrap_err();
         assert!(
-            e.to_string()
-                .contains("model.attend_padding is a SASRec and BERT4Rec setting"),
+            e.contains("model.attend_padding is a SASRec and BERT4Rec setting"),
             "{e}"
         );
-        assert!(check_model_keys(&t("backbone = \"gru4rec\"\nlayers = 3")).is_err());
-        assert!(
-            check_model_keys(&t("mask_prob = 0.3")).is_err(),
-            "sasrec is the default"
-        );
+        assert!(run("backbone = \"gru4rec\"\nlayers = 3").is_err());
+        assert!(run("mask_prob = 0.3").is_err(), "sasrec is the default");
         for ok in [
             "backbone = \"sasrec\"\ncausal = false\nlast_target_only = true",
             "backbone = \"bert4rec\"\nmask_prob = 0.6\nlayers = 2",
             "backbone = \"gru4rec\"\nheads = 2\ndropout = 0.1",
         ] {
-            check_model_keys(&t(ok)).unwrap();
+            run(ok).unwrap();
         }
-        // The resolved config of a run folder lists every field and still reads.
+        // The resolved config of a run folder reads back as itself, and one an
+        // earlier build wrote (every backbone's keys listed) still reads.
         let c =
             RunConfig::from_toml("name = \"x\"\ndataset = \"d\"\n[model]\nbackbone = \"gru4rec\"")
                 .unwrap();
         assert_eq!(RunConfig::from_toml(&c.to_toml()).unwrap(), c);
+        let old = c.to_toml().replace(
+            "[model]\n",
+            "[model]\nlayers = 2\ncausal = true\nmask_prob = 0.4\nattend_padding = false\n",
+        );
+        assert!(
+            RunConfig::from_toml(&old).is_err(),
+            "a person's file is strict"
+        );
+        assert_eq!(RunConfig::from_stored_toml(&old).unwrap(), c);
     }
 }

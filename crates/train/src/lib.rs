@@ -21,7 +21,7 @@ pub mod trainer;
 
 pub use config::{
     DistillConfig, InputsConfig, ItemInit, ItemText, MethodConfig, RunConfig, Teacher,
-    TrainSettings, UserSemantic, check_model_keys,
+    TrainSettings, UserSemantic,
 };
 pub use distill::Distiller;
 pub use error::TrainError;

@@ -6,7 +6,7 @@
 use hsuga_data::Split;
 use hsuga_eval::{Scorer, length_chunks};
 use hsuga_model::burn::tensor::{Int, Tensor, TensorData};
-use hsuga_model::{Batcher, Recommender, SeqBatch, Tables};
+use hsuga_model::{Batcher, Model, Recommender, SeqBatch};
 
 /// Attaches the rows' user semantic embeddings to a batch, for fusing models.
 pub fn attach_users(batch: &mut SeqBatch, user_semantic: Option<&Tensor<2>>, users: &[usize]) {
@@ -17,23 +17,19 @@ pub fn attach_users(batch: &mut SeqBatch, user_semantic: Option<&Tensor<2>>, use
     }
 }
 
-/// A plain (eval-mode) recommender with its item tables computed once for
-/// a whole evaluation pass.
-pub struct ModelScorer<'a> {
-    model: &'a Recommender,
-    tables: Tables,
+/// A plain (eval-mode) model with its item tables computed once for a
+/// whole evaluation pass: any [`Model`] is evaluated through this one path.
+pub struct ModelScorer<'a, M: Model = Recommender> {
+    model: &'a M,
+    tables: M::Tables,
     batcher: &'a Batcher,
     /// `[U, S]`, needed by fusing models.
     user_semantic: Option<&'a Tensor<2>>,
 }
 
-impl<'a> ModelScorer<'a> {
+impl<'a, M: Model> ModelScorer<'a, M> {
     /// `model` should be a plain (non-autodiff) copy: `model.valid()`.
-    pub fn new(
-        model: &'a Recommender,
-        batcher: &'a Batcher,
-        user_semantic: Option<&'a Tensor<2>>,
-    ) -> Self {
+    pub fn new(model: &'a M, batcher: &'a Batcher, user_semantic: Option<&'a Tensor<2>>) -> Self {
         Self {
             model,
             tables: model.tables(),
@@ -44,11 +40,11 @@ impl<'a> ModelScorer<'a> {
 
     /// Width of a user representation.
     pub fn dim(&self) -> usize {
-        self.tables.scoring.dims()[1]
+        self.model.dim(&self.tables)
     }
 }
 
-impl Scorer for ModelScorer<'_> {
+impl<M: Model> Scorer for ModelScorer<'_, M> {
     /// `[B, D]` last-position representations.
     type Encoded = Tensor<2>;
 
@@ -68,17 +64,15 @@ impl Scorer for ModelScorer<'_> {
     }
 
     fn score_all(&self, users: &Tensor<2>) -> Vec<f32> {
-        let n = self.model.num_items();
-        let items = self.tables.scoring.clone().narrow(0, 1, n);
-        hsuga_model::to_f32(users.clone().matmul(items.transpose()))
+        hsuga_model::to_f32(self.model.score_all_reps(&self.tables, users.clone()))
     }
 }
 
 /// Each listed user's representation of their whole training sequence
 /// (row-major `users.len() × D`, in the order given). `model` should be a
 /// plain (eval-mode) copy.
-pub fn represent_users(
-    model: &Recommender,
+pub fn represent_users<M: Model>(
+    model: &M,
     batcher: &Batcher,
     split: &Split,
     users: &[usize],

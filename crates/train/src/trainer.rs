@@ -21,7 +21,7 @@ use hsuga_model::burn::optim::decay::WeightDecayConfig;
 use hsuga_model::burn::optim::{AdamConfig, GradientsParams};
 use hsuga_model::burn::tensor::Device;
 use hsuga_model::burn::tensor::{Tensor, TensorData};
-use hsuga_model::{Backbone, Batcher, DualViewSpec, Extras, ModelConfig, Recommender};
+use hsuga_model::{Batcher, DualViewSpec, Extras, Model, ModelConfig, Recommender};
 use indicatif::ProgressBar;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -153,10 +153,10 @@ fn epoch_seed(seed: u64, epoch: usize) -> u64 {
 pub fn model_tag(cfg: &ModelConfig, num_items: u32) -> String {
     format!(
         "{}/items={}/hidden={}/layers={}/heads={}/max_len={}",
-        cfg.backbone.name(),
+        cfg.kind().name(),
         num_items,
         cfg.hidden,
-        cfg.layers,
+        cfg.backbone.layers(),
         cfg.heads,
         cfg.max_len
     )
@@ -243,7 +243,7 @@ pub fn fit(job: &Job<'_>) -> Result<Outcome, TrainError> {
     let metrics = job.eval.metrics();
     let select = job.eval.select;
     let selecting = job.eval.protocol.selecting();
-    job.method.validate(job.model)?;
+    job.method.validate()?;
     let split = job.split;
     job.semantic.check(job.method, job.model.hidden, split)?;
     let num_items = split.num_items;
@@ -303,10 +303,7 @@ pub fn fit(job: &Job<'_>) -> Result<Outcome, TrainError> {
     let mut optim = adam.init();
     let batcher = Batcher::new(job.model, num_items, &ad);
     let eval_batcher = Batcher::new(job.model, num_items, &job.device);
-    let min_len = match job.model.backbone {
-        Backbone::Bert4rec => 1,
-        _ => 2,
-    };
+    let min_len = job.model.backbone.reading().min_train_len();
     let seen_sorted = split.train_item_sets();
 
     let mut state = State {

@@ -28,7 +28,7 @@ fn ml100k() -> (Prepared, Candidates, tempfile::TempDir) {
 /// seconds an epoch in the dev profile.
 fn model() -> ModelConfig {
     ModelConfig {
-        backbone: Backbone::Sasrec,
+        backbone: Backbone::Sasrec.into(),
         max_len: 30,
         dropout: 0.2,
         ..ModelConfig::default()

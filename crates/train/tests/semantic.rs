@@ -13,7 +13,8 @@ use hsuga_data::{Candidates, DatasetConfig, Prepared, Split};
 use hsuga_model::burn::module::Module;
 use hsuga_model::burn::tensor::{Tensor, TensorData};
 use hsuga_model::{
-    Backbone, Batcher, DualViewSpec, Extras, Fusion, ModelConfig, Recommender, SequenceEncoder, cpu,
+    Backbone, Batcher, DualViewSpec, Extras, Fusion, Model, ModelConfig, Recommender,
+    SequenceEncoder, cpu,
 };
 use hsuga_retrieval::{UserEmbeddings, active_users, retrieve};
 use hsuga_train::{
@@ -441,7 +442,7 @@ fn every_backbone_runs_llm_esr_with_fusion() {
     for backbone in [Backbone::Sasrec, Backbone::Bert4rec, Backbone::Gru4rec] {
         for fusion in [Fusion::Add, Fusion::Gate, Fusion::Concat] {
             let cfg = ModelConfig {
-                backbone,
+                backbone: backbone.into(),
                 hidden: 8,
                 max_len: 12,
                 ..ModelConfig::default()

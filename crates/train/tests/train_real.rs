@@ -39,7 +39,7 @@ fn sasrec_learns_fashion_and_checkpoints_round_trip() {
     let (p, c, _cache) = fashion();
     let pop = popularity_ndcg(&p, &c);
     let model = ModelConfig {
-        backbone: Backbone::Sasrec,
+        backbone: Backbone::Sasrec.into(),
         max_len: 50,
         ..ModelConfig::default()
     };
@@ -109,7 +109,7 @@ fn sasrec_learns_fashion_and_checkpoints_round_trip() {
     );
     // A checkpoint of another model is refused with a clear error.
     let other = ModelConfig {
-        backbone: Backbone::Gru4rec,
+        backbone: Backbone::Gru4rec.into(),
         ..model.clone()
     };
     let fresh = hsuga_model::Recommender::new(&other, p.split.num_items, &cpu()).unwrap();
