@@ -15,6 +15,7 @@
 
 pub mod adopt;
 pub mod config;
+mod curve;
 mod inputs;
 mod plot;
 mod report;

@@ -162,6 +162,9 @@ pub fn run(
         device: hsuga_model::cpu(),
         progress,
     })?;
+    if let Err(e) = crate::curve::plot_curves(&dir, &out.history) {
+        tracing::warn!("training curve not drawn: {e}");
+    }
     let metrics = cfg.eval.metrics();
     let groups = out
         .test_rankings

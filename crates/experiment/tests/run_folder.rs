@@ -44,8 +44,11 @@ fn a_run_refuses_to_resume_on_other_semantic_inputs() {
         item_text: None,
     };
     let first = run_folder::run(&cfg, &p, &c, &users(1), Default::default()).unwrap();
-    // The report names the build that trained it.
+    // The report names the build that trained it; the curve is drawn.
     assert_eq!(first.build.as_deref(), Some(hsuga_experiment::BUILD));
+    for f in ["config.toml", "curve.svg", "curve.png", "ranks.csv"] {
+        assert!(first.dir.join(f).is_file(), "missing {f}");
+    }
     assert!(hsuga_experiment::BUILD.starts_with(env!("CARGO_PKG_VERSION")));
     // "Interrupted" before the end: the finish marker is gone.
     std::fs::remove_file(first.dir.join("report.json")).unwrap();

@@ -2,9 +2,9 @@
 //! a validation metric (evaluated by `hsuga_eval`, through [`ModelScorer`]),
 //! restores the best checkpoint and tests it. Given a folder it writes
 //! safetensors checkpoints ([`checkpoint`]), `state.json` for resuming,
-//! CSV/JSON logs and a training curve; which folder, and whether a run there
-//! is finished, reused or adopted, is the experiment layer's business
-//! (`hsuga_experiment::run_folder`). [`RunConfig`] is the `hsuga train` config file; its
+//! CSV/JSON logs and the test ranks; which folder, whether a run there is
+//! finished, reused or adopted, and the training curve drawn from the logs
+//! are the experiment layer's business (`hsuga_experiment::run_folder`). [`RunConfig`] is the `hsuga train` config file; its
 //! `[method]` ([`MethodConfig`]) adds LLMInit, LLM-ESR's dual view, HSU
 //! fusion and self-distillation ([`distill`], LLM-ESR's or GAA's) to any
 //! backbone, reading the matrices of [`SemanticInputs`].

@@ -105,7 +105,7 @@ pub struct Job<'a> {
     /// Head/tail users and items, recorded with every ranking.
     pub groups: &'a Groups,
     pub candidates: &'a Candidates,
-    /// Where checkpoints, logs and curves go; `None` keeps everything in
+    /// Where checkpoints and logs go; `None` keeps everything in
     /// memory (tests, benchmarks).
     pub run_dir: Option<&'a Path>,
     /// The plain device (autodiff is added for training).
@@ -528,9 +528,6 @@ pub fn fit(job: &Job<'_>) -> Result<Outcome, TrainError> {
     };
     if let Some(dir) = job.run_dir {
         log::write_outcome(dir, &outcome)?;
-        if let Err(e) = log::plot_curves(dir, &outcome.history) {
-            tracing::warn!("training curve not drawn: {e}");
-        }
     }
     Ok(outcome)
 }
