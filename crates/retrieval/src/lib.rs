@@ -37,8 +37,8 @@ pub enum RetrievalError {
     BadPercentile(f64),
     #[error("active-user ratio {0} must be strictly between 0 and 1")]
     BadRatio(f64),
-    #[error("similarity computation failed: {0}")]
-    Compute(String),
+    #[error("{ks} neighbour counts for {users} users: one K per user is needed")]
+    KCountMismatch { ks: usize, users: usize },
 }
 
 /// How neighbours are chosen (validated before any work by [`RetrievalConfig::validate`]).
