@@ -1,173 +1,125 @@
-//! Model weights in safetensors: every float parameter under its module
-//! path (`encoder.Sasrec.net.blocks.0.attn.query.weight`), with the
-//! parameter ids in the metadata so that a resumed optimiser finds its
-//! moments again.
+//! Model weights in burnpack, burn's own checkpoint format, written and read
+//! by burn-store 0.22 (the version of the burn we build on): every
+//! parameter under its module path (`encoder.Sasrec.net.blocks.0.attn.query.weight`)
+//! with its parameter id, so that a resumed optimiser (`last.optim.bpk`,
+//! burnpack too, keyed by those ids) finds its moments again, and the model
+//! tag (backbone, catalogue size, shapes, method parts) in the metadata, so
+//! that weights never load into another model.
+//!
+//! Why burn-store rather than our own safetensors writer (the format before
+//! this one): it round-trips all three backbones and the dual-view + fusion
+//! model bit for bit (`tests/checkpoint_roundtrip.rs`); it keeps parameter
+//! ids itself, which our writer had to smuggle through the metadata as JSON;
+//! it writes through a scratch file and an fsync + rename; and loading takes
+//! only shapes from the model it fills, without drawing its random initial
+//! weights first. Measured on a SASRec with 12,000 items and hidden 64 (dev
+//! profile, one run of 10 saves and 10 loads): save 17 ms (ours: 36 ms),
+//! build + load 54 ms (ours: 64 ms, of which building the model is 54 ms),
+//! file 3,329,536 bytes (ours: 3,331,520). The SafetensorsStore of the same
+//! crate was not an option: safetensors has no place for parameter ids.
+//!
+//! The run folder keeps its file names (`best.safetensors`,
+//! `last.safetensors`), which the trainer, run adoption and the run-folder
+//! docs name; their content is burnpack. A checkpoint in the earlier
+//! safetensors format (another hsuga build) is refused with a message that
+//! says so, never half-loaded.
 
-use std::collections::HashMap;
 use std::path::Path;
 
-use hsuga_model::burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
-use hsuga_model::burn::tensor::{Tensor, TensorData};
-use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+use burn_store::ModuleSnapshot;
+use burn_store::burn_pack::{Bytes, Error as PackError, Reader, Writer};
+use hsuga_model::burn::module::Module;
 
 use crate::error::TrainError;
 
-const IDS_KEY: &str = "hsuga.param_ids";
+/// Metadata key of the model tag.
 const MODEL_KEY: &str = "hsuga.model";
 
-struct Collect {
-    path: Vec<String>,
-    out: Vec<(String, u64, Vec<usize>, Vec<u8>)>,
+/// The writer for `module`'s parameters, tagged `model_tag`.
+fn writer<M: Module>(module: &M, model_tag: &str) -> Writer {
+    // No enum-variant skipping: burnpack is read back by this same code.
+    Writer::new(module.collect(None, None, false)).with_metadata(MODEL_KEY, model_tag)
 }
 
-impl ModuleVisitor for Collect {
-    fn enter_module(&mut self, name: &str, _container_type: &str) {
-        self.path.push(name.to_string());
-    }
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.pop();
-    }
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let t = param.val();
-        let shape = t.dims().to_vec();
-        let data = hsuga_model::to_f32(t);
-        let bytes = data.iter().flat_map(|x| x.to_le_bytes()).collect();
-        self.out
-            .push((self.path.join("."), param.id.val(), shape, bytes));
-    }
+fn pack_error(e: PackError) -> TrainError {
+    TrainError::Checkpoint(e.to_string())
 }
 
-/// Serialises a module's float parameters; `model_tag` names the model
-/// kind (checked on load).
+/// Serialises a module's parameters; `model_tag` names the model kind
+/// (checked on load).
 pub fn to_bytes<M: Module>(module: &M, model_tag: &str) -> Result<Vec<u8>, TrainError> {
-    let mut c = Collect {
-        path: Vec::new(),
-        out: Vec::new(),
-    };
-    module.visit(&mut c);
-    let ids: HashMap<&str, u64> = c
-        .out
-        .iter()
-        .map(|(n, id, _, _)| (n.as_str(), *id))
-        .collect();
-    let mut meta = HashMap::new();
-    meta.insert(IDS_KEY.to_string(), serde_json::to_string(&ids)?);
-    meta.insert(MODEL_KEY.to_string(), model_tag.to_string());
-    let views: Vec<(String, TensorView<'_>)> = c
-        .out
-        .iter()
-        .map(|(n, _, shape, bytes)| {
-            TensorView::new(Dtype::F32, shape.clone(), bytes).map(|v| (n.clone(), v))
-        })
-        .collect::<Result<_, _>>()
-        .map_err(|e| TrainError::Checkpoint(e.to_string()))?;
-    safetensors::serialize(views, Some(meta)).map_err(|e| TrainError::Checkpoint(e.to_string()))
+    let bytes = writer(module, model_tag).into_bytes().map_err(pack_error)?;
+    Ok(bytes.to_vec())
 }
 
-/// Writes a module's weights atomically (temporary file + rename), so an
-/// interrupted save never leaves a truncated checkpoint behind.
+/// Writes a module's weights atomically (scratch file, fsync, rename), so
+/// an interrupted save never leaves a truncated checkpoint behind.
 pub fn save<M: Module>(module: &M, model_tag: &str, path: &Path) -> Result<(), TrainError> {
-    let bytes = to_bytes(module, model_tag)?;
-    let tmp = path.with_extension("safetensors.tmp");
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)?;
-    Ok(())
-}
-
-struct Load<'a> {
-    path: Vec<String>,
-    st: &'a SafeTensors<'a>,
-    ids: HashMap<String, u64>,
-    error: Option<String>,
-    loaded: usize,
-}
-
-impl ModuleMapper for Load<'_> {
-    fn enter_module(&mut self, name: &str, _container_type: &str) {
-        self.path.push(name.to_string());
-    }
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.pop();
-    }
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        let name = self.path.join(".");
-        let view = match self.st.tensor(&name) {
-            Ok(v) => v,
-            Err(_) => {
-                self.error
-                    .get_or_insert(format!("checkpoint has no tensor `{name}`"));
-                return param;
-            }
-        };
-        let (id, old, mapper) = param.consume();
-        let dims = old.dims();
-        if view.dtype() != Dtype::F32 || view.shape() != dims.as_slice() {
-            self.error.get_or_insert(format!(
-                "tensor `{name}`: checkpoint has {:?} {:?}, model expects F32 {:?}",
-                view.dtype(),
-                view.shape(),
-                dims
-            ));
-            return Param::from_mapped_value(id, old, mapper);
-        }
-        let data: Vec<f32> = view
-            .data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
-        let device = old.device();
-        let mut t = Tensor::<D>::from_data(TensorData::new(data, dims), &device);
-        if old.is_require_grad() {
-            t = t.require_grad();
-        }
-        self.loaded += 1;
-        let id = self.ids.get(&name).map_or(id, |&v| ParamId::from(v));
-        Param::from_mapped_value(id, t, mapper)
-    }
+    writer(module, model_tag)
+        .auto_extension(false)
+        .overwrite(true)
+        .write_to_file(path)
+        .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", path.display())))
 }
 
 /// Loads weights saved by [`save`] into `module` (which fixes the expected
 /// names and shapes). Fails, leaving nothing half-loaded in the caller's
-/// hands, when the file is for another model or shape.
+/// hands, when the file is for another model or shape, or in another
+/// format.
 pub fn load<M: Module>(module: M, model_tag: &str, path: &Path) -> Result<M, TrainError> {
-    let bytes = std::fs::read(path)?;
-    from_bytes(module, model_tag, &bytes)
-        .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", path.display())))
+    let at = |e: String| TrainError::Checkpoint(format!("{}: {e}", path.display()));
+    let reader = match Reader::from_file_exact(path) {
+        Ok(r) => r,
+        Err(e) => {
+            let head = std::fs::read(path).map(|b| b[..b.len().min(9)].to_vec())?;
+            return Err(at(unreadable(&head, e)));
+        }
+    };
+    apply(module, model_tag, reader).map_err(at)
 }
 
+/// [`load`] from bytes in memory.
 pub fn from_bytes<M: Module>(module: M, model_tag: &str, bytes: &[u8]) -> Result<M, TrainError> {
-    let st = SafeTensors::deserialize(bytes).map_err(|e| TrainError::Checkpoint(e.to_string()))?;
-    let (_, meta) =
-        SafeTensors::read_metadata(bytes).map_err(|e| TrainError::Checkpoint(e.to_string()))?;
-    let meta = meta.metadata().clone().unwrap_or_default();
-    let tag = meta.get(MODEL_KEY).map(String::as_str).unwrap_or("?");
+    let reader = Reader::from_bytes(Bytes::from_bytes_vec(bytes.to_vec()))
+        .map_err(|e| TrainError::Checkpoint(unreadable(bytes, e)))?;
+    apply(module, model_tag, reader).map_err(TrainError::Checkpoint)
+}
+
+/// Why a file that is not burnpack was refused; `head` is its start.
+fn unreadable(head: &[u8], e: PackError) -> String {
+    // safetensors opens with the JSON header's length (u64 LE), then `{`.
+    if head.len() > 8 && head[8] == b'{' {
+        "a safetensors checkpoint from an earlier hsuga build; this build reads \
+         burnpack checkpoints (burn-store): retrain the run (remove its folder)"
+            .to_string()
+    } else {
+        format!("not a burnpack checkpoint ({e})")
+    }
+}
+
+fn apply<M: Module>(mut module: M, model_tag: &str, reader: Reader) -> Result<M, String> {
+    let tag = reader.metadata().get(MODEL_KEY).cloned();
+    let tag = tag.as_deref().unwrap_or("?");
     if tag != model_tag {
-        return Err(TrainError::Checkpoint(format!(
+        return Err(format!(
             "checkpoint is for model `{tag}`, this run builds `{model_tag}`"
-        )));
+        ));
     }
-    let ids = meta
-        .get(IDS_KEY)
-        .map(|s| serde_json::from_str(s))
-        .transpose()?
-        .unwrap_or_default();
-    let mut mapper = Load {
-        path: Vec::new(),
-        st: &st,
-        ids,
-        error: None,
-        loaded: 0,
-    };
-    let module = module.map(&mut mapper);
-    if let Some(e) = mapper.error {
-        return Err(TrainError::Checkpoint(e));
+    let tensors = reader.into_tensors().map_err(|e| e.to_string())?;
+    let held = tensors.len();
+    let result = module.apply(tensors, None, None, false);
+    if let Some(e) = result.errors.first() {
+        return Err(e.to_string());
     }
-    if mapper.loaded != st.len() {
-        return Err(TrainError::Checkpoint(format!(
-            "checkpoint holds {} tensors, the model has {}",
-            st.len(),
-            mapper.loaded
-        )));
+    if let Some(name) = result.missing.first() {
+        return Err(format!("checkpoint has no tensor `{}`", name.0));
+    }
+    if !result.unused.is_empty() {
+        return Err(format!(
+            "checkpoint holds {held} tensors, the model has {} (not in the model: `{}`)",
+            result.applied.len(),
+            result.unused.join("`, `")
+        ));
     }
     Ok(module)
 }
