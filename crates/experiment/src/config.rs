@@ -264,10 +264,8 @@ impl ExperimentConfig {
         let train: TrainSettings = toml::Value::Table(table)
             .try_into()
             .map_err(|e| what(&format!("train: {e}")))?;
-        m.model.validate().map_err(|e| what(&e))?;
-        m.method.validate().map_err(|e| what(&e))?;
-        m.inputs.validate(&m.method).map_err(|e| what(&e))?;
-        train.validate().map_err(|e| what(&e))?;
+        hsuga_train::check_settings(&m.model, &train, &self.eval, &m.method, Some(&m.inputs))
+            .map_err(|e| what(&e))?;
         Ok(ResolvedMethod {
             row: row.to_string(),
             name: folder.to_string(),

@@ -569,6 +569,28 @@ impl InputsConfig {
     }
 }
 
+/// The one check of a run's settings, wherever they come from: a run file
+/// ([`RunConfig::validate`]), an experiment row (`hsuga_experiment`'s
+/// resolve) or a [`crate::Job`] handed to [`crate::fit`] (no `inputs`: the
+/// caller supplies the matrices, which `fit` checks against `method`).
+pub fn check_settings(
+    model: &ModelConfig,
+    train: &TrainSettings,
+    eval: &EvalConfig,
+    method: &MethodConfig,
+    inputs: Option<&InputsConfig>,
+) -> Result<(), TrainError> {
+    model.validate()?;
+    train.validate()?;
+    eval.validate()
+        .map_err(|e| TrainError::Config(e.to_string()))?;
+    method.validate()?;
+    match inputs {
+        Some(i) => i.validate(method),
+        None => Ok(()),
+    }
+}
+
 impl RunConfig {
     pub fn from_toml(text: &str) -> Result<Self, TrainError> {
         let cfg: Self = toml::from_str(text).map_err(|e| TrainError::Toml(e.to_string()))?;
@@ -610,13 +632,13 @@ impl RunConfig {
         if self.negatives == 0 {
             return Err(TrainError::Config("negatives must be at least 1".into()));
         }
-        self.model.validate()?;
-        self.train.validate()?;
-        self.eval
-            .validate()
-            .map_err(|e| TrainError::Config(e.to_string()))?;
-        self.method.validate()?;
-        self.inputs.validate(&self.method)
+        check_settings(
+            &self.model,
+            &self.train,
+            &self.eval,
+            &self.method,
+            Some(&self.inputs),
+        )
     }
 
     /// The resolved config, every default written out.

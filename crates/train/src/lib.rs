@@ -21,7 +21,7 @@ pub mod trainer;
 
 pub use config::{
     DistillConfig, InputsConfig, ItemInit, ItemText, MethodConfig, RunConfig, Teacher,
-    TrainSettings, UserSemantic,
+    TrainSettings, UserSemantic, check_settings,
 };
 pub use distill::Distiller;
 pub use error::TrainError;

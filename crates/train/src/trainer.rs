@@ -29,7 +29,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint;
-use crate::config::{ItemInit, MethodConfig, TrainSettings};
+use crate::config::{ItemInit, MethodConfig, TrainSettings, check_settings};
 use crate::distill::Distiller;
 use crate::error::TrainError;
 use crate::log;
@@ -235,15 +235,10 @@ impl Builder<'_> {
 /// Trains, selects the best epoch on the configured validation metric and
 /// tests it.
 pub fn fit(job: &Job<'_>) -> Result<Outcome, TrainError> {
-    job.model.validate()?;
-    job.train.validate()?;
-    job.eval
-        .validate()
-        .map_err(|e| TrainError::Config(e.to_string()))?;
+    check_settings(job.model, job.train, job.eval, job.method, None)?;
     let metrics = job.eval.metrics();
     let select = job.eval.select;
     let selecting = job.eval.protocol.selecting();
-    job.method.validate()?;
     let split = job.split;
     job.semantic.check(job.method, job.model.hidden, split)?;
     let num_items = split.num_items;
