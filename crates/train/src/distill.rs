@@ -145,7 +145,9 @@ impl Distiller {
     }
 
     /// `alpha · MSE(student, teacher)`; the teacher is a constant built from
-    /// host data, so no gradient reaches the neighbours' encodings.
+    /// host data, so no gradient reaches the neighbours' encodings
+    /// (`tests/distill_through_fit.rs` checks that through `fit`: items only
+    /// teachers read move exactly as without distillation).
     ///
     /// # Shapes
     /// - `student`: `[B, D]`; `teacher`: row-major `B × D`; output: `[1]`
