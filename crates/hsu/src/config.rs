@@ -274,7 +274,7 @@ impl Resolved {
             .concurrency
             .unwrap_or(match &self.cfg.backend {
                 BackendConfig::Rules(_) => 2,
-                BackendConfig::Openai(o) => o.concurrency,
+                BackendConfig::Openai(o) => o.transport.concurrency,
                 BackendConfig::Local(l) => l.workers.max(1),
             })
             .max(1)
@@ -288,13 +288,13 @@ impl Resolved {
         let mut backend = self.cfg.backend.clone();
         // Connection tuning does not change answers.
         if let BackendConfig::Openai(o) = &mut backend {
-            o.concurrency = 0;
-            o.timeout_s = 0.0;
-            o.max_retries = 0;
-            o.backoff_s = 0.0;
-            o.max_backoff_s = 0.0;
-            o.api_key_env.clear();
-            o.base_url.clear();
+            o.transport.concurrency = 0;
+            o.transport.timeout_s = 0.0;
+            o.transport.max_retries = 0;
+            o.transport.backoff_s = 0.0;
+            o.transport.max_backoff_s = 0.0;
+            o.transport.api_key_env.clear();
+            o.transport.base_url.clear();
         }
         if let BackendConfig::Local(l) = &mut backend {
             l.workers = 0;

@@ -11,7 +11,7 @@
 
 use std::time::Instant;
 
-use hsuga_text::transport::{DEFAULT_KEY_ENV, Failure, FailureKind, Reject, Settings, Transport};
+use hsuga_text::transport::{Failure, FailureKind, Leftover, Reject, Transport, TransportConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -19,75 +19,47 @@ use crate::{
     estimate_tokens,
 };
 
-/// `[backend]` settings for `kind = "openai"`.
+/// `[backend]` settings for `kind = "openai"`: the model, and the
+/// transport's keys ([`TransportConfig`]: `base_url`, `api_key_env`,
+/// `concurrency`, `timeout_s`, `max_retries`, `backoff_s`, `max_backoff_s`)
+/// flat in the same table, as the embedder takes them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "WrittenConfig")]
 pub struct OpenAiConfig {
-    /// e.g. `http://localhost:8000/v1` (the client appends `/chat/completions`).
-    pub base_url: String,
     pub model: String,
-    /// Environment variable holding the API key; unset or empty = no key.
-    #[serde(default = "default_key_env")]
-    pub api_key_env: String,
-    /// Requests in flight at once (ours: a server batches what it is sent).
-    #[serde(default = "default_concurrency")]
-    pub concurrency: usize,
-    /// Per attempt, in seconds (`timeout_secs`, its old name, still loads).
-    #[serde(default = "default_timeout", alias = "timeout_secs")]
-    pub timeout_s: f64,
-    /// Attempts after the first one.
-    #[serde(default = "default_retries")]
-    pub max_retries: u32,
-    /// First back-off in seconds; doubles each retry, capped at
-    /// `max_backoff_s` (old names `backoff_secs`, `max_backoff_secs`).
-    #[serde(default = "default_backoff", alias = "backoff_secs")]
-    pub backoff_s: f64,
-    #[serde(default = "default_max_backoff", alias = "max_backoff_secs")]
-    pub max_backoff_s: f64,
+    #[serde(flatten)]
+    pub transport: TransportConfig,
 }
 
-fn default_key_env() -> String {
-    DEFAULT_KEY_ENV.into()
+/// [`OpenAiConfig`] as written: its fields, the transport's, and whatever
+/// else the table holds (refused by name in the conversion).
+#[derive(Deserialize)]
+struct WrittenConfig {
+    model: String,
+    #[serde(flatten)]
+    transport: TransportConfig,
+    #[serde(flatten)]
+    unknown: Leftover,
 }
-fn default_concurrency() -> usize {
-    16
-}
-fn default_timeout() -> f64 {
-    120.0
-}
-fn default_retries() -> u32 {
-    4
-}
-fn default_backoff() -> f64 {
-    0.5
-}
-fn default_max_backoff() -> f64 {
-    30.0
+
+impl TryFrom<WrittenConfig> for OpenAiConfig {
+    type Error = serde::de::value::Error;
+
+    fn try_from(w: WrittenConfig) -> Result<Self, Self::Error> {
+        w.unknown.deny(&["model"])?;
+        Ok(Self {
+            model: w.model,
+            transport: w.transport,
+        })
+    }
 }
 
 impl OpenAiConfig {
+    /// A config with defaults for everything but the URL and model.
     pub fn new(base_url: impl Into<String>, model: impl Into<String>) -> Self {
         Self {
-            base_url: base_url.into(),
             model: model.into(),
-            api_key_env: default_key_env(),
-            concurrency: default_concurrency(),
-            timeout_s: default_timeout(),
-            max_retries: default_retries(),
-            backoff_s: default_backoff(),
-            max_backoff_s: default_max_backoff(),
-        }
-    }
-
-    /// The transport settings (the fields shared with the embedding client).
-    pub fn settings(&self) -> Settings {
-        Settings {
-            api_key_env: self.api_key_env.clone(),
-            concurrency: self.concurrency,
-            timeout_s: self.timeout_s,
-            max_retries: self.max_retries,
-            backoff_s: self.backoff_s,
-            max_backoff_s: self.max_backoff_s,
+            transport: TransportConfig::new(base_url),
         }
     }
 }
@@ -136,8 +108,7 @@ struct WireUsage {
 
 impl OpenAiClient {
     pub fn new(cfg: OpenAiConfig) -> Result<Self, LlmError> {
-        let url = format!("{}/chat/completions", cfg.base_url.trim_end_matches('/'));
-        let http = Transport::new(url, cfg.settings())
+        let http = Transport::new(cfg.transport.clone(), "chat/completions")
             .map_err(|m| LlmError::Config(format!("openai: {m}")))?;
         Ok(Self { cfg, http })
     }
@@ -248,10 +219,10 @@ mod tests {
     fn rejects_bad_config() {
         let mut c = OpenAiConfig::new("localhost:8000", "m");
         assert!(OpenAiClient::new(c.clone()).is_err());
-        c.base_url = "http://localhost:8000/v1/".into();
-        c.concurrency = 0;
+        c.transport.base_url = "http://localhost:8000/v1/".into();
+        c.transport.concurrency = 0;
         assert!(OpenAiClient::new(c.clone()).is_err());
-        c.concurrency = 2;
+        c.transport.concurrency = 2;
         let client = OpenAiClient::new(c).unwrap();
         assert_eq!(
             client.http.url(),
@@ -267,13 +238,75 @@ mod tests {
             "base_url = \"http://h/v1\"\nmodel = \"m\"\ntimeout_secs = 7.5\nbackoff_secs = 0.25\nmax_backoff_secs = 4.0\n",
         )
         .unwrap();
+        let t = &c.transport;
         assert_eq!(
-            (c.timeout_s, c.backoff_s, c.max_backoff_s),
+            (t.timeout_s, t.backoff_s, t.max_backoff_s),
             (7.5, 0.25, 4.0)
         );
         let c: OpenAiConfig =
             toml::from_str("base_url = \"http://h/v1\"\nmodel = \"m\"\ntimeout_s = 3.0\n").unwrap();
-        assert_eq!(c.timeout_s, 3.0);
+        assert_eq!(c.transport.timeout_s, 3.0);
+    }
+
+    /// The chat client's `[backend]` and the embedder's table take the same
+    /// transport keys into one struct: the same lines give equal settings.
+    #[test]
+    fn chat_and_embedder_read_the_same_transport_keys_alike() {
+        let keys = "base_url = \"http://h:1/v1\"\napi_key_env = \"MY_KEY\"\nconcurrency = 3\n\
+                    timeout_s = 7.5\nmax_retries = 2\nbackoff_s = 0.25\nmax_backoff_s = 4.0\n";
+        let chat: OpenAiConfig = toml::from_str(&format!("model = \"chat\"\n{keys}")).unwrap();
+        let embed: hsuga_text::EmbedderConfig =
+            toml::from_str(&format!("backend = \"openai\"\nmodel = \"emb\"\n{keys}")).unwrap();
+        let hsuga_text::EmbedderConfig::Openai(embed) = embed else {
+            panic!("{embed:?}")
+        };
+        let want = TransportConfig {
+            base_url: "http://h:1/v1".into(),
+            api_key_env: "MY_KEY".into(),
+            concurrency: 3,
+            timeout_s: 7.5,
+            max_retries: 2,
+            backoff_s: 0.25,
+            max_backoff_s: 4.0,
+        };
+        assert_eq!(chat.transport, want);
+        assert_eq!(embed.transport, want);
+        // Left out, both fall back to the one set of defaults.
+        let chat: OpenAiConfig =
+            toml::from_str("model = \"c\"\nbase_url = \"http://h/v1\"").unwrap();
+        let hsuga_text::EmbedderConfig::Openai(embed) =
+            toml::from_str("backend = \"openai\"\nmodel = \"e\"\nbase_url = \"http://h/v1\"")
+                .unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(chat.transport, embed.transport);
+    }
+
+    /// serde's `flatten` silently drops keys under no field; the chat config
+    /// still refuses them, by name.
+    #[test]
+    fn unknown_key_in_the_chat_config_is_an_error_naming_it() {
+        for key in ["retries", "timeout", "modle"] {
+            let text = format!("model = \"m\"\nbase_url = \"http://h/v1\"\n{key} = 1\n");
+            let e = toml::from_str::<OpenAiConfig>(&text)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(&format!("unknown field `{key}`")), "{e}");
+            assert!(e.contains("`max_retries`") && e.contains("`model`"), "{e}");
+        }
+    }
+
+    #[test]
+    fn chat_config_round_trips_through_toml_flat() {
+        let mut c = OpenAiConfig::new("http://h:1/v1", "m");
+        c.transport.concurrency = 64;
+        let text = toml::to_string(&c).unwrap();
+        assert!(
+            text.contains("concurrency = 64") && !text.contains('['),
+            "{text}"
+        );
+        assert_eq!(toml::from_str::<OpenAiConfig>(&text).unwrap(), c);
     }
 
     #[test]

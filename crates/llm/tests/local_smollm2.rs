@@ -108,7 +108,7 @@ fn openai_client_against_the_local_model_over_http() {
     });
     let addr = rx.recv().unwrap();
     let mut cfg = OpenAiConfig::new(format!("http://{addr}/v1"), "smollm2");
-    cfg.api_key_env = "HSUGA_TEST_NO_SUCH_KEY".into();
+    cfg.transport.api_key_env = "HSUGA_TEST_NO_SUCH_KEY".into();
     let client = OpenAiClient::new(cfg).unwrap();
     let mut req = ChatRequest::new(vec![
         Message::system("You are a helpful assistant."),

@@ -160,11 +160,11 @@ fn start(backend: Arc<dyn ChatBackend>, c: Arc<Counters>) -> String {
 
 fn client(base: &str, route: &str) -> OpenAiClient {
     let mut cfg = OpenAiConfig::new(format!("{base}/{route}/v1"), "test-model");
-    cfg.api_key_env = "HSUGA_TEST_NO_SUCH_KEY".into();
-    cfg.timeout_s = 0.4;
-    cfg.max_retries = 2;
-    cfg.backoff_s = 0.01;
-    cfg.max_backoff_s = 0.05;
+    cfg.transport.api_key_env = "HSUGA_TEST_NO_SUCH_KEY".into();
+    cfg.transport.timeout_s = 0.4;
+    cfg.transport.max_retries = 2;
+    cfg.transport.backoff_s = 0.01;
+    cfg.transport.max_backoff_s = 0.05;
     OpenAiClient::new(cfg).unwrap()
 }
 
@@ -228,7 +228,7 @@ fn openai_client_against_loopback_server_with_faults() {
 
     // Nothing listening: a transport error, not a panic.
     let mut cfg = OpenAiConfig::new("http://127.0.0.1:9/v1", "m");
-    cfg.max_retries = 0;
+    cfg.transport.max_retries = 0;
     let e = OpenAiClient::new(cfg).unwrap().chat(&req()).unwrap_err();
     assert!(
         matches!(e, LlmError::Transport { .. } | LlmError::Timeout { .. }),
@@ -237,7 +237,7 @@ fn openai_client_against_loopback_server_with_faults() {
 
     // Bounded concurrency: 6 threads, at most 2 requests in flight.
     let mut cfg = OpenAiConfig::new(format!("{base}/count/v1"), "m");
-    cfg.concurrency = 2;
+    cfg.transport.concurrency = 2;
     let c = OpenAiClient::new(cfg).unwrap();
     std::thread::scope(|s| {
         for _ in 0..6 {

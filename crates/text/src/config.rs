@@ -60,6 +60,7 @@ impl EmbedderConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::transport::TransportConfig;
 
     #[test]
     fn parses_both_backends() {
@@ -71,12 +72,56 @@ mod tests {
         .unwrap();
         match o {
             EmbedderConfig::Openai(c) => {
-                assert_eq!(c.concurrency, 2);
+                assert_eq!(c.model, "m");
                 assert_eq!(c.batch_size, 64);
-                assert_eq!(c.api_key_env, "OPENAI_API_KEY");
+                assert_eq!(c.dim, None);
+                assert_eq!(
+                    c.transport,
+                    TransportConfig {
+                        concurrency: 2,
+                        ..TransportConfig::new("http://127.0.0.1:8080/v1")
+                    }
+                );
             }
             other => panic!("{other:?}"),
         }
         assert!(toml::from_str::<EmbedderConfig>("backend = \"local\"\nbatch = 3").is_err());
+    }
+
+    /// The transport keys sit flat beside the embedder's own; one the
+    /// client and the transport both lack is still refused, by name — in
+    /// the embedder's table and in the transport's share of it alike.
+    #[test]
+    fn openai_unknown_key_is_an_error_naming_it() {
+        for (key, line) in [("timeout", "timeout = 5.0"), ("batch", "batch = 8")] {
+            let text = format!(
+                "backend = \"openai\"\nbase_url = \"http://h/v1\"\nmodel = \"m\"\n{line}\n"
+            );
+            let e = toml::from_str::<EmbedderConfig>(&text)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(&format!("unknown field `{key}`")), "{e}");
+            assert!(
+                e.contains("`timeout_s`") && e.contains("`batch_size`"),
+                "{e}"
+            );
+        }
+        let e = toml::from_str::<EmbedderConfig>("backend = \"openai\"\nmodel = \"m\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("base_url"), "{e}");
+    }
+
+    /// Every field survives a write and a read (run folders keep the
+    /// resolved config as written).
+    #[test]
+    fn openai_config_round_trips_through_toml() {
+        let mut c = OpenAiConfig::new("http://h:1/v1", "m");
+        c.dim = Some(384);
+        c.transport.max_retries = 7;
+        let cfg = EmbedderConfig::Openai(c);
+        let text = toml::to_string(&cfg).unwrap();
+        assert!(!text.contains("[transport]"), "written flat:\n{text}");
+        assert_eq!(toml::from_str::<EmbedderConfig>(&text).unwrap(), cfg);
     }
 }

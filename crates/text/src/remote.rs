@@ -3,7 +3,7 @@
 //! `hsuga serve-embeddings`).
 //!
 //! Texts are sent in batches of [`OpenAiConfig::batch_size`] through the
-//! shared [`Transport`] (at most [`OpenAiConfig::concurrency`] requests in
+//! shared [`Transport`] (at most [`TransportConfig::concurrency`] requests in
 //! flight, a timeout per attempt, timeouts, connection failures, 429 and 5xx
 //! answers retried with exponential back-off honouring `Retry-After`); other
 //! 4xx answers and malformed bodies fail at once. Every error names the request (URL, model,
@@ -17,90 +17,66 @@ use serde::{Deserialize, Serialize};
 
 use crate::embedder::{TextEmbedder, check_texts};
 use crate::error::{Result, TextError};
-use crate::transport::{DEFAULT_KEY_ENV, Reject, Settings, Transport, snippet};
+use crate::transport::{Leftover, Reject, Transport, TransportConfig, snippet};
 
-/// Where and how to reach the server.
+/// Where and how to reach the server: the embedder's own keys, and the
+/// transport's ([`TransportConfig`]: `base_url`, `api_key_env`,
+/// `concurrency`, `timeout_s`, `max_retries`, `backoff_s`, `max_backoff_s`)
+/// in the same flat table, as the chat client takes them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "WrittenConfig")]
 pub struct OpenAiConfig {
-    /// Base URL including `/v1`, e.g. `http://127.0.0.1:8080/v1`.
-    pub base_url: String,
     /// Model name sent with every request.
     pub model: String,
-    /// Environment variable holding the API key (none sent when unset or empty).
-    #[serde(default = "default_key_env")]
-    pub api_key_env: String,
     /// Texts per request (ours; most servers accept up to 2048).
-    #[serde(default = "default_batch")]
     pub batch_size: usize,
-    /// Requests in flight at once (ours).
-    #[serde(default = "default_concurrency")]
-    pub concurrency: usize,
-    /// Per-request timeout in seconds (ours).
-    #[serde(default = "default_timeout")]
-    pub timeout_s: f64,
-    /// Retries after the first attempt (ours).
-    #[serde(default = "default_retries")]
-    pub max_retries: u32,
-    /// First back-off in seconds; doubles per retry (ours).
-    #[serde(default = "default_backoff")]
-    pub backoff_s: f64,
-    /// Longest wait between attempts, also for `Retry-After` (ours: 30 s).
-    #[serde(default = "default_max_backoff")]
-    pub max_backoff_s: f64,
     /// Expected dimension; when unset, one probe request finds it.
-    #[serde(default)]
     pub dim: Option<usize>,
+    #[serde(flatten)]
+    pub transport: TransportConfig,
 }
 
-fn default_key_env() -> String {
-    DEFAULT_KEY_ENV.into()
+/// [`OpenAiConfig`] as written: its fields, the transport's, and whatever
+/// else the table holds (refused by name in the conversion).
+#[derive(Deserialize)]
+struct WrittenConfig {
+    model: String,
+    #[serde(default = "default_batch")]
+    batch_size: usize,
+    #[serde(default)]
+    dim: Option<usize>,
+    #[serde(flatten)]
+    transport: TransportConfig,
+    #[serde(flatten)]
+    unknown: Leftover,
 }
-fn default_max_backoff() -> f64 {
-    30.0
+
+impl TryFrom<WrittenConfig> for OpenAiConfig {
+    type Error = serde::de::value::Error;
+
+    fn try_from(w: WrittenConfig) -> std::result::Result<Self, Self::Error> {
+        w.unknown.deny(&["model", "batch_size", "dim"])?;
+        Ok(Self {
+            model: w.model,
+            batch_size: w.batch_size,
+            dim: w.dim,
+            transport: w.transport,
+        })
+    }
 }
+
 fn default_batch() -> usize {
     64
-}
-fn default_concurrency() -> usize {
-    4
-}
-fn default_timeout() -> f64 {
-    60.0
-}
-fn default_retries() -> u32 {
-    4
-}
-fn default_backoff() -> f64 {
-    0.5
 }
 
 impl OpenAiConfig {
     /// A config with defaults for everything but the URL and model.
     pub fn new(base_url: impl Into<String>, model: impl Into<String>) -> Self {
         Self {
-            base_url: base_url.into(),
             model: model.into(),
-            api_key_env: default_key_env(),
             batch_size: default_batch(),
-            concurrency: default_concurrency(),
-            timeout_s: default_timeout(),
-            max_retries: default_retries(),
-            backoff_s: default_backoff(),
-            max_backoff_s: default_max_backoff(),
             dim: None,
-        }
-    }
-
-    /// The transport settings (the fields shared with the chat client).
-    pub fn settings(&self) -> Settings {
-        Settings {
-            api_key_env: self.api_key_env.clone(),
-            concurrency: self.concurrency,
-            timeout_s: self.timeout_s,
-            max_retries: self.max_retries,
-            backoff_s: self.backoff_s,
-            max_backoff_s: self.max_backoff_s,
+            transport: TransportConfig::new(base_url),
         }
     }
 
@@ -174,13 +150,12 @@ impl OpenAiEmbedder {
 
     fn unprobed(cfg: OpenAiConfig) -> Result<Self> {
         cfg.validate()?;
-        let url = format!("{}/embeddings", cfg.base_url.trim_end_matches('/'));
-        let http = Transport::new(url, cfg.settings())
+        let http = Transport::new(cfg.transport.clone(), "embeddings")
             .map_err(|m| TextError::Config(format!("openai embedder: {m}")))?;
         let id = format!(
             "openai:{}@{}",
             cfg.model,
-            cfg.base_url.trim_end_matches('/')
+            cfg.transport.base_url.trim_end_matches('/')
         );
         let dim = cfg.dim.unwrap_or(0);
         Ok(Self {

@@ -1,14 +1,14 @@
 //! The one HTTP transport of hsuga's OpenAI-compatible clients: chat
 //! (`hsuga_llm::openai`) and embeddings ([`crate::remote`]) both send their
-//! requests through a [`Transport`], so they share one retry policy and one
-//! set of setting names (issue 15: each had its own loop, and `timeout_secs`
-//! vs `timeout_s`).
+//! requests through a [`Transport`], so they share one retry policy, and
+//! both configs carry one [`TransportConfig`], so they share one set of keys
+//! (issue 15: each had its own loop, and `timeout_secs` vs `timeout_s`).
 //!
 //! What it does for every request:
-//! - at most [`Settings::concurrency`] requests of one client in flight (a
+//! - at most [`TransportConfig::concurrency`] requests of one client in flight (a
 //!   semaphore held per attempt, released while backing off);
-//! - a timeout per attempt ([`Settings::timeout_s`]);
-//! - the API key from the environment variable [`Settings::api_key_env`] as a
+//! - a timeout per attempt ([`TransportConfig::timeout_s`]);
+//! - the API key from the environment variable [`TransportConfig::api_key_env`] as a
 //!   bearer token (none when unset or blank), read once when the transport is
 //!   built;
 //! - retries of transient failures (timeouts, connection errors, 429 and 5xx
@@ -19,35 +19,118 @@
 //!   would stall a long run, and the retry budget then fails the request with
 //!   the server's own message. Other 4xx answers fail at once.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Environment variable read for the API key unless a config names another.
 pub const DEFAULT_KEY_ENV: &str = "OPENAI_API_KEY";
 
-/// How a client talks to its server; each client's config carries these
-/// fields under the same names.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Settings {
-    /// Environment variable holding the API key.
+/// How a client reaches its OpenAI-compatible server: the keys the chat
+/// client's `[backend]` and the embedder's table share, one name each.
+///
+/// Clients embed it with `#[serde(flatten)]`, so users write these keys in
+/// the client's own table beside `model` (as they always have). Flatten and
+/// `deny_unknown_fields` do not combine in serde, so such a client also
+/// flattens a [`Leftover`] and refuses what it collects; on its own (or
+/// nested) this struct rejects unknown keys itself.
+///
+/// Defaults are ours, sized for the chat client, whose requests are single
+/// generations a server batches and which can run for minutes; the
+/// embedder's were 4 requests and 60 s before the two shared this struct.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransportConfig {
+    /// Base URL including `/v1`, e.g. `http://127.0.0.1:8080/v1`; each
+    /// client appends its endpoint.
+    pub base_url: String,
+    /// Environment variable holding the API key (none sent when unset or blank).
+    #[serde(default = "default_key_env")]
     pub api_key_env: String,
     /// Requests in flight at once.
+    #[serde(default = "default_concurrency")]
     pub concurrency: usize,
-    /// Per attempt, in seconds.
+    /// Per attempt, in seconds (`timeout_secs`, the chat client's old name,
+    /// still loads).
+    #[serde(default = "default_timeout", alias = "timeout_secs")]
     pub timeout_s: f64,
     /// Attempts after the first one.
+    #[serde(default = "default_retries")]
     pub max_retries: u32,
-    /// First back-off in seconds; doubles each retry.
+    /// First back-off in seconds; doubles each retry (old name `backoff_secs`).
+    #[serde(default = "default_backoff", alias = "backoff_secs")]
     pub backoff_s: f64,
-    /// Longest wait between attempts, in seconds (also caps `Retry-After`).
+    /// Longest wait between attempts, in seconds, also capping `Retry-After`
+    /// (old name `max_backoff_secs`).
+    #[serde(default = "default_max_backoff", alias = "max_backoff_secs")]
     pub max_backoff_s: f64,
 }
 
-impl Settings {
-    /// Why these settings cannot work, naming the field.
+fn default_key_env() -> String {
+    DEFAULT_KEY_ENV.into()
+}
+fn default_concurrency() -> usize {
+    16
+}
+fn default_timeout() -> f64 {
+    120.0
+}
+fn default_retries() -> u32 {
+    4
+}
+fn default_backoff() -> f64 {
+    0.5
+}
+fn default_max_backoff() -> f64 {
+    30.0
+}
+
+impl TransportConfig {
+    /// Every key this struct reads, for a flattening client's unknown-key
+    /// message.
+    pub const KEYS: &[&str] = &[
+        "base_url",
+        "api_key_env",
+        "concurrency",
+        "timeout_s",
+        "max_retries",
+        "backoff_s",
+        "max_backoff_s",
+    ];
+
+    /// The defaults for everything but the URL.
+    pub fn new(base_url: impl Into<String>) -> Self {
+        Self {
+            base_url: base_url.into(),
+            api_key_env: default_key_env(),
+            concurrency: default_concurrency(),
+            timeout_s: default_timeout(),
+            max_retries: default_retries(),
+            backoff_s: default_backoff(),
+            max_backoff_s: default_max_backoff(),
+        }
+    }
+
+    /// `base_url` joined with a client's endpoint (`"embeddings"`,
+    /// `"chat/completions"`), one slash between them.
+    pub fn endpoint(&self, path: &str) -> String {
+        format!(
+            "{}/{}",
+            self.base_url.trim_end_matches('/'),
+            path.trim_start_matches('/')
+        )
+    }
+
+    /// Why these settings cannot work, naming the key.
     pub fn check(&self) -> Result<(), String> {
+        let url = &self.base_url;
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(format!(
+                "base_url {url:?} must start with http:// or https://"
+            ));
+        }
         if self.concurrency == 0 {
             return Err("concurrency must be ≥ 1".into());
         }
@@ -71,6 +154,33 @@ impl Settings {
         let exp = self.backoff_s * 2f64.powi(retry.min(60) as i32);
         let wait = exp.max(retry_after.map_or(0.0, |d| d.as_secs_f64()));
         Duration::from_secs_f64(wait.min(self.max_backoff_s))
+    }
+}
+
+/// The keys of a client's table that neither the client's own fields nor its
+/// flattened [`TransportConfig`] took. Flatten it *last*: serde hands each
+/// flattened field, in order, what the earlier ones left.
+#[derive(Debug, Default, Deserialize)]
+#[serde(transparent)]
+pub struct Leftover(BTreeMap<String, serde::de::IgnoredAny>);
+
+impl Leftover {
+    /// An error naming the first unknown key and every known one (the
+    /// client's `own` keys and [`TransportConfig::KEYS`]), worded like
+    /// serde's own `deny_unknown_fields` message.
+    pub fn deny<E: serde::de::Error>(&self, own: &[&str]) -> Result<(), E> {
+        let Some(key) = self.0.keys().next() else {
+            return Ok(());
+        };
+        let known: Vec<String> = own
+            .iter()
+            .chain(TransportConfig::KEYS)
+            .map(|k| format!("`{k}`"))
+            .collect();
+        Err(E::custom(format!(
+            "unknown field `{key}`, expected one of {}",
+            known.join(", ")
+        )))
     }
 }
 
@@ -137,7 +247,7 @@ pub struct Transport {
     key: Option<String>,
     http: reqwest::Client,
     permits: Arc<tokio::sync::Semaphore>,
-    settings: Settings,
+    settings: TransportConfig,
     /// For blocking callers; built on first use so that a transport made and
     /// dropped inside async code never owns (and drops) a runtime there.
     runtime: OnceLock<tokio::runtime::Runtime>,
@@ -151,15 +261,11 @@ struct Attempt {
 }
 
 impl Transport {
-    /// A transport that POSTs to `url` (the full endpoint URL).
-    pub fn new(url: impl Into<String>, settings: Settings) -> Result<Self, String> {
+    /// A transport that POSTs to `endpoint` under the config's `base_url`
+    /// ([`TransportConfig::endpoint`]).
+    pub fn new(settings: TransportConfig, endpoint: &str) -> Result<Self, String> {
         settings.check()?;
-        let url = url.into();
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(format!(
-                "base_url {url:?} must start with http:// or https://"
-            ));
-        }
+        let url = settings.endpoint(endpoint);
         let key = std::env::var(&settings.api_key_env)
             .ok()
             .filter(|k| !k.trim().is_empty());
@@ -183,7 +289,7 @@ impl Transport {
         &self.url
     }
 
-    pub fn settings(&self) -> &Settings {
+    pub fn settings(&self) -> &TransportConfig {
         &self.settings
     }
 
@@ -333,14 +439,15 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 mod tests {
     use super::*;
 
-    fn settings() -> Settings {
-        Settings {
+    fn settings() -> TransportConfig {
+        TransportConfig {
             api_key_env: "HSUGA_TEST_NO_SUCH_KEY".into(),
             concurrency: 1,
             timeout_s: 1.0,
             max_retries: 3,
             backoff_s: 0.5,
             max_backoff_s: 3.0,
+            ..TransportConfig::new("http://127.0.0.1:9/v1")
         }
     }
 
@@ -367,19 +474,59 @@ mod tests {
 
     #[test]
     fn bad_settings_name_the_field() {
-        let bad = |f: fn(&mut Settings)| {
+        let bad = |f: fn(&mut TransportConfig)| {
             let mut s = settings();
             f(&mut s);
-            Transport::new("http://127.0.0.1:9/v1/x", s).unwrap_err()
+            Transport::new(s, "x").unwrap_err()
         };
         assert!(bad(|s| s.concurrency = 0).contains("concurrency"));
         assert!(bad(|s| s.timeout_s = 0.0).contains("timeout_s"));
         assert!(bad(|s| s.timeout_s = f64::NAN).contains("timeout_s"));
         assert!(bad(|s| s.backoff_s = -1.0).contains("backoff_s"));
-        assert!(
-            Transport::new("localhost:9/v1", settings())
-                .unwrap_err()
-                .contains("http://")
+        assert!(bad(|s| s.max_backoff_s = f64::INFINITY).contains("max_backoff_s"));
+        let e = bad(|s| s.base_url = "localhost:9/v1".into());
+        assert!(e.contains("base_url") && e.contains("http://"), "{e}");
+    }
+
+    #[test]
+    fn endpoint_joins_with_one_slash() {
+        for base in ["http://h:8/v1", "http://h:8/v1/", "http://h:8/v1//"] {
+            let t = TransportConfig::new(base);
+            assert_eq!(t.endpoint("embeddings"), "http://h:8/v1/embeddings");
+            assert_eq!(
+                t.endpoint("/chat/completions"),
+                "http://h:8/v1/chat/completions"
+            );
+        }
+    }
+
+    /// On its own (a nested table) the struct fills its defaults and
+    /// refuses unknown keys by name.
+    #[test]
+    fn parses_with_defaults_and_refuses_unknown_keys() {
+        let t: TransportConfig = toml::from_str("base_url = \"http://h/v1\"").unwrap();
+        assert_eq!(t, TransportConfig::new("http://h/v1"));
+        assert_eq!(
+            (
+                t.api_key_env.as_str(),
+                t.concurrency,
+                t.timeout_s,
+                t.max_retries
+            ),
+            ("OPENAI_API_KEY", 16, 120.0, 4)
         );
+        assert_eq!((t.backoff_s, t.max_backoff_s), (0.5, 30.0));
+        let e = toml::from_str::<TransportConfig>("base_url = \"http://h/v1\"\nretries = 2")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field `retries`"), "{e}");
+        // KEYS lists exactly the fields (the flattening clients' messages
+        // and their unknown-key check rely on it).
+        let v = toml::Value::try_from(&t).unwrap();
+        let mut written: Vec<&str> = v.as_table().unwrap().keys().map(|k| k.as_str()).collect();
+        let mut keys = TransportConfig::KEYS.to_vec();
+        written.sort_unstable();
+        keys.sort_unstable();
+        assert_eq!(written, keys);
     }
 }

@@ -127,14 +127,20 @@ fn spawn(router: Router) -> TestServer {
 }
 
 fn quick(base_url: &str) -> OpenAiConfig {
-    OpenAiConfig {
-        batch_size: 4,
-        concurrency: 2,
-        timeout_s: 30.0,
-        max_retries: 3,
-        backoff_s: 0.01,
-        ..OpenAiConfig::new(base_url, "minilm")
-    }
+    let mut c = OpenAiConfig::new(base_url, "minilm");
+    c.batch_size = 4;
+    c.transport.concurrency = 2;
+    c.transport.timeout_s = 30.0;
+    c.transport.max_retries = 3;
+    c.transport.backoff_s = 0.01;
+    c
+}
+
+/// [`quick`] with `f` applied.
+fn tuned(base_url: &str, f: impl FnOnce(&mut OpenAiConfig)) -> OpenAiConfig {
+    let mut c = quick(base_url);
+    f(&mut c);
+    c
 }
 
 #[test]
@@ -143,11 +149,8 @@ fn remote_client_against_served_minilm() {
     let srv = spawn(server::router(m.clone(), "minilm"));
     // Generous timeout: the served model runs one request at a time, and CI
     // machines are slow.
-    let client = OpenAiEmbedder::new(OpenAiConfig {
-        timeout_s: 300.0,
-        ..quick(&srv.base_url)
-    })
-    .unwrap();
+    let client =
+        OpenAiEmbedder::new(tuned(&srv.base_url, |c| c.transport.timeout_s = 300.0)).unwrap();
     assert_eq!(client.dim(), 384, "dimension found by the probe request");
     let f = fixture();
     // 24 texts in batches of 4, two in flight: order must be kept.
@@ -231,11 +234,10 @@ fn retries_429_and_500_then_succeeds() {
     ] {
         let hits = Arc::new(AtomicUsize::new(0));
         let srv = spawn(flaky(2, status, hits.clone()));
-        let c = OpenAiEmbedder::new(OpenAiConfig {
-            dim: Some(2),
-            concurrency: 1,
-            ..quick(&srv.base_url)
-        })
+        let c = OpenAiEmbedder::new(tuned(&srv.base_url, |c| {
+            c.dim = Some(2);
+            c.transport.concurrency = 1;
+        }))
         .unwrap();
         let v = c.embed(&texts(3)).unwrap();
         assert_eq!(v, vec![vec![0.0, 1.0], vec![1.0, 1.0], vec![2.0, 1.0]]);
@@ -255,11 +257,10 @@ fn gives_up_after_max_retries_naming_the_request() {
         StatusCode::SERVICE_UNAVAILABLE,
         hits.clone(),
     ));
-    let c = OpenAiEmbedder::new(OpenAiConfig {
-        dim: Some(2),
-        max_retries: 2,
-        ..quick(&srv.base_url)
-    })
+    let c = OpenAiEmbedder::new(tuned(&srv.base_url, |c| {
+        c.dim = Some(2);
+        c.transport.max_retries = 2;
+    }))
     .unwrap();
     let err = c.embed(&texts(6)).unwrap_err().to_string();
     assert!(err.contains("503"), "{err}");
@@ -297,12 +298,11 @@ fn timeouts_are_retried_then_reported() {
             }
         }),
     ));
-    let c = OpenAiEmbedder::new(OpenAiConfig {
-        dim: Some(2),
-        timeout_s: 0.2,
-        max_retries: 1,
-        ..quick(&srv.base_url)
-    })
+    let c = OpenAiEmbedder::new(tuned(&srv.base_url, |c| {
+        c.dim = Some(2);
+        c.transport.timeout_s = 0.2;
+        c.transport.max_retries = 1;
+    }))
     .unwrap();
     let t0 = Instant::now();
     let err = c.embed(&texts(1)).unwrap_err().to_string();
@@ -358,10 +358,9 @@ fn unreachable_server_fails_at_probe() {
         .local_addr()
         .unwrap()
         .port();
-    let err = OpenAiEmbedder::new(OpenAiConfig {
-        max_retries: 1,
-        ..quick(&format!("http://127.0.0.1:{port}/v1"))
-    })
+    let err = OpenAiEmbedder::new(tuned(&format!("http://127.0.0.1:{port}/v1"), |c| {
+        c.transport.max_retries = 1
+    }))
     .err()
     .unwrap()
     .to_string();

@@ -9,7 +9,7 @@ use axum::Router;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use hsuga_text::transport::{FailureKind, Reject, Settings, Transport};
+use hsuga_text::transport::{FailureKind, Reject, Transport, TransportConfig};
 
 /// What the server answers to request `n` (0-based), given the headers.
 type Script = dyn Fn(usize, &HeaderMap) -> Response + Send + Sync;
@@ -57,17 +57,19 @@ fn serve(script: Box<Script>, hold: Duration) -> (String, Arc<Mutex<Log>>) {
             axum::serve(listener, app).await.unwrap();
         });
     });
-    (format!("http://{}/v1/x", rx.recv().unwrap()), log)
+    (format!("http://{}/v1", rx.recv().unwrap()), log)
 }
 
-fn settings(backoff_s: f64) -> Settings {
-    Settings {
+/// Settings for the server at `base_url` (the transport posts to `/x` under it).
+fn settings(base_url: &str, backoff_s: f64) -> TransportConfig {
+    TransportConfig {
         api_key_env: "HSUGA_TEST_NO_SUCH_KEY".into(),
         concurrency: 4,
         timeout_s: 10.0,
         max_retries: 4,
         backoff_s,
         max_backoff_s: 5.0,
+        ..TransportConfig::new(base_url)
     }
 }
 
@@ -100,7 +102,7 @@ fn retry_after_is_honoured_over_a_shorter_backoff() {
         }),
         Duration::ZERO,
     );
-    let t = Transport::new(url, settings(0.01)).unwrap();
+    let t = Transport::new(settings(&url, 0.01), "x").unwrap();
     assert_eq!(send(&t).unwrap(), "ok");
     let g = gaps(&log);
     assert_eq!(g.len(), 1);
@@ -125,7 +127,7 @@ fn server_errors_back_off_exponentially_then_succeed() {
         }),
         Duration::ZERO,
     );
-    let t = Transport::new(url, settings(0.2)).unwrap();
+    let t = Transport::new(settings(&url, 0.2), "x").unwrap();
     assert_eq!(send(&t).unwrap(), "ok");
     let g = gaps(&log);
     assert_eq!(g.len(), 3, "3 failures, then the answer");
@@ -143,9 +145,9 @@ fn gives_up_after_the_retry_budget_and_does_not_retry_client_errors() {
         Box::new(|_, _| (StatusCode::INTERNAL_SERVER_ERROR, "boom").into_response()),
         Duration::ZERO,
     );
-    let mut s = settings(0.01);
+    let mut s = settings(&url, 0.01);
     s.max_retries = 2;
-    let f = send(&Transport::new(url, s.clone()).unwrap()).unwrap_err();
+    let f = send(&Transport::new(s.clone(), "x").unwrap()).unwrap_err();
     assert_eq!(log.lock().unwrap().arrivals.len(), 3);
     assert_eq!(f.attempts, 3);
     assert!(
@@ -158,7 +160,8 @@ fn gives_up_after_the_retry_budget_and_does_not_retry_client_errors() {
         Box::new(|_, _| (StatusCode::UNAUTHORIZED, "no key").into_response()),
         Duration::ZERO,
     );
-    let f = send(&Transport::new(url, s).unwrap()).unwrap_err();
+    s.base_url = url;
+    let f = send(&Transport::new(s, "x").unwrap()).unwrap_err();
     assert_eq!(log.lock().unwrap().arrivals.len(), 1);
     assert!(f.to_string().starts_with("HTTP 401"), "{f}");
 }
@@ -169,11 +172,11 @@ fn timeouts_are_retried_and_named() {
         Box::new(|_, _| "late".into_response()),
         Duration::from_secs(3),
     );
-    let mut s = settings(0.01);
+    let mut s = settings(&url, 0.01);
     s.timeout_s = 0.2;
     s.max_retries = 1;
     let t0 = Instant::now();
-    let f = send(&Transport::new(url, s).unwrap()).unwrap_err();
+    let f = send(&Transport::new(s, "x").unwrap()).unwrap_err();
     assert_eq!(f.kind, FailureKind::Timeout);
     assert!(f.to_string().contains("timed out after 0.2 s"), "{f}");
     assert!(t0.elapsed() < Duration::from_secs(2));
@@ -186,9 +189,9 @@ fn concurrency_is_bounded_across_callers() {
         Box::new(|_, _| "ok".into_response()),
         Duration::from_millis(80),
     );
-    let mut s = settings(0.01);
+    let mut s = settings(&url, 0.01);
     s.concurrency = 2;
-    let t = Arc::new(Transport::new(url, s).unwrap());
+    let t = Arc::new(Transport::new(s, "x").unwrap());
     std::thread::scope(|sc| {
         for _ in 0..6 {
             let t = t.clone();
@@ -215,12 +218,12 @@ fn the_api_key_comes_from_the_named_environment_variable() {
         }),
         Duration::ZERO,
     );
-    let mut s = settings(0.01);
+    let mut s = settings(&url, 0.01);
     s.api_key_env = "PATH".into();
-    let t = Transport::new(url.clone(), s).unwrap();
+    let t = Transport::new(s, "x").unwrap();
     assert!(t.has_key());
     assert_eq!(send(&t).unwrap(), format!("Bearer {want}"));
     // No variable, no header.
-    let t = Transport::new(url, settings(0.01)).unwrap();
+    let t = Transport::new(settings(&url, 0.01), "x").unwrap();
     assert_eq!(send(&t).unwrap(), "");
 }

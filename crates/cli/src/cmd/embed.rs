@@ -81,13 +81,13 @@ impl EmbedderArgs {
                     self.base_url.clone().expect("clap requires --base-url"),
                     &self.model,
                 );
-                cfg.api_key_env = self.api_key_env.clone();
+                cfg.transport.api_key_env = self.api_key_env.clone();
                 if let Some(b) = self.batch_size {
                     cfg.batch_size = b;
                 }
-                cfg.concurrency = self.concurrency;
-                cfg.timeout_s = self.timeout;
-                cfg.max_retries = self.retries;
+                cfg.transport.concurrency = self.concurrency;
+                cfg.transport.timeout_s = self.timeout;
+                cfg.transport.max_retries = self.retries;
                 Arc::new(OpenAiEmbedder::new(cfg)?)
             }
         })
