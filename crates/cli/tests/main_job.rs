@@ -96,7 +96,7 @@ fn the_readme_main_job_runs_end_to_end() {
         let run = exp.join("ml-100k").join(method).join("seed-42");
         for f in [
             "config.toml",
-            "best.safetensors",
+            "best.bpk",
             "log.csv",
             "ranks.csv",
             "report.json",

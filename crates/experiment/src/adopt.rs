@@ -159,7 +159,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join(CONFIG), cfg.to_toml()).unwrap();
         std::fs::write(dir.join(INPUTS_DIGEST), digest).unwrap();
-        std::fs::write(dir.join("best.safetensors"), b"weights").unwrap();
+        std::fs::write(dir.join("best.bpk"), b"weights").unwrap();
         let test = Means {
             protocol: Ranked::Sampled,
             users: 3,
@@ -193,10 +193,7 @@ mod tests {
             .expect("adopted");
         let dst = run_dir(&cfg);
         assert_eq!((ndcg(&got), got.reused, &got.dir), (0.42, true, &dst));
-        assert_eq!(
-            std::fs::read(dst.join("best.safetensors")).unwrap(),
-            b"weights"
-        );
+        assert_eq!(std::fs::read(dst.join("best.bpk")).unwrap(), b"weights");
         let from = std::fs::read_to_string(dst.join(ADOPTED_FROM)).unwrap();
         assert_eq!(from.trim(), src.display().to_string());
         // The copy is a finished run of its own config, with its own folder.

@@ -18,11 +18,10 @@
 //! file 3,329,536 bytes (ours: 3,331,520). The SafetensorsStore of the same
 //! crate was not an option: safetensors has no place for parameter ids.
 //!
-//! The run folder keeps its file names (`best.safetensors`,
-//! `last.safetensors`), which the trainer, run adoption and the run-folder
-//! docs name; their content is burnpack. A checkpoint in the earlier
-//! safetensors format (another hsuga build) is refused with a message that
-//! says so, never half-loaded.
+//! The run folder holds `best.bpk` and `last.bpk` (earlier builds wrote
+//! `best.safetensors` / `last.safetensors` in their own format). A
+//! checkpoint of an earlier build, under either name, is refused with a
+//! message that says so, never half-loaded.
 
 use std::path::Path;
 
@@ -68,6 +67,13 @@ pub fn save<M: Module>(module: &M, model_tag: &str, path: &Path) -> Result<(), T
 /// format.
 pub fn load<M: Module>(module: M, model_tag: &str, path: &Path) -> Result<M, TrainError> {
     let at = |e: String| TrainError::Checkpoint(format!("{}: {e}", path.display()));
+    let earlier = path.with_extension("safetensors");
+    if !path.exists() && earlier.is_file() {
+        return Err(TrainError::Checkpoint(format!(
+            "{}: {EARLIER}",
+            earlier.display()
+        )));
+    }
     let reader = match Reader::from_file_exact(path) {
         Ok(r) => r,
         Err(e) => {
@@ -85,13 +91,15 @@ pub fn from_bytes<M: Module>(module: M, model_tag: &str, bytes: &[u8]) -> Result
     apply(module, model_tag, reader).map_err(TrainError::Checkpoint)
 }
 
+/// Why a checkpoint of an earlier build is refused.
+const EARLIER: &str = "a safetensors checkpoint from an earlier hsuga build; this build reads \
+     burnpack checkpoints (burn-store): retrain the run (remove its folder)";
+
 /// Why a file that is not burnpack was refused; `head` is its start.
 fn unreadable(head: &[u8], e: PackError) -> String {
     // safetensors opens with the JSON header's length (u64 LE), then `{`.
     if head.len() > 8 && head[8] == b'{' {
-        "a safetensors checkpoint from an earlier hsuga build; this build reads \
-         burnpack checkpoints (burn-store): retrain the run (remove its folder)"
-            .to_string()
+        EARLIER.to_string()
     } else {
         format!("not a burnpack checkpoint ({e})")
     }

@@ -315,7 +315,7 @@ pub fn fit(job: &Job<'_>) -> Result<Outcome, TrainError> {
         let state_path = dir.join("state.json");
         if state_path.exists() {
             state = serde_json::from_str(&std::fs::read_to_string(&state_path)?)?;
-            model = checkpoint::load(model, &tag, &dir.join("last.safetensors"))?;
+            model = checkpoint::load(model, &tag, &dir.join("last.bpk"))?;
             optim = optim
                 .load(dir.join("last.optim.bpk"))
                 .map_err(|e| TrainError::Checkpoint(format!("optimiser state: {e:?}")))?;
@@ -446,7 +446,7 @@ pub fn fit(job: &Job<'_>) -> Result<Outcome, TrainError> {
                 state.bad_evals = 0;
                 line.best = true;
                 if let Some(dir) = job.run_dir {
-                    checkpoint::save(&plain, &tag, &dir.join("best.safetensors"))?;
+                    checkpoint::save(&plain, &tag, &dir.join("best.bpk"))?;
                 }
                 best_model = Some(plain);
             } else {
@@ -471,7 +471,7 @@ pub fn fit(job: &Job<'_>) -> Result<Outcome, TrainError> {
         state.history.push(line);
         stopped_early = state.bad_evals >= s.patience;
         if let Some(dir) = job.run_dir {
-            checkpoint::save(&model, &tag, &dir.join("last.safetensors"))?;
+            checkpoint::save(&model, &tag, &dir.join("last.bpk"))?;
             optim
                 .save(dir.join("last.optim.bpk"))
                 .map_err(|e| TrainError::Checkpoint(format!("optimiser state: {e:?}")))?;
@@ -485,9 +485,9 @@ pub fn fit(job: &Job<'_>) -> Result<Outcome, TrainError> {
     // Best-checkpoint restore.
     let best = match (best_model, job.run_dir) {
         (Some(m), _) => m,
-        (None, Some(dir)) if dir.join("best.safetensors").exists() => {
+        (None, Some(dir)) if dir.join("best.bpk").exists() => {
             let fresh = build_alone(|| builder.build(&job.device))?;
-            checkpoint::load(fresh, &tag, &dir.join("best.safetensors"))?
+            checkpoint::load(fresh, &tag, &dir.join("best.bpk"))?
         }
         _ => model.valid(),
     };
@@ -536,7 +536,7 @@ fn last_valid(state: &State) -> String {
         .map_or(String::new(), |m| format!("  valid {}", m.describe()))
 }
 
-/// A model read back from a run folder's `best.safetensors`, for scoring.
+/// A model read back from a run folder's `best.bpk`, for scoring.
 pub fn load_best(
     cfg: &ModelConfig,
     num_items: u32,
@@ -544,9 +544,5 @@ pub fn load_best(
     device: &Device,
 ) -> Result<Recommender, TrainError> {
     let fresh = build_alone(|| Ok(Recommender::new(cfg, num_items, device)?))?;
-    checkpoint::load(
-        fresh,
-        &model_tag(cfg, num_items),
-        &dir.join("best.safetensors"),
-    )
+    checkpoint::load(fresh, &model_tag(cfg, num_items), &dir.join("best.bpk"))
 }

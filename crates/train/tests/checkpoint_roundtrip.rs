@@ -221,7 +221,7 @@ fn a_checkpoint_for_another_model_or_shape_is_refused_naming_why() {
     let (_, sas, plain) = &all[0];
     let (_, gru, _) = &all[2];
     let (_, dual_cfg, dual) = &all[3];
-    let path = dir.path().join("best.safetensors");
+    let path = dir.path().join("best.bpk");
     checkpoint::save(&build(sas, plain, &text, 1), &tag(sas, plain), &path).unwrap();
     let err = |m: Recommender, tag: &str, path: &Path| match checkpoint::load(m, tag, path) {
         Ok(_) => panic!("{} loaded into a model it does not fit", path.display()),
@@ -231,7 +231,7 @@ fn a_checkpoint_for_another_model_or_shape_is_refused_naming_why() {
     // Another backbone: the tags differ, and both are named.
     let e = err(build(gru, plain, &text, 2), &tag(gru, plain), &path);
     assert!(e.contains("SASRec") && e.contains("GRU4Rec"), "{e}");
-    assert!(e.contains("best.safetensors"), "names the file: {e}");
+    assert!(e.contains("best.bpk"), "names the file: {e}");
 
     // Same tag, but the model has parts the file lacks (dual view, fusion).
     let e = err(build(dual_cfg, dual, &text, 2), &tag(sas, plain), &path);
@@ -270,13 +270,27 @@ fn an_old_safetensors_checkpoint_is_refused_with_a_clear_message() {
     let meta = std::collections::HashMap::from([("hsuga.model".to_string(), tag(&sas, &plain))]);
     let old =
         safetensors::serialize([("encoder.Sasrec.net.norm.gamma", view)], Some(meta)).unwrap();
-    let path = dir.path().join("last.safetensors");
+    let path = dir.path().join("last.bpk");
     std::fs::write(&path, &old).unwrap();
+    // An earlier build's run folder: `last.safetensors`, no `last.bpk`.
+    let earlier = dir.path().join("best.safetensors");
+    std::fs::write(&earlier, &old).unwrap();
+    let e = checkpoint::load(
+        build(&sas, &plain, &text, 2),
+        &tag(&sas, &plain),
+        &dir.path().join("best.bpk"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("best.safetensors") && e.contains("earlier hsuga build"),
+        "{e}"
+    );
     let e = checkpoint::load(build(&sas, &plain, &text, 2), &tag(&sas, &plain), &path)
         .unwrap_err()
         .to_string();
     assert!(
-        e.contains("last.safetensors")
+        e.contains("last.bpk")
             && e.contains("safetensors checkpoint from an earlier hsuga build")
             && e.contains("retrain"),
         "{e}"
@@ -310,7 +324,7 @@ fn measure_save_and_load_of_a_12k_item_sasrec() {
     let model = Recommender::new(&cfg, n, &dev).unwrap();
     let tag = model_tag(&cfg, n) + &method.tag();
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("best.safetensors");
+    let path = dir.path().join("best.bpk");
     let reps = 10;
     let t = std::time::Instant::now();
     for _ in 0..reps {

@@ -75,8 +75,8 @@ fn sasrec_learns_fashion_and_checkpoints_round_trip() {
     );
     // config.toml and the curve are the experiment layer's.
     for f in [
-        "best.safetensors",
-        "last.safetensors",
+        "best.bpk",
+        "last.bpk",
         "state.json",
         "log.csv",
         "log.json",
@@ -112,7 +112,7 @@ fn sasrec_learns_fashion_and_checkpoints_round_trip() {
     let e = checkpoint::load(
         fresh,
         &model_tag(&other, p.split.num_items),
-        &run.path().join("best.safetensors"),
+        &run.path().join("best.bpk"),
     )
     .unwrap_err()
     .to_string();
