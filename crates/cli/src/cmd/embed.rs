@@ -56,15 +56,15 @@ struct EmbedderArgs {
     /// Texts per forward pass (local) or per request (openai) [default: 32 / 64].
     #[arg(long)]
     batch_size: Option<usize>,
-    /// Requests in flight (openai).
-    #[arg(long, default_value_t = 4)]
-    concurrency: usize,
-    /// Per-request timeout in seconds (openai).
-    #[arg(long, default_value_t = 60.0)]
-    timeout: f64,
-    /// Retries per request (openai).
-    #[arg(long, default_value_t = 4)]
-    retries: u32,
+    /// Requests in flight (openai) [default: the transport's, 16].
+    #[arg(long)]
+    concurrency: Option<usize>,
+    /// Per-request timeout in seconds (openai) [default: the transport's, 120].
+    #[arg(long)]
+    timeout: Option<f64>,
+    /// Retries per request (openai) [default: the transport's, 4].
+    #[arg(long)]
+    retries: Option<u32>,
 }
 
 impl EmbedderArgs {
@@ -85,9 +85,11 @@ impl EmbedderArgs {
                 if let Some(b) = self.batch_size {
                     cfg.batch_size = b;
                 }
-                cfg.transport.concurrency = self.concurrency;
-                cfg.transport.timeout_s = self.timeout;
-                cfg.transport.max_retries = self.retries;
+                // Unset flags keep the one set of transport defaults.
+                let t = &mut cfg.transport;
+                t.concurrency = self.concurrency.unwrap_or(t.concurrency);
+                t.timeout_s = self.timeout.unwrap_or(t.timeout_s);
+                t.max_retries = self.retries.unwrap_or(t.max_retries);
                 Arc::new(OpenAiEmbedder::new(cfg)?)
             }
         })
