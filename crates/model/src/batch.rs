@@ -34,11 +34,17 @@ pub trait Reading {
     fn extra_tokens(&self) -> usize {
         0
     }
-    /// The shortest training sequence that yields a supervised position.
-    fn min_train_len(&self) -> usize;
+    /// The shortest training sequence that yields a supervised position
+    /// (a next-item model needs an input and a target).
+    fn min_train_len(&self) -> usize {
+        2
+    }
     /// The input row that predicts the item after `history` (evaluation,
-    /// serving), at most `max_len` long.
-    fn eval_row(&self, history: &[u32], max_len: usize, num_items: u32) -> Vec<u32>;
+    /// serving), at most `max_len` long: a next-item model reads the last
+    /// `max_len` items.
+    fn eval_row(&self, history: &[u32], max_len: usize, _num_items: u32) -> Vec<u32> {
+        tail(history, max_len).to_vec()
+    }
     /// Training input rows and their supervised positions from training
     /// sequences (each may be longer than `max_len`).
     fn examples(

@@ -7,15 +7,14 @@
 //! appends the mask token and reads its representation. Scores use the
 //! shared item table (no separate output bias), as in the LLM-ESR code.
 
-use burn::module::{Module, Param};
-use burn::tensor::{Device, Tensor};
+use burn::module::Module;
+use burn::tensor::Device;
 use rand::{Rng, RngCore};
 use serde::{Deserialize, Serialize};
 
-use crate::batch::{Examples, Reading, SeqBatch, tail};
+use crate::batch::{Examples, Reading, tail};
 use crate::config::ModelConfig;
 use crate::error::ModelError;
-use crate::recommender::SequenceEncoder;
 use crate::transformer::Transformer;
 
 fn d_layers() -> usize {
@@ -178,28 +177,5 @@ impl Bert4rec {
         Self {
             net: Transformer::new(cfg, own.layers, num_items as usize + 2, device),
         }
-    }
-}
-
-impl SequenceEncoder for Bert4rec {
-    fn encode(&self, batch: &SeqBatch) -> Tensor<3> {
-        self.net.forward(batch)
-    }
-    fn encode_embedded(&self, items: Tensor<3>, batch: &SeqBatch) -> Tensor<3> {
-        self.net.forward_embedded(items, batch)
-    }
-    fn encode_embedded_last(&self, items: Tensor<3>, batch: &SeqBatch) -> Tensor<2> {
-        self.net.forward_embedded_last(items, batch)
-    }
-    fn encode_last(&self, batch: &SeqBatch) -> Tensor<2> {
-        let items = self.net.items.forward(batch.items.clone());
-        self.net.forward_embedded_last(items, batch)
-    }
-    /// `[N + 2, H]`; rows 0 (padding) and N + 1 (mask) are never scored.
-    fn item_table(&self) -> Tensor<2> {
-        self.net.items.weight.val()
-    }
-    fn item_weight_mut(&mut self) -> &mut Param<Tensor<2>> {
-        &mut self.net.items.weight
     }
 }

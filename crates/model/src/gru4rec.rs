@@ -28,7 +28,7 @@ use burn::tensor::{Device, Tensor};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
-use crate::batch::{Examples, Reading, SeqBatch, next_item_examples, tail};
+use crate::batch::{Examples, Reading, SeqBatch, next_item_examples};
 use crate::config::ModelConfig;
 use crate::dropout::FastDropout;
 use crate::error::ModelError;
@@ -58,12 +58,6 @@ impl Reading for Gru4recConfig {
     /// the dual view's cross-attention.
     fn causal(&self) -> bool {
         true
-    }
-    fn min_train_len(&self) -> usize {
-        2
-    }
-    fn eval_row(&self, history: &[u32], max_len: usize, _num_items: u32) -> Vec<u32> {
-        tail(history, max_len).to_vec()
     }
     fn examples(
         &self,

@@ -144,8 +144,8 @@ pub enum Encoder {
 impl Encoder {
     fn inner(&self) -> &dyn SequenceEncoder {
         match self {
-            Encoder::Sasrec(m) => m,
-            Encoder::Bert4rec(m) => m,
+            Encoder::Sasrec(m) => &m.net,
+            Encoder::Bert4rec(m) => &m.net,
             Encoder::Gru4rec(m) => m,
         }
     }
@@ -169,8 +169,8 @@ impl SequenceEncoder for Encoder {
     }
     fn item_weight_mut(&mut self) -> &mut Param<Tensor<2>> {
         match self {
-            Encoder::Sasrec(m) => m.item_weight_mut(),
-            Encoder::Bert4rec(m) => m.item_weight_mut(),
+            Encoder::Sasrec(m) => m.net.item_weight_mut(),
+            Encoder::Bert4rec(m) => m.net.item_weight_mut(),
             Encoder::Gru4rec(m) => m.item_weight_mut(),
         }
     }

@@ -9,15 +9,14 @@
 //! mask is on by default where the LLM-ESR code comments it out
 //! (`causal = false` restores that).
 
-use burn::module::{Module, Param};
-use burn::tensor::{Device, Tensor};
+use burn::module::Module;
+use burn::tensor::Device;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
-use crate::batch::{Examples, Reading, SeqBatch, next_item_examples, tail};
+use crate::batch::{Examples, Reading, next_item_examples};
 use crate::config::ModelConfig;
 use crate::error::ModelError;
-use crate::recommender::SequenceEncoder;
 use crate::transformer::Transformer;
 
 fn d_layers() -> usize {
@@ -79,12 +78,6 @@ impl Reading for SasrecConfig {
     fn attend_padding(&self) -> bool {
         self.attend_padding
     }
-    fn min_train_len(&self) -> usize {
-        2
-    }
-    fn eval_row(&self, history: &[u32], max_len: usize, _num_items: u32) -> Vec<u32> {
-        tail(history, max_len).to_vec()
-    }
     fn examples(
         &self,
         seqs: &[&[u32]],
@@ -106,28 +99,5 @@ impl Sasrec {
         Self {
             net: Transformer::new(cfg, own.layers, num_items as usize + 1, device),
         }
-    }
-}
-
-impl SequenceEncoder for Sasrec {
-    fn encode(&self, batch: &SeqBatch) -> Tensor<3> {
-        self.net.forward(batch)
-    }
-    fn encode_embedded(&self, items: Tensor<3>, batch: &SeqBatch) -> Tensor<3> {
-        self.net.forward_embedded(items, batch)
-    }
-    fn encode_embedded_last(&self, items: Tensor<3>, batch: &SeqBatch) -> Tensor<2> {
-        self.net.forward_embedded_last(items, batch)
-    }
-    fn encode_last(&self, batch: &SeqBatch) -> Tensor<2> {
-        let items = self.net.items.forward(batch.items.clone());
-        self.net.forward_embedded_last(items, batch)
-    }
-    /// `[N + 1, H]`: row `i` scores item `i` (row 0 is padding).
-    fn item_table(&self) -> Tensor<2> {
-        self.net.items.weight.val()
-    }
-    fn item_weight_mut(&mut self) -> &mut Param<Tensor<2>> {
-        &mut self.net.items.weight
     }
 }

@@ -4,7 +4,7 @@
 //! point-wise FFN keeps the hidden size (two `hidden × hidden` layers with
 //! ReLU), as those codes do.
 
-use burn::module::Module;
+use burn::module::{Module, Param};
 use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::{relu, softmax};
 use burn::tensor::{Device, Tensor};
@@ -12,6 +12,7 @@ use burn::tensor::{Device, Tensor};
 use crate::batch::SeqBatch;
 use crate::config::ModelConfig;
 use crate::dropout::FastDropout;
+use crate::recommender::SequenceEncoder;
 
 pub(crate) fn linear(d_in: usize, d_out: usize, device: &Device) -> Linear {
     LinearConfig::new(d_in, d_out)
@@ -223,5 +224,31 @@ impl Transformer {
     fn embed(&self, items: Tensor<3>, batch: &SeqBatch) -> Tensor<3> {
         let x = items.mul_scalar(self.scale) + self.positions.forward(batch.positions.clone());
         self.dropout.forward(x) * batch.keep.clone()
+    }
+}
+
+/// SASRec and BERT4Rec encode as this transformer; they differ in their
+/// vocabulary (BERT4Rec's mask token) and in how they read histories.
+impl SequenceEncoder for Transformer {
+    fn encode(&self, batch: &SeqBatch) -> Tensor<3> {
+        self.forward(batch)
+    }
+    fn encode_embedded(&self, items: Tensor<3>, batch: &SeqBatch) -> Tensor<3> {
+        self.forward_embedded(items, batch)
+    }
+    fn encode_embedded_last(&self, items: Tensor<3>, batch: &SeqBatch) -> Tensor<2> {
+        self.forward_embedded_last(items, batch)
+    }
+    fn encode_last(&self, batch: &SeqBatch) -> Tensor<2> {
+        let items = self.items.forward(batch.items.clone());
+        self.forward_embedded_last(items, batch)
+    }
+    /// `[V, H]`: row `i` scores item `i`; row 0 (padding) and any special
+    /// token's row are never scored.
+    fn item_table(&self) -> Tensor<2> {
+        self.items.weight.val()
+    }
+    fn item_weight_mut(&mut self) -> &mut Param<Tensor<2>> {
+        &mut self.items.weight
     }
 }

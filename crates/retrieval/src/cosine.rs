@@ -163,21 +163,17 @@ fn top_k_row(sims: &[f32], me: usize, k: usize) -> Vec<u32> {
 
 #[cfg(test)]
 mod tests {
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
     use super::*;
 
     #[test]
     fn matches_brute_force_on_random_vectors() {
         // Deterministic pseudo-random data; more users than one block.
         let (n, d) = (1500, 8);
-        let mut x = 12345u64;
-        let data: Vec<f32> = (0..n * d)
-            .map(|_| {
-                x = x
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((x >> 33) as f32 / (1u64 << 31) as f32) - 0.5
-            })
-            .collect();
+        let mut rng = ChaCha8Rng::seed_from_u64(12345);
+        let data: Vec<f32> = (0..n * d).map(|_| rng.random::<f32>() - 0.5).collect();
         let emb = UserEmbeddings::new(d, data.clone()).unwrap();
         let got = top_k_cosine(&emb, &vec![5; n]).unwrap();
         for u in [0usize, 777, 1499] {

@@ -6,20 +6,15 @@
 use std::time::Instant;
 
 use hsuga_retrieval::{UserEmbeddings, top_k_cosine};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
 #[test]
 #[ignore = "timing only; a few seconds of both cores"]
 fn top_k_cosine_at_beauty_size() {
     let (n, d, k) = (22_363, 384, 10);
-    let mut x = 12345u64;
-    let data: Vec<f32> = (0..n * d)
-        .map(|_| {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((x >> 33) as f32 / (1u64 << 31) as f32) - 0.5
-        })
-        .collect();
+    let mut rng = ChaCha8Rng::seed_from_u64(12345);
+    let data: Vec<f32> = (0..n * d).map(|_| rng.random::<f32>() - 0.5).collect();
     let emb = UserEmbeddings::new(d, data).unwrap();
     let ks = vec![k; n];
     let mut best = f64::INFINITY;
