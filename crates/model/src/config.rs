@@ -159,11 +159,37 @@ pub fn drop_foreign_keys(model: &mut toml::Table) {
         .get("backbone")
         .and_then(|v| v.clone().try_into::<Backbone>().ok())
         .unwrap_or_default();
-    let mine = own_keys(kind);
+    let keys = KeyOwners::new();
     model.retain(|key, _| {
-        let owns = |keys: &[String]| keys.iter().any(|k| k == key);
-        owns(&mine) || !Backbone::ALL.iter().any(|b| owns(&own_keys(*b)))
+        let owners = keys.owners(key);
+        owners.is_empty() || owners.contains(&kind)
     });
+}
+
+/// Every backbone's own keys, serialised once per table read rather than
+/// once per key looked up.
+struct KeyOwners(Vec<(Backbone, Vec<String>)>);
+
+impl KeyOwners {
+    fn new() -> Self {
+        Self(Backbone::ALL.iter().map(|&b| (b, own_keys(b))).collect())
+    }
+
+    fn of(&self, kind: Backbone) -> &[String] {
+        self.0
+            .iter()
+            .find(|(b, _)| *b == kind)
+            .map_or(&[], |(_, k)| k.as_slice())
+    }
+
+    /// The backbones that have `key` as their own setting.
+    fn owners(&self, key: &str) -> Vec<Backbone> {
+        self.0
+            .iter()
+            .filter(|(_, keys)| keys.iter().any(|k| k == key))
+            .map(|(b, _)| *b)
+            .collect()
+    }
 }
 
 impl TryFrom<toml::Table> for ModelConfig {
@@ -174,19 +200,15 @@ impl TryFrom<toml::Table> for ModelConfig {
             Some(v) => v.try_into().map_err(|e| format!("model.backbone: {e}"))?,
             None => Backbone::default(),
         };
-        let all = Backbone::ALL;
-        let mine = own_keys(kind);
+        let keys = KeyOwners::new();
+        let mine = keys.of(kind);
         let mut own = toml::Table::new();
         for key in t.keys().cloned().collect::<Vec<_>>() {
             if mine.contains(&key) {
                 own.insert(key.clone(), t.remove(&key).expect("key listed"));
                 continue;
             }
-            let owners: Vec<&str> = all
-                .iter()
-                .filter(|b| own_keys(**b).contains(&key))
-                .map(|b| b.name())
-                .collect();
+            let owners: Vec<&str> = keys.owners(&key).iter().map(|b| b.name()).collect();
             if !owners.is_empty() {
                 return Err(format!(
                     "model.{key} is a {} setting; {} has none (its own: {}; remove it)",
