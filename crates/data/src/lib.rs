@@ -15,6 +15,7 @@ pub mod groups;
 pub mod prepare;
 pub mod preprocess;
 pub mod raw;
+pub mod source;
 pub mod split;
 pub mod stats;
 
@@ -25,5 +26,8 @@ pub use error::{DataError, Result};
 pub use groups::{GroupRule, Groups};
 pub use prepare::{Prepared, candidates, default_cache_dir, prepare};
 pub use preprocess::{Dataset, PrepReport, PreprocessConfig, preprocess};
+pub use source::{
+    DATA_DIR_ENV, FetchReport, HttpOptions, SourceConfig, default_data_root, fetch_missing,
+};
 pub use split::{Split, SplitConfig};
 pub use stats::DatasetStats;

@@ -134,6 +134,7 @@ fn content_key_at(cfg: &DatasetConfig, format_version: u32) -> Result<String> {
     // Paths do not matter, only what the files hold; everything else does.
     let mut settings = cfg.clone();
     settings.data_dir = PathBuf::new();
+    settings.source = None;
     settings.text = None;
     let described = toml::to_string(&settings).map_err(|e| DataError::Invalid(e.to_string()))?;
     let described: String = described

@@ -134,18 +134,33 @@ async fn fetch_with_retries(url: &str, part: &Path, opts: &HttpOptions) -> Resul
             }
             Err(Failure::Transient(msg)) => {
                 bar.abandon();
+                let kept = match std::fs::metadata(part) {
+                    Ok(m) if m.len() > 0 => format!(
+                        "; the {} bytes received are kept in {} and a later fetch resumes them",
+                        m.len(),
+                        part.display()
+                    ),
+                    _ => String::new(),
+                };
                 return Err(http(format!(
-                    "{msg} (after {} attempts; the partial file {} is kept and a later fetch \
-                     resumes it)",
-                    attempt + 1,
-                    part.display()
+                    "{msg} (after {} attempts{kept})",
+                    attempt + 1
                 )));
             }
         }
     }
 }
 
+/// A reqwest error in words, without the URL (the caller names it once).
 fn describe(e: &reqwest::Error, opts: &HttpOptions) -> String {
+    // The innermost cause says what happened ("dns error: …", "connection
+    // refused"); reqwest's own top line mostly repeats the URL.
+    let mut cause = e.to_string();
+    let mut next = std::error::Error::source(e);
+    while let Some(c) = next {
+        cause = c.to_string();
+        next = c.source();
+    }
     if e.is_timeout() {
         format!(
             "timed out (no data for {} s; connect timeout {} s)",
@@ -153,9 +168,9 @@ fn describe(e: &reqwest::Error, opts: &HttpOptions) -> String {
             opts.connect_timeout.as_secs_f64()
         )
     } else if e.is_connect() {
-        format!("cannot connect: {e}")
+        format!("cannot connect: {cause}")
     } else {
-        e.to_string()
+        cause
     }
 }
 

@@ -13,6 +13,8 @@
 //! only knows how.
 
 pub mod http;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod wheel;
 
 use std::io::Read;

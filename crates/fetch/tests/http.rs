@@ -1,15 +1,13 @@
-//! The download path end to end against a real HTTP server on 127.0.0.1
-//! (a small std one written here, since the point is how our client meets
-//! servers that drop, stall, refuse ranges or answer 404).
+//! The download path end to end against an HTTP server on 127.0.0.1 that
+//! drops, stalls, refuses ranges or answers 404 ([`hsuga_fetch::testing`]).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::collections::HashMap;
+use std::net::TcpListener;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hsuga_fetch::http::{HttpOptions, download, part_path};
+use hsuga_fetch::testing::Server;
 use hsuga_fetch::{FetchError, sha256_file};
 
 /// 100 kB of bytes that are not all alike.
@@ -19,105 +17,8 @@ fn fixture() -> Vec<u8> {
         .collect()
 }
 
-/// Every request's path and `Range` header, in order.
-type RequestLog = Mutex<Vec<(String, Option<String>)>>;
-
-struct Server {
-    port: u16,
-    log: Arc<RequestLog>,
-}
-
-impl Server {
-    fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let seen = Arc::new(AtomicUsize::new(0));
-        let l = log.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let (l, seen) = (l.clone(), seen.clone());
-                std::thread::spawn(move || serve(stream, &l, &seen));
-            }
-        });
-        Self { port, log }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    fn requests(&self) -> Vec<(String, Option<String>)> {
-        self.log.lock().unwrap().clone()
-    }
-}
-
-fn serve(mut s: TcpStream, log: &RequestLog, seen: &AtomicUsize) {
-    let mut reader = BufReader::new(s.try_clone().unwrap());
-    let mut first = String::new();
-    if reader.read_line(&mut first).is_err() {
-        return;
-    }
-    let path = first.split_whitespace().nth(1).unwrap_or("").to_string();
-    let mut range = None;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-            break;
-        }
-        if let Some(v) = line.to_ascii_lowercase().strip_prefix("range:") {
-            range = Some(v.trim().to_string());
-        }
-    }
-    log.lock().unwrap().push((path.clone(), range.clone()));
-    let n = seen.fetch_add(1, Ordering::SeqCst);
-    let body = fixture();
-    let from = range
-        .as_deref()
-        .and_then(|r| r.strip_prefix("bytes="))
-        .and_then(|r| r.trim_end_matches('-').parse::<usize>().ok());
-    match path.as_str() {
-        "/missing" => {
-            let _ = s.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
-        }
-        "/stall" => std::thread::sleep(Duration::from_secs(5)),
-        "/busy-once" if n == 0 => {
-            let _ = s.write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n");
-        }
-        "/drop-first" if from.is_none() => {
-            // Promise the whole file, send a third, hang up.
-            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
-            let _ = s.write_all(head.as_bytes());
-            let _ = s.write_all(&body[..body.len() / 3]);
-        }
-        "/no-range" => send(&mut s, &body, None),
-        _ => send(&mut s, &body, from),
-    }
-    let _ = s.flush();
-    let mut rest = Vec::new();
-    let _ = s.set_read_timeout(Some(Duration::from_millis(10)));
-    let _ = s.read_to_end(&mut rest);
-}
-
-fn send(s: &mut TcpStream, body: &[u8], from: Option<usize>) {
-    let head = match from {
-        Some(f) if f < body.len() => format!(
-            "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {f}-{}/{}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            body.len() - 1,
-            body.len(),
-            body.len() - f
-        ),
-        Some(_) => {
-            let _ = s.write_all(b"HTTP/1.1 416 Range Not Satisfiable\r\nContent-Length: 0\r\n\r\n");
-            return;
-        }
-        None => format!(
-            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            body.len()
-        ),
-    };
-    let _ = s.write_all(head.as_bytes());
-    let _ = s.write_all(&body[from.unwrap_or(0)..]);
+fn server() -> Server {
+    Server::start(HashMap::from([("data.txt".to_string(), fixture())]))
 }
 
 fn opts() -> HttpOptions {
@@ -147,7 +48,7 @@ fn assert_complete(dest: &Path) {
 
 #[test]
 fn a_file_lands_checked_and_whole() {
-    let server = Server::start();
+    let server = server();
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("sub/data.txt");
     let sha = fixture_sha();
@@ -158,11 +59,11 @@ fn a_file_lands_checked_and_whole() {
 
 #[test]
 fn a_dropped_connection_is_resumed_with_a_range_request() {
-    let server = Server::start();
+    let server = server();
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("data.txt");
     download(
-        &server.url("/drop-first"),
+        &server.url("/drop-first/data.txt"),
         &dest,
         Some(&fixture_sha()),
         &opts(),
@@ -180,7 +81,7 @@ fn a_dropped_connection_is_resumed_with_a_range_request() {
 
 #[test]
 fn a_part_left_by_an_earlier_process_is_resumed_not_refetched() {
-    let server = Server::start();
+    let server = server();
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("data.txt");
     std::fs::write(part_path(&dest), &fixture()[..1000]).unwrap();
@@ -197,13 +98,13 @@ fn a_part_left_by_an_earlier_process_is_resumed_not_refetched() {
 
 #[test]
 fn a_server_that_ignores_ranges_replaces_the_part() {
-    let server = Server::start();
+    let server = server();
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("data.txt");
     // A stale part with wrong bytes: appending to it would corrupt the file.
     std::fs::write(part_path(&dest), vec![0u8; 5000]).unwrap();
     download(
-        &server.url("/no-range"),
+        &server.url("/no-range/data.txt"),
         &dest,
         Some(&fixture_sha()),
         &opts(),
@@ -214,7 +115,7 @@ fn a_server_that_ignores_ranges_replaces_the_part() {
 
 #[test]
 fn a_part_as_long_as_the_file_starts_over_after_416() {
-    let server = Server::start();
+    let server = server();
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("data.txt");
     std::fs::write(part_path(&dest), vec![7u8; fixture().len()]).unwrap();
@@ -230,7 +131,7 @@ fn a_part_as_long_as_the_file_starts_over_after_416() {
 
 #[test]
 fn a_wrong_checksum_is_refused_and_nothing_is_left() {
-    let server = Server::start();
+    let server = server();
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("data.txt");
     let want = "0".repeat(64);
@@ -252,7 +153,7 @@ fn a_wrong_checksum_is_refused_and_nothing_is_left() {
 
 #[test]
 fn a_404_is_final_and_names_the_url() {
-    let server = Server::start();
+    let server = server();
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("data.txt");
     let url = server.url("/missing");
@@ -266,11 +167,11 @@ fn a_404_is_final_and_names_the_url() {
 
 #[test]
 fn a_503_is_retried() {
-    let server = Server::start();
+    let server = server();
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("data.txt");
     download(
-        &server.url("/busy-once"),
+        &server.url("/busy-once/data.txt"),
         &dest,
         Some(&fixture_sha()),
         &opts(),
@@ -282,7 +183,7 @@ fn a_503_is_retried() {
 
 #[test]
 fn a_stalled_server_times_out_with_a_clear_message() {
-    let server = Server::start();
+    let server = server();
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("data.txt");
     let url = server.url("/stall");

@@ -1,10 +1,11 @@
-//! `hsuga data stats|prepare`: the paper's Table 8 columns and cached splits.
+//! `hsuga data stats|prepare|fetch|list`: the paper's Table 8 columns,
+//! cached splits, and getting datasets onto the machine.
 
 use std::time::Instant;
 
 use anyhow::Result;
 use clap::{Args, Subcommand, ValueEnum};
-use hsuga_data::DatasetStats;
+use hsuga_data::{DatasetConfig, DatasetStats};
 
 use crate::{Globals, datasets};
 
@@ -34,6 +35,21 @@ enum DataCommand {
         #[arg(long, default_value_t = 100)]
         negatives: usize,
     },
+    /// Download a dataset's files from its config's [source], each checked
+    /// by sha256 (every command also does this on first use).
+    Fetch {
+        /// Dataset names (configs/datasets/<name>.toml) or config paths.
+        #[arg(required = true)]
+        datasets: Vec<String>,
+        /// Seconds without data before a download attempt gives up.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+        /// Further attempts after a dropped or stalled download, each resuming.
+        #[arg(long, default_value_t = 3)]
+        retries: u32,
+    },
+    /// Every known dataset: where its files are, or where they would be fetched from.
+    List,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -51,7 +67,78 @@ pub fn run(args: DataArgs, g: &Globals) -> Result<()> {
             seeds,
             negatives,
         } => prepare(&dataset, &seeds, negatives, g),
+        DataCommand::Fetch {
+            datasets,
+            timeout,
+            retries,
+        } => fetch(&datasets, timeout, retries, g),
+        DataCommand::List => list(g),
     }
+}
+
+fn fetch(names: &[String], timeout: u64, retries: u32, g: &Globals) -> Result<()> {
+    let opts = hsuga_data::HttpOptions {
+        read_timeout: std::time::Duration::from_secs(timeout),
+        retries,
+        ..Default::default()
+    };
+    for name in names {
+        let path = datasets::config_path(name, &g.datasets_dir)?;
+        let cfg = DatasetConfig::read(&path)?;
+        let report = hsuga_data::fetch_missing(&cfg, &opts)?;
+        if cfg.source.is_none() {
+            // Nothing to fetch from: the files must already be there.
+            DatasetConfig::load(&path)?;
+        }
+        println!(
+            "{}: {} fetched, {} already present, in {}",
+            cfg.name,
+            report.fetched.len(),
+            report.present.len(),
+            cfg.data_dir.display()
+        );
+    }
+    Ok(())
+}
+
+fn list(g: &Globals) -> Result<()> {
+    let mut paths: Vec<_> = std::fs::read_dir(&g.datasets_dir)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", g.datasets_dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    paths.sort();
+    println!("| dataset | files | folder | source |");
+    println!("|---|---|---|---|");
+    for path in paths {
+        let cfg = match DatasetConfig::read(&path) {
+            Ok(c) => c,
+            Err(e) => {
+                println!("| {} | unreadable: {e} | | |", path.display());
+                continue;
+            }
+        };
+        let files = cfg.input_files();
+        let present = files.iter().filter(|f| f.is_file()).count();
+        let state = if present == files.len() {
+            "present".to_string()
+        } else {
+            format!("{} of {} missing", files.len() - present, files.len())
+        };
+        let source = match &cfg.source {
+            None => "none (place the files by hand)".to_string(),
+            Some(s) => match &s.wheel {
+                Some(w) => format!("PyPI wheel {}=={}", w.package, w.version),
+                None => format!("{} URL(s)", s.files.len()),
+            },
+        };
+        println!(
+            "| {} | {state} | {} | {source} |",
+            cfg.name,
+            cfg.data_dir.display()
+        );
+    }
+    Ok(())
 }
 
 fn stats(names: &[String], format: Format, g: &Globals) -> Result<()> {
