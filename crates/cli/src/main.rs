@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 mod cmd {
     pub mod data;
+    pub mod doctor;
     pub mod embed;
     pub mod experiment;
     pub mod hsu;
@@ -22,7 +23,11 @@ mod datasets;
 #[command(
     name = "hsuga",
     version = hsuga_experiment::BUILD,
-    about = "LLM-enhanced sequential recommendation: HSU + GAA on SASRec, BERT4Rec and GRU4Rec"
+    about = "LLM-enhanced sequential recommendation: HSU + GAA on SASRec, BERT4Rec and GRU4Rec",
+    before_help = "Start here, from the repository root (fetches ML-100K and MiniLM on first use):\n  \
+                   hsuga experiment --config configs/experiments/quickstart-ml-100k.toml\n\
+                   `hsuga doctor` says what is here and what would be fetched.",
+    arg_required_else_help = true
 )]
 struct Cli {
     /// Cache for prepared datasets, candidates and embeddings
@@ -38,7 +43,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Inspect and prepare datasets.
+    /// Run a grid (datasets × methods × seeds), skipping finished runs; write the tables.
+    /// The main job is one: `--config configs/experiments/quickstart-ml-100k.toml`.
+    Experiment(cmd::experiment::ExperimentArgs),
+    /// What this machine has (CPU, pip, datasets, models) and what a first run would fetch.
+    Doctor(cmd::doctor::DoctorArgs),
+    /// Inspect, fetch and prepare datasets.
     Data(cmd::data::DataArgs),
     /// Item text embeddings (template → embedder → store), optional PCA.
     Embed(cmd::embed::EmbedArgs),
@@ -52,8 +62,6 @@ enum Command {
     Interests(cmd::hsu::InterestsArgs),
     /// Train one backbone run from a config (resumes an interrupted run).
     Train(cmd::train::TrainArgs),
-    /// Run a grid (datasets × methods × seeds), skipping finished runs; write the tables.
-    Experiment(cmd::experiment::ExperimentArgs),
     /// Re-render an experiment folder's tables from its finished runs.
     Report(cmd::experiment::ReportArgs),
 }
@@ -93,6 +101,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Data(args) => cmd::data::run(args, &globals),
+        Command::Doctor(args) => cmd::doctor::run(args, &globals),
         Command::Embed(args) => cmd::embed::run(args, &globals),
         Command::Models(args) => cmd::models::run(args),
         Command::ServeEmbeddings(args) => cmd::embed::serve(args),

