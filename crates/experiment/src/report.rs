@@ -26,6 +26,9 @@ pub struct DatasetTable {
     pub dir: PathBuf,
     /// Sensitivity plots written (SVG; a PNG lies beside each).
     pub plots: Vec<PathBuf>,
+    /// The tuned rows' validation scores per setting, the chosen one in
+    /// bold (`tuning.md`); `None` when no row tunes.
+    pub tuning: Option<String>,
 }
 
 /// Builds and writes the tables of every dataset in an experiment folder,
@@ -113,15 +116,19 @@ pub fn report(exp_dir: &Path) -> Result<Vec<DatasetTable>, ExperimentError> {
         let table = tables.remove(0);
         let full = tables.pop();
         let file = entry.join("tuning.md");
-        if !tuning.is_empty() {
+        let tuning = if !tuning.is_empty() {
             let text = format!("{TUNING_HEAD}{tuning}");
             std::fs::write(&file, &text).map_err(|e| ExperimentError::io(&file, e))?;
             all_md.push_str(&text);
             all_md.push('\n');
-        } else if file.is_file() {
-            // From an earlier version of the experiment that tuned.
-            std::fs::remove_file(&file).map_err(|e| ExperimentError::io(&file, e))?;
-        }
+            Some(text)
+        } else {
+            if file.is_file() {
+                // From an earlier version of the experiment that tuned.
+                std::fs::remove_file(&file).map_err(|e| ExperimentError::io(&file, e))?;
+            }
+            None
+        };
         if !neighbours.is_empty() {
             all_md.push_str(NEIGHBOURS_HEAD);
             all_md.push_str(&neighbours);
@@ -139,6 +146,7 @@ pub fn report(exp_dir: &Path) -> Result<Vec<DatasetTable>, ExperimentError> {
             full,
             dir: entry,
             plots,
+            tuning,
         });
     }
     let results = exp_dir.join("results.md");

@@ -83,6 +83,10 @@ pub fn report(args: ReportArgs) -> Result<()> {
 
 fn print_tables(tables: &[DatasetTable]) {
     for t in tables {
+        // Which setting each tuned row's table line is (chosen on validation).
+        if let Some(tuning) = &t.tuning {
+            println!("{tuning}");
+        }
         println!("{}", t.table.to_markdown());
         if let Some(full) = &t.full {
             println!("{}", full.to_markdown());
