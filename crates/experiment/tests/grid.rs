@@ -99,7 +99,7 @@ points = {{ "SASRec" = 64, "SASRec-wide" = 32 }}
 
     // Everything finished: a second run trains nothing (the checkpoints are
     // untouched) and reports the same table.
-    let ckpt = exp.join("ml-100k/SASRec/seed-1/last.bpk");
+    let ckpt = exp.join("ml-100k/SASRec/seed-1/best.bpk");
     let before = std::fs::metadata(&ckpt).unwrap().modified().unwrap();
     let again = run(&cfg, &opts).unwrap();
     assert_eq!(

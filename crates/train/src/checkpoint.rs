@@ -84,6 +84,22 @@ pub fn load<M: Module>(module: M, model_tag: &str, path: &Path) -> Result<M, Tra
     apply(module, model_tag, reader).map_err(at)
 }
 
+/// A checkpoint's tensors as (name, little-endian bytes), sorted by name,
+/// without the parameter ids: those are drawn afresh in every process, so
+/// two files of the same weights differ in their headers. Two checkpoints
+/// hold the same weights exactly when these are equal.
+pub fn weights_of(path: &Path) -> Result<Vec<(String, Vec<u8>)>, TrainError> {
+    let at = |e: PackError| TrainError::Checkpoint(format!("{}: {e}", path.display()));
+    let reader = Reader::from_file_exact(path).map_err(at)?;
+    let mut out = Vec::new();
+    for t in reader.into_tensors().map_err(at)? {
+        let bytes = t.to_bytes().map_err(at)?;
+        out.push((t.name.clone(), bytes.to_vec()));
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// [`load`] from bytes in memory.
 pub fn from_bytes<M: Module>(module: M, model_tag: &str, bytes: &[u8]) -> Result<M, TrainError> {
     let reader = Reader::from_bytes(Bytes::from_bytes_vec(bytes.to_vec()))

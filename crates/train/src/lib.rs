@@ -12,6 +12,7 @@
 pub mod checkpoint;
 pub mod config;
 pub mod distill;
+pub mod epoch_commit;
 pub mod error;
 pub mod log;
 pub mod progress;

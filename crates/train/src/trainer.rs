@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use crate::checkpoint;
 use crate::config::{ItemInit, MethodConfig, TrainSettings, check_settings};
 use crate::distill::Distiller;
+use crate::epoch_commit;
 use crate::error::TrainError;
 use crate::log;
 use crate::progress::Progress;
@@ -314,13 +315,22 @@ pub fn fit(job: &Job<'_>) -> Result<Outcome, TrainError> {
         std::fs::create_dir_all(dir)?;
         let state_path = dir.join("state.json");
         if state_path.exists() {
-            state = serde_json::from_str(&std::fs::read_to_string(&state_path)?)?;
-            model = checkpoint::load(model, &tag, &dir.join("last.bpk"))?;
-            optim = optim
-                .load(dir.join("last.optim.bpk"))
-                .map_err(|e| TrainError::Checkpoint(format!("optimiser state: {e:?}")))?;
+            let text = std::fs::read_to_string(&state_path)?;
+            state = serde_json::from_str(&text).map_err(|e| {
+                TrainError::Checkpoint(format!(
+                    "{}: {e}; remove the run folder to retrain",
+                    state_path.display()
+                ))
+            })?;
+            let (weights, moments) = epoch_commit::resume_files(dir, state.epochs_done)?;
+            model = checkpoint::load(model, &tag, &weights)?;
+            optim = optim.load(&moments).map_err(|e| {
+                TrainError::Checkpoint(format!("{}: optimiser state: {e:?}", moments.display()))
+            })?;
             tracing::info!(epochs_done = state.epochs_done, "resuming run");
         }
+        // What a kill left of an epoch that never committed.
+        epoch_commit::remove_stale(dir, state.epochs_done)?;
     }
 
     let mut stopped_early = state.bad_evals >= s.patience && state.epochs_done > 0;
@@ -471,13 +481,16 @@ pub fn fit(job: &Job<'_>) -> Result<Outcome, TrainError> {
         state.history.push(line);
         stopped_early = state.bad_evals >= s.patience;
         if let Some(dir) = job.run_dir {
-            checkpoint::save(&model, &tag, &dir.join("last.bpk"))?;
-            optim
-                .save(dir.join("last.optim.bpk"))
-                .map_err(|e| TrainError::Checkpoint(format!("optimiser state: {e:?}")))?;
-            let tmp = dir.join("state.json.tmp");
-            std::fs::write(&tmp, serde_json::to_string_pretty(&state)?)?;
-            std::fs::rename(&tmp, dir.join("state.json"))?;
+            // This epoch's pair, then the one commit point, then the
+            // previous pair goes (see epoch_commit).
+            checkpoint::save(&model, &tag, &epoch_commit::weights(dir, epoch))?;
+            let moments = epoch_commit::optimiser(dir, epoch);
+            optim.save(&moments).map_err(|e| {
+                TrainError::Checkpoint(format!("{}: optimiser state: {e:?}", moments.display()))
+            })?;
+            epoch_commit::sync(&moments)?;
+            epoch_commit::commit(dir, &serde_json::to_string_pretty(&state)?)?;
+            epoch_commit::remove_stale(dir, epoch)?;
             log::write_logs(dir, &state.history)?;
         }
     }

@@ -74,9 +74,13 @@ fn sasrec_learns_fashion_and_checkpoints_round_trip() {
         out.test[0].get(hsuga_eval::Metric::Ndcg(10))
     );
     // config.toml and the curve are the experiment layer's.
+    let epochs = out.epochs_run;
+    let last = format!("last.e{epochs}.bpk");
+    let last_optim = format!("last.e{epochs}.optim.bpk");
     for f in [
         "best.bpk",
-        "last.bpk",
+        &last,
+        &last_optim,
         "state.json",
         "log.csv",
         "log.json",
@@ -85,6 +89,18 @@ fn sasrec_learns_fashion_and_checkpoints_round_trip() {
     ] {
         assert!(run.path().join(f).is_file(), "missing {f}");
     }
+    // Only the committed epoch's pair is kept.
+    let pairs = std::fs::read_dir(run.path())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("last.")
+        })
+        .count();
+    assert_eq!(pairs, 2, "one weights + one optimiser file");
     // Save -> load gives identical scores.
     let loaded = load_best(&model, p.split.num_items, run.path(), &cpu()).unwrap();
     let b = hsuga_model::Batcher::new(&model, p.split.num_items, &cpu());
