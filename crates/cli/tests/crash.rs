@@ -53,8 +53,9 @@ fn sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run() {
     let cache = tempfile::tempdir().unwrap();
     let straight = tempfile::tempdir().unwrap();
     let cfg = write_config(straight.path());
+    let args = ["train", "--config", cfg.to_str().unwrap(), "--quiet"];
     let t0 = Instant::now();
-    let out = train(&cfg, cache.path()).output().unwrap();
+    let out = common::hsuga(cache.path(), &args);
     assert!(
         out.status.success(),
         "{}",
