@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::TcpListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use hsuga_fetch::http::{HttpOptions, download, part_path};
@@ -17,8 +17,26 @@ fn fixture() -> Vec<u8> {
         .collect()
 }
 
-fn server() -> Server {
-    Server::start(HashMap::from([("data.txt".to_string(), fixture())]))
+/// A server holding `data.txt`, and where to download it.
+struct Case {
+    server: Server,
+    _dir: tempfile::TempDir,
+    dest: PathBuf,
+}
+
+fn case() -> Case {
+    let dir = tempfile::tempdir().unwrap();
+    Case {
+        server: Server::start(HashMap::from([("data.txt".to_string(), fixture())])),
+        dest: dir.path().join("data.txt"),
+        _dir: dir,
+    }
+}
+
+/// Downloads `path` into `dest`, which must then hold the whole fixture.
+fn fetch_whole(server: &Server, path: &str, dest: &Path) {
+    download(&server.url(path), dest, Some(&fixture_sha()), &opts()).unwrap();
+    assert_complete(dest);
 }
 
 fn opts() -> HttpOptions {
@@ -48,9 +66,9 @@ fn assert_complete(dest: &Path) {
 
 #[test]
 fn a_file_lands_checked_and_whole() {
-    let server = server();
-    let dir = tempfile::tempdir().unwrap();
-    let dest = dir.path().join("sub/data.txt");
+    let Case { server, dest, .. } = &case();
+    // A folder that does not exist yet is created.
+    let dest = dest.with_file_name("sub").join("data.txt");
     let sha = fixture_sha();
     let got = download(&server.url("/data.txt"), &dest, Some(&sha), &opts()).unwrap();
     assert_eq!(got, sha);
@@ -59,17 +77,8 @@ fn a_file_lands_checked_and_whole() {
 
 #[test]
 fn a_dropped_connection_is_resumed_with_a_range_request() {
-    let server = server();
-    let dir = tempfile::tempdir().unwrap();
-    let dest = dir.path().join("data.txt");
-    download(
-        &server.url("/drop-first/data.txt"),
-        &dest,
-        Some(&fixture_sha()),
-        &opts(),
-    )
-    .unwrap();
-    assert_complete(&dest);
+    let Case { server, dest, .. } = &case();
+    fetch_whole(server, "/drop-first/data.txt", dest);
     let reqs = server.requests();
     assert_eq!(reqs.len(), 2, "{reqs:?}");
     assert_eq!(reqs[0].1, None);
@@ -81,61 +90,32 @@ fn a_dropped_connection_is_resumed_with_a_range_request() {
 
 #[test]
 fn a_part_left_by_an_earlier_process_is_resumed_not_refetched() {
-    let server = server();
-    let dir = tempfile::tempdir().unwrap();
-    let dest = dir.path().join("data.txt");
-    std::fs::write(part_path(&dest), &fixture()[..1000]).unwrap();
-    download(
-        &server.url("/data.txt"),
-        &dest,
-        Some(&fixture_sha()),
-        &opts(),
-    )
-    .unwrap();
-    assert_complete(&dest);
+    let Case { server, dest, .. } = &case();
+    std::fs::write(part_path(dest), &fixture()[..1000]).unwrap();
+    fetch_whole(server, "/data.txt", dest);
     assert_eq!(server.requests()[0].1.as_deref(), Some("bytes=1000-"));
 }
 
 #[test]
 fn a_server_that_ignores_ranges_replaces_the_part() {
-    let server = server();
-    let dir = tempfile::tempdir().unwrap();
-    let dest = dir.path().join("data.txt");
+    let Case { server, dest, .. } = &case();
     // A stale part with wrong bytes: appending to it would corrupt the file.
-    std::fs::write(part_path(&dest), vec![0u8; 5000]).unwrap();
-    download(
-        &server.url("/no-range/data.txt"),
-        &dest,
-        Some(&fixture_sha()),
-        &opts(),
-    )
-    .unwrap();
-    assert_complete(&dest);
+    std::fs::write(part_path(dest), vec![0u8; 5000]).unwrap();
+    fetch_whole(server, "/no-range/data.txt", dest);
 }
 
 #[test]
 fn a_part_as_long_as_the_file_starts_over_after_416() {
-    let server = server();
-    let dir = tempfile::tempdir().unwrap();
-    let dest = dir.path().join("data.txt");
-    std::fs::write(part_path(&dest), vec![7u8; fixture().len()]).unwrap();
-    download(
-        &server.url("/data.txt"),
-        &dest,
-        Some(&fixture_sha()),
-        &opts(),
-    )
-    .unwrap();
-    assert_complete(&dest);
+    let Case { server, dest, .. } = &case();
+    std::fs::write(part_path(dest), vec![7u8; fixture().len()]).unwrap();
+    fetch_whole(server, "/data.txt", dest);
 }
 
 #[test]
 fn a_wrong_checksum_is_refused_and_nothing_is_left() {
-    let server = server();
-    let dir = tempfile::tempdir().unwrap();
-    let dest = dir.path().join("data.txt");
+    let Case { server, dest, .. } = &case();
     let want = "0".repeat(64);
-    let e = download(&server.url("/data.txt"), &dest, Some(&want), &opts()).unwrap_err();
+    let e = download(&server.url("/data.txt"), dest, Some(&want), &opts()).unwrap_err();
     match &e {
         FetchError::Checksum {
             what,
@@ -148,18 +128,14 @@ fn a_wrong_checksum_is_refused_and_nothing_is_left() {
         }
         other => panic!("expected a checksum error, got {other}"),
     }
-    assert!(!dest.exists() && !part_path(&dest).exists());
+    assert!(!dest.exists() && !part_path(dest).exists());
 }
 
 #[test]
 fn a_404_is_final_and_names_the_url() {
-    let server = server();
-    let dir = tempfile::tempdir().unwrap();
-    let dest = dir.path().join("data.txt");
+    let Case { server, dest, .. } = &case();
     let url = server.url("/missing");
-    let e = download(&url, &dest, None, &opts())
-        .unwrap_err()
-        .to_string();
+    let e = download(&url, dest, None, &opts()).unwrap_err().to_string();
     assert!(e.contains(&url) && e.contains("404"), "{e}");
     assert_eq!(server.requests().len(), 1, "a 404 is not retried");
     assert!(!dest.exists());
@@ -167,32 +143,21 @@ fn a_404_is_final_and_names_the_url() {
 
 #[test]
 fn a_503_is_retried() {
-    let server = server();
-    let dir = tempfile::tempdir().unwrap();
-    let dest = dir.path().join("data.txt");
-    download(
-        &server.url("/busy-once/data.txt"),
-        &dest,
-        Some(&fixture_sha()),
-        &opts(),
-    )
-    .unwrap();
-    assert_complete(&dest);
+    let Case { server, dest, .. } = &case();
+    fetch_whole(server, "/busy-once/data.txt", dest);
     assert_eq!(server.requests().len(), 2);
 }
 
 #[test]
 fn a_stalled_server_times_out_with_a_clear_message() {
-    let server = server();
-    let dir = tempfile::tempdir().unwrap();
-    let dest = dir.path().join("data.txt");
+    let Case { server, dest, .. } = &case();
     let url = server.url("/stall");
     let o = HttpOptions {
         read_timeout: Duration::from_millis(300),
         retries: 1,
         ..opts()
     };
-    let e = download(&url, &dest, None, &o).unwrap_err().to_string();
+    let e = download(&url, dest, None, &o).unwrap_err().to_string();
     assert!(
         e.contains(&url) && e.contains("timed out") && e.contains("2 attempts"),
         "{e}"
