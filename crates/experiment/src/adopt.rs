@@ -69,9 +69,9 @@ impl Finished {
             .iter()
             .find(|(dir, d, old)| {
                 *dir != own && d == digest && {
+                    // `comparable` already sets the folder aside.
                     let mut old = comparable(old.clone(), cfg);
                     old.name.clone_from(&cfg.name);
-                    old.out_dir.clone_from(&cfg.out_dir);
                     old == *cfg
                 }
             })

@@ -79,11 +79,54 @@ pub(crate) fn stored_config(text: &str, cfg: &RunConfig) -> Option<RunConfig> {
     Some(comparable(RunConfig::from_stored_toml(text).ok()?, cfg))
 }
 
-/// A parsed stored config with what does not define a run (the progress
-/// display) taken from `cfg`.
+/// A parsed stored config with what does not define a run taken from
+/// `cfg`: the progress display, and `out_dir`, which only locates the run
+/// (the folder compared was found through `cfg`'s, however it was written:
+/// relative, absolute, with a trailing slash, or before a move).
 pub(crate) fn comparable(mut old: RunConfig, cfg: &RunConfig) -> RunConfig {
     old.train.progress = cfg.train.progress;
+    old.out_dir.clone_from(&cfg.out_dir);
     old
+}
+
+/// The settings in which two configs differ, as `key: stored → given`
+/// (dotted keys, `unset` for a key one side lacks).
+pub(crate) fn differences(stored: &RunConfig, given: &RunConfig) -> Vec<String> {
+    fn flatten(prefix: &str, t: &toml::Table, out: &mut Vec<(String, String)>) {
+        for (k, v) in t {
+            let key = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            match v {
+                toml::Value::Table(inner) => flatten(&key, inner, out),
+                other => out.push((key, other.to_string())),
+            }
+        }
+    }
+    let table = |c: &RunConfig| {
+        let mut out = Vec::new();
+        if let Ok(t) = toml::from_str::<toml::Table>(&c.to_toml()) {
+            flatten("", &t, &mut out);
+        }
+        out
+    };
+    let (a, b) = (table(stored), table(given));
+    let get = |side: &[(String, String)], k: &str| {
+        side.iter()
+            .find(|(key, _)| key == k)
+            .map_or("unset".to_string(), |(_, v)| v.clone())
+    };
+    let mut keys: Vec<&String> = a.iter().chain(&b).map(|(k, _)| k).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter_map(|k| {
+            let (x, y) = (get(&a, k), get(&b, k));
+            (x != y).then(|| format!("{k}: {x} → {y}"))
+        })
+        .collect()
 }
 
 /// Whether a stored config names the same run.
@@ -99,12 +142,18 @@ pub fn check_dir(cfg: &RunConfig) -> Result<Option<RunReport>, TrainError> {
     if !cfg_file.is_file() {
         return Ok(None);
     }
-    if !same_run(&std::fs::read_to_string(&cfg_file)?, cfg) {
+    let text = std::fs::read_to_string(&cfg_file)?;
+    if !same_run(&text, cfg) {
+        let what = match stored_config(&text, cfg) {
+            Some(old) => differences(&old, cfg).join("; "),
+            None => format!("its {CONFIG} does not parse as a run config"),
+        };
         return Err(TrainError::RunDir {
             dir: dir.display().to_string(),
-            msg: "holds a run with a different config; choose another name or out_dir \
-                  (nothing was overwritten)"
-                .into(),
+            msg: format!(
+                "holds a run with a different config ({what}); choose another name or \
+                 out_dir (nothing was overwritten)"
+            ),
         });
     }
     if is_finished(&dir) {
@@ -216,8 +265,34 @@ mod tests {
         assert_ne!(old, cfg.to_toml());
         std::fs::write(folder.join(CONFIG), old).unwrap();
         assert!(check_dir(&cfg).unwrap().is_none());
-        // A real change is still refused.
+        // A real change is still refused, naming what changed.
         let other = stored(&dir, "[model]\ndropout = 0.3\n");
-        assert!(matches!(check_dir(&other), Err(TrainError::RunDir { .. })));
+        let e = check_dir(&other).unwrap_err().to_string();
+        assert!(e.contains("model.dropout: 0.5 → 0.3"), "{e}");
+    }
+
+    #[test]
+    fn the_same_folder_written_another_way_is_the_same_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = stored(&dir, "");
+        let folder = run_dir(&cfg);
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(folder.join(CONFIG), cfg.to_toml()).unwrap();
+        // A trailing slash, and the path through a `.` component.
+        for written in [
+            format!("{}/", dir.path().display()),
+            format!("{}/./", dir.path().display()),
+        ] {
+            let mut again = cfg.clone();
+            again.out_dir = written.clone();
+            assert!(check_dir(&again).unwrap().is_none(), "{written}");
+        }
+        // Moved: the folder's config still names the old place.
+        let moved = tempfile::tempdir().unwrap();
+        let target = moved.path().join("elsewhere");
+        std::fs::rename(dir.path(), &target).unwrap();
+        let mut there = cfg.clone();
+        there.out_dir = target.display().to_string();
+        assert!(check_dir(&there).unwrap().is_none());
     }
 }
