@@ -127,3 +127,49 @@ fn sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run() {
         .collect();
     assert!(left.is_empty(), "stale files {left:?} ({why})");
 }
+
+/// Two `hsuga train` on one run folder: the second stops at once, naming
+/// the first's pid, and nothing of the first run is touched.
+#[test]
+fn a_second_process_on_a_busy_run_folder_stops_naming_the_holder() {
+    let cache = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_config(dir.path());
+    let run = dir.path().join("runs/crash/seed-42");
+    // Prepare the dataset first, so the first process is training soon.
+    let warm = common::hsuga(
+        cache.path(),
+        &["data", "prepare", "ml-100k", "--seeds", "42"],
+    );
+    assert!(warm.status.success());
+    let mut first = train(&cfg, cache.path()).spawn().unwrap();
+    let t0 = Instant::now();
+    while epochs_done(&run) == 0 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "the first run never committed an epoch"
+        );
+        assert!(
+            first.try_wait().unwrap().is_none(),
+            "the first run ended early"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let second = train(&cfg, cache.path()).output().unwrap();
+    let err = String::from_utf8_lossy(&second.stderr);
+    let still_running = first.try_wait().unwrap().is_none();
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert!(
+        still_running,
+        "the first run finished before the second started"
+    );
+    assert_eq!(second.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "in use by another hsuga process (pid {})",
+            first.id()
+        )),
+        "{err}"
+    );
+}

@@ -100,7 +100,8 @@ pub fn adopt(
     for entry in std::fs::read_dir(&src).map_err(|e| fail(&src, e))? {
         let from = entry.map_err(|e| fail(&src, e))?.path();
         let name = from.file_name().unwrap_or_default();
-        if !from.is_file() || name == CONFIG {
+        // The source's lock file belongs to the source.
+        if !from.is_file() || name == CONFIG || name == ".lock" {
             continue;
         }
         if name == REPORT {

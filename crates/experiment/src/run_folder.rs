@@ -129,6 +129,50 @@ pub(crate) fn differences(stored: &RunConfig, given: &RunConfig) -> Vec<String> 
         .collect()
 }
 
+/// A run folder held by one process: an OS advisory lock on its `.lock`
+/// file (which holds the holder's pid, for the message). The OS drops the
+/// lock when the holder exits, however it exits, so a folder left by a
+/// killed run is taken over by the next one without ceremony; a second
+/// live process on the same folder stops at once.
+pub struct RunLock {
+    _file: std::fs::File,
+}
+
+impl RunLock {
+    pub fn acquire(dir: &Path) -> Result<Self, TrainError> {
+        use std::io::{Read, Seek, Write};
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join(".lock");
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                return Err(TrainError::RunDir {
+                    dir: dir.display().to_string(),
+                    msg: format!(
+                        "is in use by another hsuga process (pid {}); wait for it to finish \
+                         or stop it, then run again (it resumes)",
+                        holder.trim()
+                    ),
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),
+        }
+        file.set_len(0)?;
+        file.rewind()?;
+        write!(file, "{}", std::process::id())?;
+        file.flush()?;
+        Ok(Self { _file: file })
+    }
+}
+
 /// Whether a stored config names the same run.
 fn same_run(stored: &str, cfg: &RunConfig) -> bool {
     stored_config(stored, cfg).is_some_and(|old| &old == cfg)
@@ -180,7 +224,11 @@ pub fn run(
     cfg.validate()?;
     semantic.check(&cfg.method, cfg.model.hidden, &data.split)?;
     let dir = run_dir(cfg);
-    std::fs::create_dir_all(&dir)?;
+    let _held = RunLock::acquire(&dir)?;
+    // Another process may have finished it while this one waited to start.
+    if let Some(done) = check_dir(cfg)? {
+        return Ok(done);
+    }
     let inputs_file = dir.join(INPUTS_DIGEST);
     let digest = semantic.digest();
     match std::fs::read_to_string(&inputs_file) {
@@ -269,6 +317,22 @@ mod tests {
         let other = stored(&dir, "[model]\ndropout = 0.3\n");
         let e = check_dir(&other).unwrap_err().to_string();
         assert!(e.contains("model.dropout: 0.5 → 0.3"), "{e}");
+    }
+
+    #[test]
+    fn a_held_run_folder_is_refused_naming_the_holder_and_free_once_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = RunLock::acquire(dir.path()).unwrap();
+        let e = RunLock::acquire(dir.path()).err().unwrap().to_string();
+        assert!(
+            e.contains(&format!(
+                "in use by another hsuga process (pid {})",
+                std::process::id()
+            )),
+            "{e}"
+        );
+        drop(held);
+        RunLock::acquire(dir.path()).unwrap();
     }
 
     #[test]
