@@ -106,7 +106,7 @@ pub fn adopt(
         }
         if name == REPORT {
             let text = std::fs::read_to_string(&from).map_err(|e| fail(&from, e))?;
-            report = Some(serde_json::from_str(&text)?);
+            report = Some(serde_json::from_str(&text).map_err(|e| fail(&from, e.into()))?);
             continue;
         }
         let to = dst.join(name);

@@ -202,7 +202,16 @@ pub fn check_dir(cfg: &RunConfig) -> Result<Option<RunReport>, TrainError> {
     }
     if is_finished(&dir) {
         let report = dir.join(REPORT);
-        let mut r: RunReport = serde_json::from_str(&std::fs::read_to_string(report)?)?;
+        let mut r: RunReport =
+            serde_json::from_str(&std::fs::read_to_string(&report)?).map_err(|e| {
+                TrainError::RunDir {
+                    dir: dir.display().to_string(),
+                    msg: format!(
+                        "{}: {e}; delete it to evaluate the run's best checkpoint again",
+                        report.display()
+                    ),
+                }
+            })?;
         r.reused = true;
         return Ok(Some(r));
     }
@@ -317,6 +326,22 @@ mod tests {
         let other = stored(&dir, "[model]\ndropout = 0.3\n");
         let e = check_dir(&other).unwrap_err().to_string();
         assert!(e.contains("model.dropout: 0.5 → 0.3"), "{e}");
+    }
+
+    #[test]
+    fn a_truncated_report_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = stored(&dir, "");
+        let folder = run_dir(&cfg);
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(folder.join(CONFIG), cfg.to_toml()).unwrap();
+        std::fs::write(folder.join(REPORT), "{\"dir\": \"x").unwrap();
+        let e = check_dir(&cfg).err().unwrap().to_string();
+        assert!(
+            e.contains(&folder.join(REPORT).display().to_string()),
+            "{e}"
+        );
+        assert!(e.contains("delete it"), "{e}");
     }
 
     #[test]
