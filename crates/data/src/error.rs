@@ -41,11 +41,24 @@ impl DataError {
         }
     }
 
+    /// A message quoting a long line is cut (a malformed 10 MB line is not
+    /// worth printing whole).
     pub(crate) fn malformed(path: &Path, line: usize, message: impl Into<String>) -> Self {
+        const MAX: usize = 300;
+        let mut message = message.into();
+        if message.len() > MAX {
+            let total = message.len();
+            let cut = (0..=MAX)
+                .rev()
+                .find(|&i| message.is_char_boundary(i))
+                .unwrap_or(0);
+            message.truncate(cut);
+            message.push_str(&format!("… ({total} bytes in all)"));
+        }
         Self::Malformed {
             path: path.to_path_buf(),
             line,
-            message: message.into(),
+            message,
         }
     }
 
@@ -65,3 +78,20 @@ impl DataError {
 }
 
 pub type Result<T, E = DataError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_quoted_line_is_cut_with_its_length() {
+        let line = format!("bad line: {}", "é".repeat(5000));
+        let e = DataError::malformed(Path::new("f.txt"), 7, line.clone()).to_string();
+        assert!(e.starts_with("f.txt:7: bad line: éé"), "{}", &e[..40]);
+        assert!(e.len() < 400, "{} bytes", e.len());
+        assert!(
+            e.ends_with(&format!("… ({} bytes in all)", line.len())),
+            "{e}"
+        );
+    }
+}

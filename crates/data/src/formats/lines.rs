@@ -39,6 +39,32 @@ pub fn for_each_line(path: &Path, mut f: impl FnMut(usize, &str) -> Result<()>) 
         line_no += 1;
         let line = std::str::from_utf8(&buf)
             .map_err(|e| DataError::malformed(path, line_no, format!("not valid UTF-8 ({e})")))?;
+        // A byte-order mark some editors put first would otherwise become
+        // part of the first column's name (an invisible character in errors).
+        let line = if line_no == 1 {
+            line.strip_prefix('\u{feff}').unwrap_or(line)
+        } else {
+            line
+        };
         f(line_no, line.trim_end_matches(['\n', '\r']))?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_leading_byte_order_mark_is_not_part_of_the_first_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f.inter");
+        std::fs::write(&p, "\u{feff}user_id:token\titem_id:token\n1\t2\n").unwrap();
+        let mut lines = Vec::new();
+        for_each_line(&p, |_, l| {
+            lines.push(l.to_string());
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(lines, ["user_id:token\titem_id:token", "1\t2"]);
     }
 }
