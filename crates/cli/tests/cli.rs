@@ -332,3 +332,36 @@ fn bare_hsuga_starts_with_the_main_job_and_doctor_says_what_it_fetches() {
         "{text}"
     );
 }
+
+/// An item file cut short (722 of ML-100K's 1,682 items) is read, but
+/// `data stats` says how many items it left without text.
+#[test]
+fn a_cut_short_item_file_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let shared = common::repo().join("../shared/data/ml-100k");
+    std::fs::copy(
+        shared.join("ml-100k.inter"),
+        dir.path().join("ml-100k.inter"),
+    )
+    .unwrap();
+    let items = std::fs::read_to_string(shared.join("ml-100k.item")).unwrap();
+    let cut: String = items.lines().take(723).map(|l| format!("{l}\n")).collect();
+    std::fs::write(dir.path().join("ml-100k.item"), cut).unwrap();
+    let cfg = dir.path().join("cut.toml");
+    std::fs::write(
+        &cfg,
+        "name = \"cut\"\n[interactions]\nformat = \"recbole\"\npath = \"ml-100k.inter\"\n\
+         [items]\nformat = \"recbole\"\npath = \"ml-100k.item\"\n",
+    )
+    .unwrap();
+    let o = hsuga(
+        &dir.path().join("cache"),
+        &["data", "stats", cfg.to_str().unwrap()],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("cut: 960 of 1682 items have no row in the item file"),
+        "{text}"
+    );
+}

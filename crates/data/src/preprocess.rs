@@ -209,6 +209,16 @@ pub fn preprocess(
             .collect(),
         None => Vec::new(),
     };
+    if report.items_without_attributes > 0 {
+        // A cut-short item file, or another catalogue's: say so, since
+        // their text (and everything semantic) will be empty.
+        tracing::warn!(
+            dataset = name,
+            items = report.items_without_attributes,
+            of = item_ids.len(),
+            "items of the interactions have no row in the item file"
+        );
+    }
 
     Dataset {
         name: name.to_string(),

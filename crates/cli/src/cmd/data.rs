@@ -193,6 +193,12 @@ fn stats(names: &[String], format: Format, g: &Globals) -> Result<()> {
                 r.dropped_by_rating,
             ));
         }
+        if r.items_without_attributes > 0 {
+            notes.push(format!(
+                "{}: {} of {} items have no row in the item file (their text is empty)",
+                p.dataset.name, r.items_without_attributes, p.dataset.num_items
+            ));
+        }
         all.push((DatasetStats::of(&p), p.groups.rule.clone()));
     }
     match format {
