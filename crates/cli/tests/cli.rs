@@ -365,3 +365,42 @@ fn a_cut_short_item_file_is_reported() {
         "{text}"
     );
 }
+
+/// Shapes that would allocate tens of GB are refused before anything is
+/// built, naming the key (issue: max_len = 100000000 aborted allocating
+/// 25.6 GB, hidden = 1000000 6.7 GB).
+#[test]
+fn oversized_shapes_are_refused_before_any_allocation() {
+    let dir = tempfile::tempdir().unwrap();
+    for (extra, want) in [
+        (
+            "[model]\nmax_len = 100000000\n",
+            "model.max_len = 100000000 is above the limit of 2048",
+        ),
+        (
+            "[model]\nhidden = 1000000\n",
+            "model.hidden = 1000000 is above the limit of 4096",
+        ),
+        ("[train]\nbatch_size = 1000000\n", "must be at most 65536"),
+        (
+            "[model]\nmax_len = 2048\nhidden = 1024\nheads = 8\n[train]\nbatch_size = 4096\n",
+            "would need about",
+        ),
+    ] {
+        let cfg = dir.path().join("big.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "name = \"big\"\ndataset = \"ml-100k\"\nout_dir = \"{}\"\n{extra}",
+                dir.path().join("runs").display()
+            ),
+        )
+        .unwrap();
+        let o = hsuga(
+            &dir.path().join("cache"),
+            &["train", "--config", cfg.to_str().unwrap(), "--quiet"],
+        );
+        assert_clean_failure(&o, want);
+        assert!(!dir.path().join("runs/big/seed-42/last.e1.bpk").exists());
+    }
+}

@@ -123,6 +123,18 @@ impl ModelConfig {
         if self.max_len == 0 {
             return bad("model.max_len must be at least 1".into());
         }
+        // Far beyond any setting the paper or its peers use, and below what
+        // would allocate tens of GB before the first step.
+        for (key, value, max) in [
+            ("hidden", self.hidden, MAX_HIDDEN),
+            ("max_len", self.max_len, MAX_LEN),
+            ("heads", self.heads, MAX_HEADS),
+            ("layers", self.backbone.layers(), MAX_LAYERS),
+        ] {
+            if value > max {
+                return bad(format!("model.{key} = {value} is above the limit of {max}"));
+            }
+        }
         if self.heads == 0 || !self.hidden.is_multiple_of(self.heads) {
             return bad(format!(
                 "model.heads ({}) must divide model.hidden ({})",
@@ -138,6 +150,12 @@ impl ModelConfig {
         self.backbone.validate(self)
     }
 }
+
+/// Upper bounds on the shape settings (see [`ModelConfig::validate`]).
+pub const MAX_HIDDEN: usize = 4096;
+pub const MAX_LEN: usize = 2048;
+pub const MAX_HEADS: usize = 64;
+pub const MAX_LAYERS: usize = 48;
 
 /// The keys a backbone's own settings have (from its serialised defaults,
 /// so no second list can drift from the struct).

@@ -97,6 +97,13 @@ impl TrainSettings {
         if self.batch_size == 0 || self.eval_batch_size == 0 {
             return bad("train.batch_size and train.eval_batch_size must be at least 1");
         }
+        const MAX_BATCH: usize = 65_536;
+        if self.batch_size > MAX_BATCH || self.eval_batch_size > MAX_BATCH {
+            return Err(TrainError::Config(format!(
+                "train.batch_size ({}) and train.eval_batch_size ({}) must be at most {MAX_BATCH}",
+                self.batch_size, self.eval_batch_size
+            )));
+        }
         if self.epochs == 0 {
             return bad("train.epochs must be at least 1");
         }

@@ -143,6 +143,41 @@ fn build_alone(
     Ok(model)
 }
 
+/// Most memory a run may plan to use (a rough upper estimate, see
+/// [`check_memory`]); a setting past it is an error before any allocation.
+const MAX_TRAIN_BYTES: f64 = 64e9;
+
+/// Refuses settings whose training would need more than [`MAX_TRAIN_BYTES`]:
+/// the item table with its gradient and Adam's two moments, each layer's
+/// activations, and the attention scores of a batch (kept for backward).
+fn check_memory(model: &ModelConfig, num_items: u32, s: &TrainSettings) -> Result<(), TrainError> {
+    let (items, hidden) = (num_items as f64 + 2.0, model.hidden as f64);
+    let (batch, len) = (
+        s.batch_size.max(s.eval_batch_size) as f64,
+        model.max_len as f64,
+    );
+    let layers = model.backbone.layers() as f64;
+    let table = 16.0 * items * hidden;
+    let activations = 4.0 * 12.0 * batch * len * hidden * layers;
+    let attention = 4.0 * 3.0 * batch * model.heads as f64 * len * len * layers;
+    let need = table + activations + attention;
+    if need > MAX_TRAIN_BYTES {
+        return Err(TrainError::Config(format!(
+            "these settings would need about {:.0} GB to train ({} items × model.hidden {}, \
+             batch {} × model.max_len {} × {} layers); the limit is {:.0} GB: lower \
+             model.hidden, model.max_len or the batch sizes",
+            need / 1e9,
+            num_items,
+            model.hidden,
+            batch,
+            model.max_len,
+            layers,
+            MAX_TRAIN_BYTES / 1e9
+        )));
+    }
+    Ok(())
+}
+
 /// The dropout seed of one epoch.
 fn epoch_seed(seed: u64, epoch: usize) -> u64 {
     seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)
@@ -244,6 +279,7 @@ pub fn fit(job: &Job<'_>) -> Result<Outcome, TrainError> {
     job.semantic.check(job.method, job.model.hidden, split)?;
     let num_items = split.num_items;
     let s = job.train;
+    check_memory(job.model, num_items, s)?;
     let tag = model_tag(job.model, num_items) + &job.method.tag();
     let builder = Builder {
         model: job.model,
