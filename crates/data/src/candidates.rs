@@ -63,6 +63,33 @@ impl Candidates {
     pub fn num_users(&self) -> usize {
         self.valid.len().checked_div(self.per_user).unwrap_or(0)
     }
+
+    /// Whether these candidates fit `split`: its users, the requested seed
+    /// and count, and every id an item of the catalogue (or the 0 padding).
+    pub fn check(&self, split: &Split, per_user: usize, seed: u64) -> Result<(), String> {
+        let users = split.num_users();
+        if self.seed != seed || self.per_user != per_user {
+            return Err(format!(
+                "holds seed {} × {} negatives, {seed} × {per_user} were asked for",
+                self.seed, self.per_user
+            ));
+        }
+        for (phase, ids) in [("validation", &self.valid), ("test", &self.test)] {
+            if ids.len() != users * per_user {
+                return Err(format!(
+                    "{} {phase} candidates, {users} users × {per_user} expected",
+                    ids.len()
+                ));
+            }
+            if let Some(bad) = ids.iter().find(|&&i| i > split.num_items) {
+                return Err(format!(
+                    "{phase} candidate id {bad} is past the catalogue's {} items",
+                    split.num_items
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Distinct uniform draws from `1..=num_items` minus `exclude` (sorted).
@@ -89,11 +116,14 @@ fn sample_user(exclude: &[u32], num_items: u32, n: usize, rng: &mut ChaCha8Rng) 
 mod tests {
     use super::*;
 
-    fn toy_split() -> Split {
-        let seqs: Vec<Vec<u32>> = (0..50)
+    fn toy_seqs() -> Vec<Vec<u32>> {
+        (0..50)
             .map(|u| vec![u % 30 + 1, (u * 7) % 30 + 1, (u * 11) % 30 + 1, 3])
-            .collect();
-        Split::leave_one_out(&seqs, 300).unwrap()
+            .collect()
+    }
+
+    fn toy_split() -> Split {
+        Split::leave_one_out(&toy_seqs(), 300).unwrap()
     }
 
     #[test]
@@ -135,5 +165,19 @@ mod tests {
         let s = Split::leave_one_out(&[vec![1, 2, 3]], 5).unwrap();
         let c = Candidates::draw(&s, 4, 1);
         assert_eq!(c.negatives(Phase::Test, 0), &[4, 5, 0, 0]);
+    }
+
+    #[test]
+    fn candidates_of_another_split_or_seed_are_refused() {
+        let split = toy_split();
+        let c = Candidates::draw(&split, 10, 3);
+        assert_eq!(c.check(&split, 10, 3), Ok(()));
+        assert!(c.check(&split, 10, 4).unwrap_err().contains("seed 3"));
+        // The same users with a catalogue of 100 items: ids up to 300 drawn.
+        let small = Split::leave_one_out(&toy_seqs(), 100).unwrap();
+        let e = c.check(&small, 10, 3).unwrap_err();
+        assert!(e.contains("past the catalogue's 100 items"), "{e}");
+        let fewer = Split::leave_one_out(&toy_seqs()[..2], 300).unwrap();
+        assert!(c.check(&fewer, 10, 3).unwrap_err().contains("users"));
     }
 }

@@ -22,8 +22,9 @@ use crate::split::Split;
 /// It is hashed into the cache key, so files of another version live under
 /// another folder name and are never read: version 1 was bincode 1.x,
 /// version 2 is postcard; version 3 lets a split leave users unevaluated
-/// (targets 0, whole sequence in training).
-const FORMAT_VERSION: u32 = 3;
+/// (targets 0, whole sequence in training); version 4 puts a header with
+/// the payload's length and sha256 before it (see [`read_bin`]).
+const FORMAT_VERSION: u32 = 4;
 
 /// Environment variable for the cache root (default: the user's cache dir).
 pub const CACHE_DIR_ENV: &str = "HSUGA_CACHE_DIR";
@@ -55,16 +56,10 @@ pub fn prepare(cfg: &DatasetConfig, cache_root: &Path) -> Result<Prepared> {
         .join("datasets")
         .join(format!("{}-{}", cfg.name, &key[..16]));
     let file = dir.join("prepared.bin");
-    if file.is_file() {
-        let _span = tracing::info_span!("load_cached", dataset = %cfg.name).entered();
-        let mut p: Prepared = read_bin(&file)?;
-        p.dir = dir;
-        return Ok(p);
-    }
     let _span = tracing::info_span!("prepare", dataset = %cfg.name).entered();
-    let prepared = build(cfg, key, dir)?;
-    write_bin(&file, &prepared)?;
-    Ok(prepared)
+    let mut p: Prepared = cached(&file, || build(cfg, key, dir.clone()))?;
+    p.dir = dir;
+    Ok(p)
 }
 
 /// Builds without touching the cache.
@@ -116,11 +111,14 @@ pub fn build(cfg: &DatasetConfig, key: String, dir: PathBuf) -> Result<Prepared>
 /// The evaluation candidates for `seed`, drawn once and then read from the cache.
 pub fn candidates(p: &Prepared, per_user: usize, seed: u64) -> Result<Candidates> {
     let file = p.dir.join(format!("candidates-{per_user}-seed{seed}.bin"));
-    if file.is_file() {
-        return read_bin(&file);
-    }
-    let c = Candidates::draw(&p.split, per_user, seed);
-    write_bin(&file, &c)?;
+    let c: Candidates = cached(&file, || Ok(Candidates::draw(&p.split, per_user, seed)))?;
+    // Intact but not for this split (a file copied between folders): refuse
+    // before an out-of-range id reaches a model's gather.
+    c.check(&p.split, per_user, seed)
+        .map_err(|message| DataError::Cache {
+            path: file.clone(),
+            message,
+        })?;
     Ok(c)
 }
 
@@ -150,16 +148,41 @@ fn content_key_at(cfg: &DatasetConfig, format_version: u32) -> Result<String> {
     Ok(format!("{:x}", h.finalize()))
 }
 
-/// Reads a postcard file whole. A file that ends early or carries bytes past
-/// the value is an error, not a shorter or silently accepted value.
+/// Marks a cache file of this layout: magic, then the payload's length and
+/// sha256, then the postcard payload.
+const MAGIC: &[u8; 8] = b"HSUGAbin";
+const HEADER: usize = 8 + 8 + 32;
+
+/// Reads a cache file whole, checking its magic, length and sha256 before
+/// decoding, so that a truncated, extended or altered file (one flipped
+/// byte among user ids) is never taken for data; postcard then reads
+/// exactly the bytes written, so no input can make it allocate more.
 fn read_bin<T: DeserializeOwned>(file: &Path) -> Result<T> {
     let bytes = std::fs::read(file).map_err(|e| DataError::io(file, e))?;
     let cache_error = |message: String| DataError::Cache {
         path: file.to_path_buf(),
         message,
     };
+    if bytes.len() < HEADER || &bytes[..8] != MAGIC {
+        return Err(cache_error(
+            "not a cache file of this build (no hsuga header)".into(),
+        ));
+    }
+    let len = u64::from_le_bytes(bytes[8..16].try_into().expect("8 bytes")) as usize;
+    let payload = &bytes[HEADER..];
+    if payload.len() != len {
+        return Err(cache_error(format!(
+            "{} payload bytes, the header says {len}",
+            payload.len()
+        )));
+    }
+    if Sha256::digest(payload).as_slice() != &bytes[16..HEADER] {
+        return Err(cache_error(
+            "checksum mismatch (the file was altered)".into(),
+        ));
+    }
     let (value, rest) =
-        postcard::take_from_bytes(&bytes).map_err(|e| cache_error(e.to_string()))?;
+        postcard::take_from_bytes(payload).map_err(|e| cache_error(e.to_string()))?;
     if !rest.is_empty() {
         return Err(cache_error(format!(
             "{} byte(s) left after the stored value",
@@ -169,16 +192,38 @@ fn read_bin<T: DeserializeOwned>(file: &Path) -> Result<T> {
     Ok(value)
 }
 
-/// Writes to a temporary file and renames it, so a crash never leaves a
-/// half-written cache entry that a later run would trust.
+/// A derived cache: read when intact, else built again (with a warning
+/// naming the file and what was wrong) and stored.
+fn cached<T: Serialize + DeserializeOwned>(
+    file: &Path,
+    build: impl FnOnce() -> Result<T>,
+) -> Result<T> {
+    if file.is_file() {
+        match read_bin(file) {
+            Ok(v) => return Ok(v),
+            Err(e @ DataError::Cache { .. }) => {
+                tracing::warn!("{e}; rebuilding it");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let value = build()?;
+    write_bin(file, &value)?;
+    Ok(value)
+}
+
 fn write_bin<T: Serialize>(file: &Path, value: &T) -> Result<()> {
     let dir = file.parent().expect("cache files live in a folder");
     std::fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
+    let payload = postcard::to_stdvec(value).map_err(|e| DataError::Invalid(e.to_string()))?;
     let tmp = file.with_extension(format!("tmp{}", std::process::id()));
     let write = || -> std::io::Result<()> {
         let mut w = BufWriter::new(std::fs::File::create(&tmp)?);
-        postcard::to_io(value, &mut w).map_err(std::io::Error::other)?;
-        w.flush()?;
+        w.write_all(MAGIC)?;
+        w.write_all(&(payload.len() as u64).to_le_bytes())?;
+        w.write_all(&Sha256::digest(&payload))?;
+        w.write_all(&payload)?;
+        w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
         std::fs::rename(&tmp, file)
     };
     write().map_err(|e| DataError::io(file, e))
@@ -235,32 +280,51 @@ mod tests {
         assert_eq!(candidates(&loaded, 1, 7).unwrap(), drawn);
     }
 
+    /// Each way a cache file can be damaged: `read_bin` says what is wrong,
+    /// naming the file, and `prepare` / `candidates` rebuild the same value.
     #[test]
-    fn truncated_cache_is_an_error_naming_the_file() {
+    fn a_damaged_cache_is_detected_and_rebuilt() {
         let data = tempfile::tempdir().unwrap();
         let cache = tempfile::tempdir().unwrap();
         let cfg = toy(data.path());
-        let p = prepare(&cfg, cache.path()).unwrap();
-        let file = p.dir.join("prepared.bin");
-        let bytes = std::fs::read(&file).unwrap();
-        std::fs::write(&file, &bytes[..bytes.len() / 2]).unwrap();
-        let err = prepare(&cfg, cache.path()).unwrap_err();
-        assert!(matches!(err, DataError::Cache { .. }), "{err}");
-        assert!(err.to_string().contains("prepared.bin"), "{err}");
-    }
-
-    #[test]
-    fn cache_with_trailing_bytes_is_an_error() {
-        let data = tempfile::tempdir().unwrap();
-        let cache = tempfile::tempdir().unwrap();
-        let cfg = toy(data.path());
-        let p = prepare(&cfg, cache.path()).unwrap();
-        let file = p.dir.join("prepared.bin");
-        let mut bytes = std::fs::read(&file).unwrap();
-        bytes.extend([0u8; 3]);
-        std::fs::write(&file, bytes).unwrap();
-        let err = prepare(&cfg, cache.path()).unwrap_err().to_string();
-        assert!(err.contains("3 byte(s) left"), "{err}");
+        let built = prepare(&cfg, cache.path()).unwrap();
+        let drawn = candidates(&built, 1, 7).unwrap();
+        for name in ["prepared.bin", "candidates-1-seed7.bin"] {
+            let file = built.dir.join(name);
+            let good = std::fs::read(&file).unwrap();
+            let mut flipped = good.clone();
+            let last = flipped.len() - 1;
+            flipped[last] ^= 0x01;
+            let mut longer = good.clone();
+            longer.extend([0u8; 3]);
+            let damages: [(&str, Vec<u8>); 5] = [
+                ("truncated", good[..good.len() / 2].to_vec()),
+                ("extended", longer),
+                ("one byte flipped", flipped),
+                (
+                    "random bytes",
+                    (0..200u32).map(|i| (i * 37 % 251) as u8).collect(),
+                ),
+                ("empty", Vec::new()),
+            ];
+            for (what, bytes) in damages {
+                std::fs::write(&file, &bytes).unwrap();
+                let e = if name == "prepared.bin" {
+                    read_bin::<Prepared>(&file).map(|_| ()).unwrap_err()
+                } else {
+                    read_bin::<Candidates>(&file).map(|_| ()).unwrap_err()
+                };
+                assert!(matches!(e, DataError::Cache { .. }), "{name} {what}: {e}");
+                assert!(e.to_string().contains(name), "{name} {what}: {e}");
+                assert_eq!(prepare(&cfg, cache.path()).unwrap(), built, "{name} {what}");
+                assert_eq!(candidates(&built, 1, 7).unwrap(), drawn, "{name} {what}");
+                assert_eq!(
+                    std::fs::read(&file).unwrap(),
+                    good,
+                    "{name} {what}: rewritten"
+                );
+            }
+        }
     }
 
     /// The evaluated-user setting changes what is cached, so it must change
