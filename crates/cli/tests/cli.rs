@@ -404,3 +404,43 @@ fn oversized_shapes_are_refused_before_any_allocation() {
         assert!(!dir.path().join("runs/big/seed-42/last.e1.bpk").exists());
     }
 }
+
+/// A missing file's OS error is printed once, and a run whose `dataset =`
+/// names a missing config says that it is that entry.
+#[test]
+fn a_missing_dataset_config_is_named_once_as_the_runs_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nosuch.toml");
+    let o = hsuga(
+        &dir.path().join("cache"),
+        &["data", "stats", missing.to_str().unwrap()],
+    );
+    assert_clean_failure(&o, "nosuch.toml: No such file");
+    assert_eq!(
+        stderr(&o).matches("No such file").count(),
+        1,
+        "{}",
+        stderr(&o)
+    );
+    let cfg = dir.path().join("run.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "name = \"x\"\ndataset = \"{}\"\nout_dir = \"{}\"\n",
+            missing.display(),
+            dir.path().join("runs").display()
+        ),
+    )
+    .unwrap();
+    let o = hsuga(
+        &dir.path().join("cache"),
+        &["train", "--config", cfg.to_str().unwrap(), "--quiet"],
+    );
+    assert_clean_failure(&o, &format!("run `x`: dataset = \"{}\"", missing.display()));
+    assert_eq!(
+        stderr(&o).matches("No such file").count(),
+        1,
+        "{}",
+        stderr(&o)
+    );
+}

@@ -6,11 +6,12 @@ use std::path::{Path, PathBuf};
 /// Errors from loading, preprocessing and caching datasets.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        /// Printed in the message, not chained as a source: the chain would
+        /// print it a second time.
+        cause: std::io::Error,
     },
     /// A line (1-based) that does not have the shape its format requires.
     #[error("{path}:{line}: {message}")]
@@ -37,7 +38,7 @@ impl DataError {
     pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
         Self::Io {
             path: path.to_path_buf(),
-            source,
+            cause: source,
         }
     }
 

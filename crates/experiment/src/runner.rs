@@ -77,7 +77,8 @@ pub fn run(
     let mut datasets = Vec::new();
     for entry in &cfg.datasets {
         let path = (opts.resolve_dataset)(entry).map_err(ExperimentError::Config)?;
-        let dcfg = DatasetConfig::load(&path)?;
+        let dcfg = DatasetConfig::load(&path)
+            .map_err(|e| ExperimentError::Config(format!("datasets entry {entry:?}: {e}")))?;
         datasets.push((path, dcfg));
     }
     let rows: Vec<(&str, &InputsConfig)> = methods
@@ -167,7 +168,10 @@ pub fn train_one(
 ) -> Result<crate::RunReport, ExperimentError> {
     cfg.validate()?;
     let path = resolve_dataset(&cfg.dataset).map_err(ExperimentError::Config)?;
-    let dcfg = DatasetConfig::load(&path)?;
+    let dcfg = DatasetConfig::load(&path).map_err(|e| ExperimentError::Run {
+        path: format!("run `{}`", cfg.name),
+        message: format!("dataset = {:?}: {e}", cfg.dataset),
+    })?;
     preflight(
         &[(cfg.name.as_str(), &cfg.inputs)],
         &[(path, dcfg.clone())],

@@ -25,11 +25,12 @@ use sha2::{Digest, Sha256};
 /// Everything a fetch can fail with; each message names the file or URL.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        /// Printed in the message, not chained as a source: the chain would
+        /// print it a second time.
+        cause: std::io::Error,
     },
     #[error("{url}: {msg}")]
     Http { url: String, msg: String },
@@ -52,7 +53,7 @@ impl FetchError {
     pub fn io(path: &Path, source: std::io::Error) -> Self {
         Self::Io {
             path: path.to_path_buf(),
-            source,
+            cause: source,
         }
     }
 }

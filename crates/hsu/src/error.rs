@@ -6,19 +6,21 @@ pub type Result<T, E = HsuError> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HsuError {
-    #[error("{path}: {source}")]
+    // The causes are printed in the messages, not chained as sources:
+    // an error chain would print them again.
+    #[error("{path}: {cause}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("invalid config: {0}")]
     Config(String),
     #[error("prompt template {file}: {message}")]
     Template { file: String, message: String },
-    #[error("store {path}: {source}")]
+    #[error("store {path}: {cause}")]
     Store {
         path: PathBuf,
-        source: rusqlite::Error,
+        cause: rusqlite::Error,
     },
     #[error("store {path}: {message}")]
     Corrupt { path: PathBuf, message: String },
@@ -32,7 +34,7 @@ impl HsuError {
     pub fn io(path: &Path, source: std::io::Error) -> Self {
         HsuError::Io {
             path: path.to_path_buf(),
-            source,
+            cause: source,
         }
     }
 }

@@ -208,7 +208,7 @@ impl Store {
     fn err(path: &Path, source: rusqlite::Error) -> HsuError {
         HsuError::Store {
             path: path.to_path_buf(),
-            source,
+            cause: source,
         }
     }
 

@@ -35,11 +35,12 @@ pub enum TextError {
     #[error("fetching model '{model}': {msg}")]
     Fetch { model: String, msg: String },
 
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        /// Printed in the message, not chained as a source: the chain would
+        /// print it a second time.
+        cause: std::io::Error,
     },
 
     #[error("tokenizer: {0}")]
@@ -75,7 +76,7 @@ impl TextError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         TextError::Io {
             path: path.into(),
-            source,
+            cause: source,
         }
     }
 }
