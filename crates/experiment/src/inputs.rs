@@ -179,12 +179,23 @@ fn hsu_users(
     let done = hsuga_hsu::run_dataset(&req).map_err(|e| err(&format!("hsu `{name}`"), e))?;
     b.finish_and_clear();
     let report = &done.run;
-    if report.users_failed > 0 {
+    if report.users_pending > 0 {
         return Err(ExperimentError::Inputs(format!(
             "hsu `{name}`: {} users have unfinished stages ({}); rerun to resume",
-            report.users_failed,
+            report.users_pending,
             report.errors.join("; ")
         )));
+    }
+    if report.users_failed > 0 {
+        // Retried up to `engine.max_stage_runs` runs: what is left is the
+        // back-end's answer, kept (as the paper's code does) with the
+        // previous interests, and said out loud rather than trained on unseen.
+        eprintln!(
+            "warning: hsu `{name}`: {} of {} users kept earlier interests after unusable \
+             answers in some stage (`hsuga hsu stats` lists them; `hsuga hsu --retry-failed` \
+             recomputes them)",
+            report.users_failed, report.users
+        );
     }
     let Some(embedder) = embedder else {
         let h = hsuga_hsu::hidden_user_embeddings(

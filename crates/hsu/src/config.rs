@@ -145,6 +145,12 @@ pub struct EngineConfig {
     pub execute_retain: bool,
     /// Most interests kept from one answer (longer lists are cut).
     pub max_interests: usize,
+    /// Runs that may compute a stage whose answers stayed unusable: a later
+    /// run retries such a stage (a fixed server, a better prompt) until this
+    /// many runs have failed it; after that it is kept as failed until
+    /// `hsuga hsu --retry-failed`. Not part of the config hash: it decides
+    /// whether a stage is recomputed, not what a computed stage holds.
+    pub max_stage_runs: u32,
 }
 
 impl Default for EngineConfig {
@@ -154,6 +160,7 @@ impl Default for EngineConfig {
             max_attempts: 3,
             execute_retain: false,
             max_interests: 10,
+            max_stage_runs: 3,
         }
     }
 }
@@ -234,6 +241,9 @@ impl HsuConfig {
         }
         if self.engine.max_attempts == 0 {
             return bad("engine.max_attempts must be ≥ 1".into());
+        }
+        if self.engine.max_stage_runs == 0 {
+            return bad("engine.max_stage_runs must be ≥ 1".into());
         }
         if self.engine.concurrency == Some(0) {
             return bad("engine.concurrency must be ≥ 1".into());

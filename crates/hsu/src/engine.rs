@@ -5,9 +5,13 @@
 //! Each later stage: drift selection (one of the four operations), then the
 //! edit prompt for that operation as the next turn of the same conversation.
 //! Unusable answers are retried (bounded); after the last attempt the stage
-//! keeps the previous interests and is stored with a failure status. A call
-//! that fails outright (server down after the client's own retries) leaves
-//! the user for the next run and stores nothing for that stage.
+//! keeps the previous interests and is stored with a failure status — a
+//! failure, not final interests: the next run computes it again (and every
+//! stage after it), until `engine.max_stage_runs` runs have failed it, or at
+//! once with `retry_failed`. So a store filled while a server answered
+//! gibberish heals when the server is fixed. A call that fails outright
+//! (server down after the client's own retries) leaves the user pending for
+//! the next run and stores nothing for that stage.
 //!
 //! Users are sorted by number of stages and handed to a bounded pool of
 //! workers, so users of similar length run side by side and a server sees
@@ -124,7 +128,16 @@ impl std::fmt::Display for Shard {
 pub struct RunReport {
     pub users: usize,
     pub users_empty: usize,
+    /// Every stage stored with usable answers (users without training items
+    /// included).
+    pub users_done: usize,
+    /// Every stage stored, but at least one kept the previous interests after
+    /// unusable answers (now, or in an earlier run that exhausted
+    /// `max_stage_runs`).
     pub users_failed: usize,
+    /// Stages left for the next run: a call failed outright, or the run was
+    /// stopped before the user was finished.
+    pub users_pending: usize,
     pub stages_run: usize,
     pub stages_reused: usize,
     pub stages_failed: usize,
@@ -149,6 +162,8 @@ pub struct Engine<'a> {
     pub stop: Arc<AtomicBool>,
     /// Ask the back-end for hidden-state means (in-process models).
     pub want_hidden: bool,
+    /// Recompute every failed stage, however many runs have failed it.
+    pub retry_failed: bool,
 }
 
 impl std::fmt::Debug for Engine<'_> {
@@ -210,6 +225,7 @@ impl<'a> Engine<'a> {
             stage_length: stage_length.max(1),
             stop: Arc::new(AtomicBool::new(false)),
             want_hidden: false,
+            retry_failed: false,
         }
     }
 
@@ -277,11 +293,17 @@ impl<'a> Engine<'a> {
                                 if o.interrupted {
                                     r.interrupted = true;
                                 }
-                                if let Some(e) = o.error {
+                                if let Some(e) = &o.error
+                                    && r.errors.len() < 10
+                                {
+                                    r.errors.push(format!("user {}: {e}", user.user));
+                                }
+                                if o.error.is_some() || o.interrupted {
+                                    r.users_pending += 1;
+                                } else if o.has_failed_stage {
                                     r.users_failed += 1;
-                                    if r.errors.len() < 10 {
-                                        r.errors.push(format!("user {}: {e}", user.user));
-                                    }
+                                } else {
+                                    r.users_done += 1;
                                 }
                             }
                             Err(e) => {
@@ -307,8 +329,11 @@ impl<'a> Engine<'a> {
             return Err(e);
         }
         let mut r = report.into_inner().unwrap_or_else(|p| p.into_inner());
-        if self.stop.load(Ordering::SeqCst) && done.load(Ordering::SeqCst) < todo.len() {
+        let finished = done.load(Ordering::SeqCst);
+        if self.stop.load(Ordering::SeqCst) && finished < todo.len() {
             r.interrupted = true;
+            // Users no worker picked up before the stop.
+            r.users_pending += todo.len() - finished;
         }
         r.seconds = started.elapsed().as_secs_f64();
         let described = toml::to_string(&self.cfg.cfg).unwrap_or_default();
@@ -336,16 +361,22 @@ impl<'a> Engine<'a> {
             }
             return Ok(out);
         }
+        let same = |k: usize, rec: &StageRecord, items: &[HistItem]| {
+            rec.stage as usize == k
+                && rec.config_hash == config_hash
+                && rec.items_hash == items_hash(items)
+        };
+        let max_runs = self.cfg.cfg.engine.max_stage_runs;
         let reusable = stored
             .iter()
             .zip(&stages)
             .enumerate()
             .take_while(|(k, (rec, items))| {
-                rec.stage as usize == *k
-                    && rec.config_hash == config_hash
-                    && rec.items_hash == items_hash(items)
+                same(*k, rec, items)
+                    && (rec.status == Status::Ok || (!self.retry_failed && rec.tries >= max_runs))
             })
             .count();
+        out.has_failed_stage = stored[..reusable].iter().any(|r| r.status != Status::Ok);
         out.reused = reusable;
         if reusable == stages.len() && stored.len() > reusable {
             self.store
@@ -362,13 +393,20 @@ impl<'a> Engine<'a> {
                 break;
             }
             match self.run_stage(&h.user, k as u32, items, &interests, config_hash) {
-                Ok(rec) => {
+                Ok(mut rec) => {
                     out.run += 1;
                     out.calls += rec.calls as usize;
                     out.tokens_in += rec.tokens_in;
                     out.tokens_out += rec.tokens_out;
+                    // The same stage computed again (a retried failure) counts
+                    // on from the stored one; new items or config start over.
+                    rec.tries = match stored.get(k) {
+                        Some(old) if same(k, old, items) => old.tries.saturating_add(1),
+                        _ => 1,
+                    };
                     if rec.status != Status::Ok {
                         out.failed += 1;
+                        out.has_failed_stage = true;
                     }
                     self.store.put_stage(self.variant(), &rec)?;
                     interests = rec.interests;
@@ -493,6 +531,7 @@ impl<'a> Engine<'a> {
             status: Status::Ok,
             error: None,
             hidden: None,
+            tries: 1,
         };
 
         // One-call prompts: reasoning (stage 1), CoT, recursive summary.
@@ -654,17 +693,24 @@ struct UserOutcome {
     empty: bool,
     interrupted: bool,
     error: Option<String>,
+    /// A stage of this user (run now or reused) kept the previous interests.
+    has_failed_stage: bool,
 }
 
 /// A user's latest interests and hidden-state mean (if stored).
 pub type FinalInterests = (Vec<String>, Option<Vec<f32>>);
 
-/// Each user's latest interests (and hidden-state mean, if stored).
+/// Each user's latest interests (and hidden-state mean, if stored): those of
+/// the user's last stage with usable answers. A failed stage is a failure,
+/// not interests: it only carries the previous ones forward, and has no
+/// hidden states of its own. A user whose every stage failed has none.
 pub fn final_interests(store: &Store, variant: &str) -> Result<HashMap<String, FinalInterests>> {
     let mut out = HashMap::new();
     for rec in store.all_stages(variant)? {
-        // Rows come ordered by (user, stage): the last one wins.
-        out.insert(rec.user.clone(), (rec.interests, rec.hidden));
+        // Rows come ordered by (user, stage): the last usable one wins.
+        if rec.status == Status::Ok {
+            out.insert(rec.user.clone(), (rec.interests, rec.hidden));
+        }
     }
     Ok(out)
 }

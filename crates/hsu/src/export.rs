@@ -241,6 +241,7 @@ mod tests {
             status: Status::Ok,
             error: None,
             hidden,
+            tries: 1,
         };
         store
             .put_stage("v", &rec("a", &["Drama"], Some(vec![1.0, 2.0])))

@@ -68,6 +68,9 @@ pub struct DatasetRun<'a> {
     /// Overrides the config's stage length (≥ 1).
     pub stage_length: Option<usize>,
     pub hidden: HiddenStates,
+    /// Recompute every stage stored as failed, however many runs failed it
+    /// (`hsuga hsu --retry-failed`).
+    pub retry_failed: bool,
     /// Answers instead of the back-end the config names (tests).
     pub backend: Option<&'a dyn ChatBackend>,
     /// Shared with the caller's Ctrl-C handler: set, the stages in flight
@@ -109,6 +112,7 @@ impl<'a> DatasetRun<'a> {
             users: UserSelection::All,
             stage_length: None,
             hidden: HiddenStates::IfInProcess,
+            retry_failed: false,
             backend: None,
             stop: None,
             on_start: None,
@@ -129,9 +133,10 @@ pub struct Plan {
     pub store: PathBuf,
 }
 
-/// What a run did; `run.users_failed > 0` means stages were left for the
-/// next run (listed in `run.errors`): the caller decides whether that is an
-/// error.
+/// What a run did; `run.users_pending > 0` means stages were left for the
+/// next run (listed in `run.errors`), `run.users_failed > 0` that some kept
+/// their previous interests after unusable answers: the caller decides
+/// whether either is an error.
 #[derive(Debug)]
 pub struct DatasetReport {
     pub plan: Plan,
@@ -190,6 +195,7 @@ pub fn run_dataset(req: &DatasetRun<'_>) -> Result<DatasetReport> {
     };
     let mut engine = Engine::new(req.hsu, backend, &store, stage_length);
     engine.want_hidden = want_hidden;
+    engine.retry_failed = req.retry_failed;
     if let Some(stop) = &req.stop {
         engine.stop = stop.clone();
     }

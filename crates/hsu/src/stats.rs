@@ -20,6 +20,10 @@ pub struct Stats {
     pub ops: BTreeMap<String, usize>,
     pub ops_replaced_by_ablation: usize,
     pub status: BTreeMap<String, usize>,
+    /// Users with a stage stored as failed (previous interests kept).
+    pub users_failed: usize,
+    /// Stages computed by more than one run (failures retried).
+    pub stages_retried: usize,
     /// Recorded problems by kind (each unusable answer, each failed call).
     pub failures: BTreeMap<String, usize>,
     pub calls: usize,
@@ -48,6 +52,7 @@ pub fn stats(store: &Store, variant: &str) -> Result<Stats> {
     let mut users = BTreeSet::new();
     let mut backends = BTreeSet::new();
     let mut hidden_users = BTreeSet::new();
+    let mut failed_users = BTreeSet::new();
     let (mut tin, mut tout, mut lat) = (0u64, 0u64, 0f64);
     for r in &rows {
         users.insert(r.user.as_str());
@@ -63,6 +68,12 @@ pub fn stats(store: &Store, variant: &str) -> Result<Stats> {
             s.ops_replaced_by_ablation += 1;
         }
         *s.status.entry(r.status.as_str().to_string()).or_default() += 1;
+        if r.status != Status::Ok {
+            failed_users.insert(r.user.as_str());
+        }
+        if r.tries > 1 {
+            s.stages_retried += 1;
+        }
         s.calls += r.calls as usize;
         tin += r.tokens_in;
         tout += r.tokens_out;
@@ -82,6 +93,7 @@ pub fn stats(store: &Store, variant: &str) -> Result<Stats> {
     s.users = users.len();
     s.stages = rows.len();
     s.users_with_hidden_states = hidden_users.len();
+    s.users_failed = failed_users.len();
     let div = |a: f64, b: usize| if b == 0 { 0.0 } else { a / b as f64 };
     s.parse_failure_rate = div(parse_failures as f64, s.calls);
     s.tokens_in_per_stage = div(tin as f64, s.stages);
@@ -136,7 +148,11 @@ impl fmt::Display for Stats {
         for (k, v) in &self.status {
             write!(f, " {k} {v}")?;
         }
-        writeln!(f)?;
+        writeln!(
+            f,
+            "  ({} users with a failed stage, {} stages retried by a later run)",
+            self.users_failed, self.stages_retried
+        )?;
         write!(f, "failures      ")?;
         if self.failures.is_empty() {
             write!(f, " none")?;

@@ -77,6 +77,11 @@ pub struct StageRecord {
     pub error: Option<String>,
     /// Mean last hidden state over the generated tokens (in-process LLMs).
     pub hidden: Option<Vec<f32>>,
+    /// How many runs have computed this stage of these items under this
+    /// config: 1 when first stored; a failed stage that a later run retries
+    /// and fails again counts up, so retries stay bounded
+    /// (`engine.max_stage_runs`) and `hsu stats` can show them.
+    pub tries: u32,
 }
 
 /// A recorded problem: an unusable answer (one per failed attempt) or a
@@ -125,6 +130,7 @@ CREATE TABLE IF NOT EXISTS stages (
     error TEXT,
     hidden BLOB,
     created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+    tries INTEGER NOT NULL DEFAULT 1,
     PRIMARY KEY (variant, user, stage)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS failures (
@@ -177,6 +183,7 @@ impl Store {
         conn.execute_batch("PRAGMA synchronous=NORMAL;")
             .map_err(|e| Self::err(path, e))?;
         conn.execute_batch(SCHEMA).map_err(|e| Self::err(path, e))?;
+        Self::add_tries_column(&conn).map_err(|e| Self::err(path, e))?;
         Ok(Self {
             conn: Mutex::new(conn),
             path: path.to_path_buf(),
@@ -199,6 +206,27 @@ impl Store {
                 other => return other,
             }
         }
+    }
+
+    /// Stores written before failed stages were retried have no `tries`
+    /// column; each of their stages was computed by one run.
+    fn add_tries_column(conn: &Connection) -> rusqlite::Result<()> {
+        let has: bool = conn.query_row(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info('stages') WHERE name = 'tries'",
+            [],
+            |r| r.get(0),
+        )?;
+        if !has {
+            // Another shard may add it between our check and this statement.
+            match conn
+                .execute_batch("ALTER TABLE stages ADD COLUMN tries INTEGER NOT NULL DEFAULT 1")
+            {
+                Err(rusqlite::Error::SqliteFailure(_, Some(m)))
+                    if m.contains("duplicate column") => {}
+                other => other?,
+            }
+        }
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {
@@ -235,9 +263,9 @@ impl Store {
         tx.execute(
             "INSERT INTO stages (variant, user, stage, items, items_hash, config_hash, op,
                 requested_op, explanation, interests, prompt_hash, backend, model, calls,
-                tokens_in, tokens_out, latency_ms, status, error, hidden)
+                tokens_in, tokens_out, latency_ms, status, error, hidden, tries)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                ?17, ?18, ?19, ?20)",
+                ?17, ?18, ?19, ?20, ?21)",
             params![
                 variant,
                 rec.user,
@@ -259,6 +287,7 @@ impl Store {
                 rec.status.as_str(),
                 rec.error,
                 hidden_blob(&rec.hidden),
+                rec.tries,
             ],
         )
         .map_err(|e| self.e(e))?;
@@ -325,7 +354,7 @@ impl Store {
             .prepare_cached(
                 "SELECT user, stage, items, items_hash, config_hash, op, requested_op, explanation,
                     interests, prompt_hash, backend, model, calls, tokens_in, tokens_out,
-                    latency_ms, status, error, hidden
+                    latency_ms, status, error, hidden, tries
                  FROM stages WHERE variant = ?1 AND user = ?2 ORDER BY stage",
             )
             .map_err(|e| self.e(e))?;
@@ -349,7 +378,7 @@ impl Store {
             .prepare(
                 "SELECT user, stage, items, items_hash, config_hash, op, requested_op, explanation,
                     interests, prompt_hash, backend, model, calls, tokens_in, tokens_out,
-                    latency_ms, status, error, hidden
+                    latency_ms, status, error, hidden, tries
                  FROM stages WHERE variant = ?1 ORDER BY user, stage",
             )
             .map_err(|e| self.e(e))?;
@@ -445,6 +474,7 @@ fn row_to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<RowResult> {
                     .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                     .collect()
             }),
+            tries: r.get(19).map_err(|e| e.to_string())?,
         })
     };
     Ok(build())
@@ -475,6 +505,7 @@ mod tests {
             status: Status::Ok,
             error: None,
             hidden: Some(vec![0.5, -1.0]),
+            tries: 1,
         }
     }
 
@@ -507,5 +538,32 @@ mod tests {
         // A second connection (another process) sees the same rows.
         let s2 = Store::open(s.path()).unwrap();
         assert_eq!(s2.all_stages("v").unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_store_from_before_retries_gains_the_tries_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.sqlite");
+        // The schema as earlier builds wrote it: no `tries`.
+        let old = SCHEMA.replace("    tries INTEGER NOT NULL DEFAULT 1,\n", "");
+        assert!(!old.contains("tries"));
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(&old).unwrap();
+        conn.execute(
+            "INSERT INTO stages (variant, user, stage, items, items_hash, config_hash,
+                explanation, interests, prompt_hash, backend, model, calls, tokens_in,
+                tokens_out, latency_ms, status)
+             VALUES ('v', 'u1', 0, '[]', 'h', 'c', '', '[\"Drama\"]', 'p', 'rules', 'm',
+                1, 1, 1, 0.0, 'edit_failed')",
+            [],
+        )
+        .unwrap();
+        drop(conn);
+        let s = Store::open(&path).unwrap();
+        let got = s.user_stages("v", "u1").unwrap();
+        assert_eq!((got[0].status, got[0].tries), (Status::EditFailed, 1));
+        // Opening again (the column is there now) is not an error.
+        drop(s);
+        Store::open(&path).unwrap();
     }
 }

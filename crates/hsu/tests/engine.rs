@@ -363,7 +363,7 @@ fn bad_input_and_bad_answers_never_corrupt_the_store() {
     });
     let store2 = Store::open(&dir.path().join("d.sqlite")).unwrap();
     let r = run(&cfg, &down, &store2, &users(3));
-    assert_eq!(r.users_failed, 3);
+    assert_eq!((r.users_pending, r.users_done, r.users_failed), (3, 0, 0));
     assert!(store2.all_stages("t").unwrap().is_empty());
     assert_eq!(stats(&store2, "t").unwrap().failures["call_error"], 3);
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(true));
@@ -373,4 +373,89 @@ fn bad_input_and_bad_answers_never_corrupt_the_store() {
     };
     assert!(e.run(&users(3), Shard::ALL, None).unwrap().interrupted);
     assert!(stop.load(Ordering::SeqCst));
+}
+
+/// Issue 20, case 6: a store filled while the server answered gibberish
+/// must heal once the server is fixed, not keep `[]` interests as final.
+#[test]
+fn failed_stages_are_retried_by_later_runs_until_they_heal() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+    let cfg = config("");
+    let us = users(4);
+    let expected: usize = us.iter().map(|u| u.items.len().div_ceil(4)).sum();
+    let gibberish = Scripted::new(|_, _| Ok("zxqv wubba".into()));
+    let r = run(&cfg, &gibberish, &store, &us);
+    assert_eq!((r.users_done, r.users_failed, r.users_pending), (0, 4, 0));
+    assert_eq!(r.stages_failed, expected);
+    // A failed stage is not final interests.
+    assert!(hsuga_hsu::final_interests(&store, "t").unwrap().is_empty());
+    // The server is fixed: the next run recomputes every failed stage.
+    let good = counting();
+    let r = run(&cfg, &good, &store, &us);
+    assert_eq!((r.users_done, r.users_failed, r.users_pending), (4, 0, 0));
+    assert_eq!((r.stages_run, r.stages_reused), (expected, 0));
+    let reference = Store::open(&dir.path().join("ref.sqlite")).unwrap();
+    run(&cfg, &counting(), &reference, &us);
+    assert_eq!(snapshot(&store), snapshot(&reference));
+    // A healed stage records that two runs computed it.
+    assert!(store.all_stages("t").unwrap().iter().all(|s| s.tries == 2));
+    assert!(
+        reference
+            .all_stages("t")
+            .unwrap()
+            .iter()
+            .all(|s| s.tries == 1)
+    );
+}
+
+#[test]
+fn failed_stages_are_retried_a_bounded_number_of_runs_unless_forced() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("s.sqlite")).unwrap();
+    let cfg = config("[engine]\nmax_stage_runs = 2\nmax_attempts = 1\n");
+    // One user, two stages: the reasoning stage works, every selection is gibberish.
+    let u = vec![UserHistory {
+        user: "alice".into(),
+        items: (0..8).map(item).collect(),
+    }];
+    let select_broken = Scripted::new(|req, _| {
+        Ok(match &req.hint {
+            Some(TaskHint::Select { .. }) => "no idea".into(),
+            _ => "Explanation: e\nFinal interests:\n1. Drama".into(),
+        })
+    });
+    let r = run(&cfg, &select_broken, &store, &u);
+    assert_eq!((r.users_failed, r.stages_run, r.stages_failed), (1, 2, 1));
+    let tries = |s: &Store| -> Vec<(Status, u32)> {
+        s.user_stages("t", "alice")
+            .unwrap()
+            .iter()
+            .map(|r| (r.status, r.tries))
+            .collect()
+    };
+    assert_eq!(tries(&store), [(Status::Ok, 1), (Status::SelectFailed, 1)]);
+    // Second run: the failed stage (only) is computed again, and fails again.
+    select_broken.reset();
+    let r = run(&cfg, &select_broken, &store, &u);
+    assert_eq!((r.stages_run, r.stages_reused, r.users_failed), (1, 1, 1));
+    assert_eq!(select_broken.calls(), 1);
+    assert_eq!(tries(&store), [(Status::Ok, 1), (Status::SelectFailed, 2)]);
+    // Two runs have failed it: the third keeps it, with no call, still reported.
+    select_broken.reset();
+    let r = run(&cfg, &select_broken, &store, &u);
+    assert_eq!((r.stages_run, r.stages_reused, r.users_failed), (0, 2, 1));
+    assert_eq!(select_broken.calls(), 0);
+    // The final interests are the last usable stage's.
+    let fin = hsuga_hsu::final_interests(&store, "t").unwrap();
+    assert_eq!(fin["alice"].0, ["Drama"]);
+    // Forced: recomputed although the bound is reached, and it heals.
+    let good = counting();
+    let forced = Engine {
+        retry_failed: true,
+        ..Engine::new(&cfg, &good, &store, 4)
+    };
+    let r = forced.run(&u, Shard::ALL, None).unwrap();
+    assert_eq!((r.stages_run, r.users_done, r.users_failed), (1, 1, 0));
+    assert_eq!(tries(&store), [(Status::Ok, 1), (Status::Ok, 3)]);
 }

@@ -153,7 +153,7 @@ fn required_hidden_states_are_stored_and_read_back_per_user_from_the_last_stage(
     assert_eq!(done.plan.backend.backend, "with-hidden");
     assert_eq!(started.lock().unwrap().as_ref(), Some(&done.plan));
     // alice 2 stages, bob 2, carol 1.
-    assert_eq!((done.run.stages_run, done.run.users_failed), (5, 0));
+    assert_eq!((done.run.stages_run, done.run.users_pending), (5, 0));
     let asked = backend.asked();
     assert!(!asked.is_empty() && asked.iter().all(|&a| a), "{asked:?}");
     let h = hidden_user_embeddings(&done.store, "t", &prepared.dataset.user_ids).unwrap();
@@ -249,7 +249,7 @@ fn users_whose_calls_fail_are_reported_and_left_for_the_next_run() {
     let mut req = DatasetRun::new(&cfg, &dcfg, &prepared, &db);
     req.backend = Some(&backend);
     let done = run_dataset(&req).unwrap();
-    assert_eq!(done.run.users_failed, 1);
+    assert_eq!(done.run.users_pending, 1);
     assert_eq!(done.run.errors.len(), 1);
     assert!(
         done.run.errors[0].starts_with("user carol: "),
@@ -261,7 +261,7 @@ fn users_whose_calls_fail_are_reported_and_left_for_the_next_run() {
     let ok = WithHidden::new();
     req.backend = Some(&ok);
     let done = run_dataset(&req).unwrap();
-    assert_eq!((done.run.stages_run, done.run.users_failed), (1, 0));
+    assert_eq!((done.run.stages_run, done.run.users_pending), (1, 0));
 }
 
 /// Every `.rs` file under `dir`.

@@ -77,6 +77,11 @@ struct RunArgs {
     /// Override the stage length of the config.
     #[arg(long)]
     stage_length: Option<usize>,
+    /// Recompute every stage stored as failed (unusable answers), however
+    /// many runs failed it; without it a failed stage is retried until
+    /// `engine.max_stage_runs` runs have failed it.
+    #[arg(long)]
+    retry_failed: bool,
 }
 
 #[derive(Args)]
@@ -180,16 +185,20 @@ fn run_hsu(a: RunArgs, g: &Globals) -> Result<()> {
         (Some(n), true) => UserSelection::Shortest(n),
     };
     req.stage_length = a.stage_length;
+    req.retry_failed = a.retry_failed;
     req.stop = Some(stop);
     req.on_start = Some(&on_start);
     req.progress = Some(&progress);
     let report = hsuga_hsu::run_dataset(&req)?.run;
     bar.finish_and_clear();
     println!(
-        "{} users ({} with no training items, {} left for the next run), {} stages run, {} reused, {} kept previous interests after unusable answers",
+        "{} users: {} done, {} failed, {} pending ({} with no training items); {} stages run, \
+         {} reused, {} kept previous interests after unusable answers",
         report.users,
-        report.users_empty,
+        report.users_done,
         report.users_failed,
+        report.users_pending,
+        report.users_empty,
         report.stages_run,
         report.stages_reused,
         report.stages_failed
@@ -204,7 +213,37 @@ fn run_hsu(a: RunArgs, g: &Globals) -> Result<()> {
     if report.interrupted {
         eprintln!("interrupted: completed stages are stored; rerun the same command to resume");
     }
-    Ok(())
+    unfinished(&report, &resolved)
+}
+
+/// A run that leaves any user unfinished or failed is not a success: a
+/// script (or a person) must not take half-mined interests for a result.
+fn unfinished(r: &hsuga_hsu::RunReport, cfg: &Resolved) -> Result<()> {
+    let mut why = Vec::new();
+    if r.users_pending > 0 {
+        why.push(format!(
+            "{} users pending (a call failed outright or the run was stopped; rerun to resume)",
+            r.users_pending
+        ));
+    }
+    if r.users_failed > 0 {
+        why.push(format!(
+            "{} users failed (a stage kept earlier interests after {} unusable answers; a \
+             rerun retries it until {} runs have failed it, `--retry-failed` at once; \
+             `hsuga hsu stats` shows the answers)",
+            r.users_failed, cfg.cfg.engine.max_attempts, cfg.cfg.engine.max_stage_runs
+        ));
+    }
+    if why.is_empty() {
+        return Ok(());
+    }
+    bail!(
+        "hsu: {} done, {} failed, {} pending: {}",
+        r.users_done,
+        r.users_failed,
+        r.users_pending,
+        why.join("; ")
+    )
 }
 
 /// Ctrl-C sets the stop flag: stages in flight finish and are stored.
