@@ -71,6 +71,11 @@ pub enum InteractionSource {
     Recbole { path: PathBuf },
     /// Raw Amazon review JSON lines (2014 or 2018 release), gzipped or not.
     AmazonReviews { path: PathBuf },
+    /// MovieLens `ratings.dat` (ML-1M, ML-10M): `UserID::MovieID::Rating::Timestamp`.
+    Movielens { path: PathBuf },
+    /// UCSD's Steam reviews (`steam_reviews.json.gz`): Python dict literals
+    /// per line; user = `username`, item = `product_id`, time = `date`.
+    SteamReviews { path: PathBuf },
 }
 
 /// Where item attributes come from, by format. Their ids must be the raw
@@ -90,6 +95,8 @@ pub enum ItemSource {
     SteamGames { path: PathBuf },
     /// Raw Amazon metadata JSON lines (2014 or 2018 release), gzipped or not.
     AmazonMeta { path: PathBuf },
+    /// MovieLens `movies.dat`: `MovieID::Title (Year)::Genre|Genre`, latin-1.
+    Movielens { path: PathBuf },
 }
 
 /// Which RecBole item columns fill which attribute (header names without the `:type`).
@@ -197,7 +204,9 @@ impl DatasetConfig {
             InteractionSource::UserItem { path, .. }
             | InteractionSource::UserSequence { path }
             | InteractionSource::Recbole { path }
-            | InteractionSource::AmazonReviews { path } => fix(path),
+            | InteractionSource::AmazonReviews { path }
+            | InteractionSource::Movielens { path }
+            | InteractionSource::SteamReviews { path } => fix(path),
         }
         match &mut self.items {
             Some(ItemSource::IdMapLookup { id_map, lookup }) => {
@@ -207,7 +216,8 @@ impl DatasetConfig {
             Some(
                 ItemSource::Recbole { path, .. }
                 | ItemSource::SteamGames { path }
-                | ItemSource::AmazonMeta { path },
+                | ItemSource::AmazonMeta { path }
+                | ItemSource::Movielens { path },
             ) => fix(path),
             None => {}
         }
@@ -265,7 +275,9 @@ impl DatasetConfig {
             InteractionSource::UserItem { path, .. }
             | InteractionSource::UserSequence { path }
             | InteractionSource::Recbole { path }
-            | InteractionSource::AmazonReviews { path } => path,
+            | InteractionSource::AmazonReviews { path }
+            | InteractionSource::Movielens { path }
+            | InteractionSource::SteamReviews { path } => path,
         }];
         match &self.items {
             Some(ItemSource::IdMapLookup { id_map, lookup }) => {
@@ -275,7 +287,8 @@ impl DatasetConfig {
             Some(
                 ItemSource::Recbole { path, .. }
                 | ItemSource::SteamGames { path }
-                | ItemSource::AmazonMeta { path },
+                | ItemSource::AmazonMeta { path }
+                | ItemSource::Movielens { path },
             ) => files.push(path),
             None => {}
         }

@@ -25,9 +25,10 @@ pub use config::{DatasetConfig, InteractionSource, ItemSource, TextConfig};
 pub use error::{DataError, Result};
 pub use groups::{GroupRule, Groups};
 pub use prepare::{Prepared, candidates, default_cache_dir, prepare};
-pub use preprocess::{Dataset, PrepReport, PreprocessConfig, preprocess};
+pub use preprocess::{CoreFilter, Dataset, PrepReport, PreprocessConfig, preprocess};
 pub use source::{
-    DATA_DIR_ENV, FetchReport, HttpOptions, SourceConfig, default_data_root, fetch_missing,
+    DATA_DIR_ENV, FetchReport, HttpOptions, RECORDED, SourceConfig, UNPUBLISHED, default_data_root,
+    fetch_missing,
 };
 pub use split::{Split, SplitConfig};
 pub use stats::DatasetStats;

@@ -3,7 +3,7 @@
 //! that hashes the config and the bytes of every input file, so editing
 //! either rebuilds it and nothing stale is ever loaded.
 
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
@@ -140,10 +140,31 @@ fn content_key_at(cfg: &DatasetConfig, format_version: u32) -> Result<String> {
         .filter(|l| !l.contains("path") && !l.starts_with("id_map") && !l.starts_with("lookup"))
         .collect();
     h.update(described.as_bytes());
+    // Streamed: raw review dumps run to gigabytes. The bytes hashed are
+    // those of reading each file whole (length, then contents), so keys do
+    // not change.
     for file in cfg.input_files() {
-        let bytes = std::fs::read(file).map_err(|e| DataError::io(file, e))?;
-        h.update((bytes.len() as u64).to_le_bytes());
-        h.update(&bytes);
+        let mut f = std::fs::File::open(file).map_err(|e| DataError::io(file, e))?;
+        let len = f.metadata().map_err(|e| DataError::io(file, e))?.len();
+        h.update(len.to_le_bytes());
+        let mut buf = vec![0u8; 1 << 20];
+        let mut read = 0u64;
+        loop {
+            let n = f.read(&mut buf).map_err(|e| DataError::io(file, e))?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+            read += n as u64;
+        }
+        if read != len {
+            return Err(DataError::io(
+                file,
+                std::io::Error::other(format!(
+                    "changed while being read ({len} bytes, then {read})"
+                )),
+            ));
+        }
     }
     Ok(format!("{:x}", h.finalize()))
 }

@@ -1,6 +1,7 @@
 //! From a raw log to a clean dataset, as LLM-ESR / SASRec do it: keep
 //! positive interactions, order each user's items by time, drop short users
-//! (optionally an iterative k-core), and remap ids to 1..N with 0 as padding.
+//! (optionally an iterative k-core, or LLM-ESR's one-pass filter), and remap
+//! ids to 1..N with 0 as padding.
 
 use std::collections::HashMap;
 
@@ -20,6 +21,35 @@ pub struct PreprocessConfig {
     pub min_item_interactions: Option<usize>,
     /// Interactions with a rating below this are not positive and are dropped.
     pub min_rating: Option<f32>,
+    /// How the two minimums are applied. Left out of the serialised form
+    /// at its default, so the cache keys of configs without it are the
+    /// ones they had before it existed.
+    #[serde(skip_serializing_if = "CoreFilter::is_iterative")]
+    pub core_filter: CoreFilter,
+}
+
+/// How `min_user_interactions` and `min_item_interactions` filter.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CoreFilter {
+    /// Drop short users, then rare items among the users kept, and repeat
+    /// until nothing changes: every user and item meets its minimum
+    /// (SASRec's k-core).
+    #[default]
+    Iterative,
+    /// LLM-ESR's `filter_common` then `filter_minmum` (its
+    /// `data/data_process.py`): items with fewer than
+    /// `min_item_interactions` in the whole log are removed once, then
+    /// users left with fewer than `min_user_interactions` are dropped;
+    /// items may end with fewer interactions than the minimum. This is the
+    /// filter behind the HSUGA paper's Beauty and Fashion (3 and 3).
+    OnePass,
+}
+
+impl CoreFilter {
+    fn is_iterative(&self) -> bool {
+        *self == CoreFilter::Iterative
+    }
 }
 
 impl Default for PreprocessConfig {
@@ -28,6 +58,7 @@ impl Default for PreprocessConfig {
             min_user_interactions: 3,
             min_item_interactions: None,
             min_rating: None,
+            core_filter: CoreFilter::Iterative,
         }
     }
 }
@@ -134,6 +165,16 @@ pub fn preprocess(
     let mut keep_user = vec![true; seqs.len()];
     let mut keep_item = vec![true; item_names.len()];
     let mut dropped_lengths: HashMap<usize, usize> = HashMap::new();
+    let one_pass = cfg.core_filter == CoreFilter::OnePass;
+    if let (true, Some(min_item)) = (one_pass, cfg.min_item_interactions) {
+        // Counted over the whole log, before any user is dropped (a user
+        // shorter than the minimum loses all of it below anyway).
+        let mut counts = vec![0usize; item_names.len()];
+        seqs.iter().flatten().for_each(|&i| counts[i] += 1);
+        for (keep, &c) in keep_item.iter_mut().zip(&counts) {
+            *keep = c >= min_item;
+        }
+    }
     loop {
         report.k_core_rounds += 1;
         let mut changed = false;
@@ -148,7 +189,7 @@ pub fn preprocess(
                 changed = true;
             }
         }
-        let Some(min_item) = cfg.min_item_interactions else {
+        let Some(min_item) = cfg.min_item_interactions.filter(|_| !one_pass) else {
             break;
         };
         let mut counts = vec![0usize; item_names.len()];
@@ -318,12 +359,68 @@ mod tests {
             min_user_interactions: 2,
             min_item_interactions: Some(2),
             min_rating: Some(3.0),
+            core_filter: CoreFilter::Iterative,
         };
         let d = preprocess("t", l, None, &cfg);
         assert_eq!(d.report.dropped_by_rating, 1);
         assert_eq!(d.item_ids, vec!["p", "q"]);
         assert_eq!(d.sequences, vec![vec![1, 2], vec![1, 2], vec![1, 2]]);
         assert!(d.report.k_core_rounds >= 2);
+    }
+
+    /// LLM-ESR's filter on a log where it differs from the iterative one:
+    /// item counts come from the whole log, once.
+    #[test]
+    fn one_pass_filter_counts_items_on_the_whole_log_once() {
+        // Raw item counts: p 5, q 5, r 3 (2 of them by "z", who has only 2
+        // interactions), s 1. In one pass only "s" goes: "a" (p q s) falls
+        // to 2 and is dropped with "z"; "r" stays, with 1 interaction left.
+        // Iteratively, dropping "z" first leaves "r" with 1 use, so "r" goes
+        // too, and with it user "c" (p q r).
+        let l = log(&[
+            ("a", "p", None, None),
+            ("a", "q", None, None),
+            ("a", "s", None, None),
+            ("b", "p", None, None),
+            ("b", "q", None, None),
+            ("b", "p", None, None),
+            ("c", "p", None, None),
+            ("c", "q", None, None),
+            ("c", "r", None, None),
+            ("d", "p", None, None),
+            ("d", "q", None, None),
+            ("d", "q", None, None),
+            ("z", "r", None, None),
+            ("z", "r", None, None),
+        ]);
+        let one = PreprocessConfig {
+            min_user_interactions: 3,
+            min_item_interactions: Some(2),
+            min_rating: None,
+            core_filter: CoreFilter::OnePass,
+        };
+        let d = preprocess("t", l.clone(), None, &one);
+        assert_eq!(d.user_ids, vec!["b", "c", "d"]);
+        assert_eq!(d.item_ids, vec!["p", "q", "r"]);
+        // "r" ends with 1 interaction, below the minimum, as in LLM-ESR.
+        assert_eq!(
+            d.sequences,
+            vec![vec![1, 2, 1], vec![1, 2, 3], vec![1, 2, 2]]
+        );
+        assert_eq!(d.report.dropped_users, 2);
+        assert_eq!(d.report.dropped_items, 1);
+        assert_eq!(d.report.k_core_rounds, 1);
+        assert_eq!(d.report.dropped_user_lengths, vec![(2, 2)]);
+
+        let iterative = PreprocessConfig {
+            core_filter: CoreFilter::Iterative,
+            ..one
+        };
+        let d = preprocess("t", l, None, &iterative);
+        assert_eq!(d.user_ids, vec!["b", "d"]);
+        assert_eq!(d.item_ids, vec!["p", "q"]);
+        assert_eq!(d.sequences, vec![vec![1, 2, 1], vec![1, 2, 2]]);
+        assert_eq!(d.report.dropped_user_lengths, vec![(2, 3)]);
     }
 
     #[test]

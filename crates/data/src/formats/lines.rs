@@ -25,6 +25,23 @@ pub fn open(path: &Path) -> Result<Box<dyn BufRead>> {
 /// Calls `f(line_number, line)` for every line, without the line ending.
 /// Invalid UTF-8 is an error naming the line.
 pub fn for_each_line(path: &Path, mut f: impl FnMut(usize, &str) -> Result<()>) -> Result<()> {
+    for_each_raw_line(path, |line_no, bytes| {
+        let line = std::str::from_utf8(bytes)
+            .map_err(|e| DataError::malformed(path, line_no, format!("not valid UTF-8 ({e})")))?;
+        // A byte-order mark some editors put first would otherwise become
+        // part of the first column's name (an invisible character in errors).
+        let line = if line_no == 1 {
+            line.strip_prefix('\u{feff}').unwrap_or(line)
+        } else {
+            line
+        };
+        f(line_no, line)
+    })
+}
+
+/// Calls `f(line_number, bytes)` for every line, without the line ending,
+/// for files in another encoding than UTF-8 (MovieLens' latin-1 titles).
+pub fn for_each_raw_line(path: &Path, mut f: impl FnMut(usize, &[u8]) -> Result<()>) -> Result<()> {
     let mut reader = open(path)?;
     let mut buf = Vec::new();
     let mut line_no = 0;
@@ -37,16 +54,11 @@ pub fn for_each_line(path: &Path, mut f: impl FnMut(usize, &str) -> Result<()>) 
             return Ok(());
         }
         line_no += 1;
-        let line = std::str::from_utf8(&buf)
-            .map_err(|e| DataError::malformed(path, line_no, format!("not valid UTF-8 ({e})")))?;
-        // A byte-order mark some editors put first would otherwise become
-        // part of the first column's name (an invisible character in errors).
-        let line = if line_no == 1 {
-            line.strip_prefix('\u{feff}').unwrap_or(line)
-        } else {
-            line
-        };
-        f(line_no, line.trim_end_matches(['\n', '\r']))?;
+        let mut end = buf.len();
+        while end > 0 && matches!(buf[end - 1], b'\n' | b'\r') {
+            end -= 1;
+        }
+        f(line_no, &buf[..end])?;
     }
 }
 
