@@ -2,9 +2,12 @@
 //! by a resume) ends with the same `ranks.csv` byte for byte, the same
 //! losses and validation scores every epoch, and the same best weights bit
 //! for bit, as a run nobody interrupted: every resume starts from a whole
-//! epoch (see hsuga-train's `epoch_commit`). The kill times come from a
-//! seed that changes every run and is printed on failure, so CI keeps
-//! probing new moments (inside checkpoint writes among them).
+//! epoch (see hsuga-train's `epoch_commit`). The same holds for
+//! `hsuga experiment` over a two-row grid trained side by side, and its
+//! tables. The kill times come from a seed that changes every run and is
+//! printed on failure, so CI keeps probing new moments (inside checkpoint
+//! writes, between runs of the grid and while its table is written among
+//! them).
 
 mod common;
 
@@ -40,6 +43,41 @@ fn train(cfg: &Path, cache: &Path) -> Command {
     c
 }
 
+/// Starts `command` up to five times, each killed with SIGKILL at a random
+/// moment within about a third of `full` (an uninterrupted run's time)
+/// unless it finished first, then once more to the end. Returns that last
+/// run's output and, for failure messages, the seed and each kill's moment
+/// with what `progress` saw after it.
+fn kill_then_finish(
+    command: impl Fn() -> Command,
+    full: Duration,
+    progress: impl Fn() -> usize,
+) -> (std::process::Output, String) {
+    let seed: u64 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut kills = Vec::new();
+    for _ in 0..5 {
+        let mut child = command().spawn().unwrap();
+        let at =
+            Duration::from_millis(rng.random_range(200..(full.as_millis() as u64 / 3).max(400)));
+        std::thread::sleep(at);
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        kills.push((at.as_millis(), progress()));
+    }
+    let out = command().output().unwrap();
+    (
+        out,
+        format!("seed {seed}, kills (ms, progress after it) {kills:?}"),
+    )
+}
+
 fn epochs_done(run: &Path) -> usize {
     std::fs::read_to_string(run.join("state.json"))
         .ok()
@@ -64,31 +102,10 @@ fn sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run() {
     let full = t0.elapsed();
     let want = straight.path().join("runs/crash/seed-42");
 
-    let seed: u64 = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let killed = tempfile::tempdir().unwrap();
     let cfg = write_config(killed.path());
     let run = killed.path().join("runs/crash/seed-42");
-    let mut kills = Vec::new();
-    // Up to five kills, each at a random moment within about one epoch
-    // after the run got going again.
-    for _ in 0..5 {
-        let mut child = train(&cfg, cache.path()).spawn().unwrap();
-        let at =
-            Duration::from_millis(rng.random_range(200..(full.as_millis() as u64 / 3).max(400)));
-        std::thread::sleep(at);
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        child.kill().unwrap();
-        child.wait().unwrap();
-        kills.push((at.as_millis(), epochs_done(&run)));
-    }
-    let out = train(&cfg, cache.path()).output().unwrap();
-    let why = format!("seed {seed}, kills (ms, epochs committed) {kills:?}");
+    let (out, why) = kill_then_finish(|| train(&cfg, cache.path()), full, || epochs_done(&run));
     assert!(
         out.status.success(),
         "{why}: {}",
@@ -172,4 +189,105 @@ fn a_second_process_on_a_busy_run_folder_stops_naming_the_holder() {
         )),
         "{err}"
     );
+}
+
+fn write_grid(dir: &Path) -> PathBuf {
+    let cfg = dir.join("grid.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "name = \"grid\"\nout_dir = \"{}\"\ndatasets = [\"ml-100k\"]\nseeds = [42]\n\
+             base = \"SASRec\"\n[train]\nepochs = 4\npatience = 100\n\
+             [[methods]]\nname = \"SASRec\"\n\
+             model = {{ backbone = \"sasrec\", max_len = 20, hidden = 32 }}\n\
+             [[methods]]\nname = \"GRU4Rec\"\n\
+             model = {{ backbone = \"gru4rec\", max_len = 20, hidden = 32 }}\n",
+            dir.join("runs").display()
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+fn grid(cfg: &Path, cache: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_hsuga"));
+    c.current_dir(common::repo())
+        .arg("--cache-dir")
+        .arg(cache)
+        .args(["experiment", "--config", cfg.to_str().unwrap(), "--quiet"])
+        .args(["--jobs", "2"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    c
+}
+
+/// Every file a grid wrote that is a result (ranks, reports' metrics, the
+/// tables), by path relative to its runs folder, without timings.
+fn grid_results(runs: &Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut stack = vec![runs.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            if p.is_dir() {
+                stack.push(p);
+            } else if name == "ranks.csv" || name.starts_with("table") && name.ends_with(".csv") {
+                let rel = p.strip_prefix(runs).unwrap().display().to_string();
+                out.push((rel, std::fs::read_to_string(&p).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Runs of the grid that have written their result.
+fn grid_runs_done(runs: &Path) -> usize {
+    grid_results(runs)
+        .iter()
+        .filter(|(p, _)| p.ends_with("ranks.csv"))
+        .count()
+}
+
+#[test]
+fn sigkill_during_a_two_row_grid_then_resume_equals_an_uninterrupted_grid() {
+    let cache = tempfile::tempdir().unwrap();
+    let straight = tempfile::tempdir().unwrap();
+    let t0 = Instant::now();
+    let out = grid(&write_grid(straight.path()), cache.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let full = t0.elapsed();
+    let want = grid_results(&straight.path().join("runs"));
+    // Both rows' ranks and the table.
+    assert!(
+        want.len() >= 3,
+        "{:?}",
+        want.iter().map(|w| &w.0).collect::<Vec<_>>()
+    );
+
+    let killed = tempfile::tempdir().unwrap();
+    let cfg = write_grid(killed.path());
+    let runs = killed.path().join("runs");
+    let (out, why) = kill_then_finish(|| grid(&cfg, cache.path()), full, || grid_runs_done(&runs));
+    assert!(
+        out.status.success(),
+        "{why}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got = grid_results(&runs);
+    assert_eq!(
+        got.iter().map(|g| &g.0).collect::<Vec<_>>(),
+        want.iter().map(|w| &w.0).collect::<Vec<_>>(),
+        "{why}"
+    );
+    for ((path, a), (_, b)) in want.iter().zip(&got) {
+        assert!(a == b, "{path} differs after the kills ({why})");
+    }
 }
