@@ -8,6 +8,8 @@ pub fn repo() -> PathBuf {
 }
 
 /// `hsuga --cache-dir <cache> <args…>` in the repository root.
+// Each test binary compiles this module and some use only `repo`.
+#[allow(dead_code)]
 pub fn hsuga(cache: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_hsuga"))
         .current_dir(repo())
