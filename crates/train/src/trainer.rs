@@ -519,6 +519,7 @@ pub fn fit(job: &Job<'_>) -> Result<Outcome, TrainError> {
         if let Some(dir) = job.run_dir {
             // This epoch's pair, then the one commit point, then the
             // previous pair goes (see epoch_commit).
+            let commit_t0 = Instant::now();
             checkpoint::save(&model, &tag, &epoch_commit::weights(dir, epoch))?;
             let moments = epoch_commit::optimiser(dir, epoch);
             optim.save(&moments).map_err(|e| {
@@ -528,6 +529,12 @@ pub fn fit(job: &Job<'_>) -> Result<Outcome, TrainError> {
             epoch_commit::commit(dir, &serde_json::to_string_pretty(&state)?)?;
             epoch_commit::remove_stale(dir, epoch)?;
             log::write_logs(dir, &state.history)?;
+            // What crash safety costs per epoch (`HSUGA_LOG=hsuga_train=debug`).
+            tracing::debug!(
+                epoch,
+                ms = commit_t0.elapsed().as_secs_f64() * 1000.0,
+                "epoch committed"
+            );
         }
     }
 
@@ -583,6 +590,32 @@ fn last_valid(state: &State) -> String {
         .rev()
         .find_map(|l| l.valid.as_ref())
         .map_or(String::new(), |m| format!("  valid {}", m.describe()))
+}
+
+/// A run's model with its method's parts (LLMInit rows, dual view, fusion)
+/// read back from `best.bpk`, for serving: built by the same recipe as the
+/// model that trained, and checked against the same tag, so a checkpoint of
+/// other parts is refused. `semantic` must hold what the built parts read
+/// (the item text for the dual view, the user matrix's width for fusion);
+/// LLMInit's PCA rows are not needed, the checkpoint replaces them.
+pub fn load_best_with(
+    cfg: &ModelConfig,
+    method: &MethodConfig,
+    semantic: &SemanticInputs,
+    num_items: u32,
+    dir: &Path,
+    device: &Device,
+) -> Result<Recommender, TrainError> {
+    let builder = Builder {
+        model: cfg,
+        method,
+        semantic,
+        num_items,
+        item_init: None,
+    };
+    let fresh = build_alone(|| builder.build(device))?;
+    let tag = model_tag(cfg, num_items) + &method.tag();
+    checkpoint::load(fresh, &tag, &dir.join("best.bpk"))
 }
 
 /// A model read back from a run folder's `best.bpk`, for scoring.
