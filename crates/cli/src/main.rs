@@ -14,6 +14,7 @@ mod cmd {
     pub mod experiment;
     pub mod hsu;
     pub mod models;
+    pub mod serve;
     pub mod train;
 }
 mod allocator;
@@ -64,6 +65,8 @@ enum Command {
     Train(cmd::train::TrainArgs),
     /// Re-render an experiment folder's tables from its finished runs.
     Report(cmd::experiment::ReportArgs),
+    /// Serve a finished run over HTTP: top-K recommendations, interactions in.
+    Serve(cmd::serve::ServeArgs),
 }
 
 /// Settings every subcommand may need.
@@ -110,6 +113,7 @@ fn main() -> ExitCode {
         Command::Train(args) => cmd::train::run(args, &globals),
         Command::Experiment(args) => cmd::experiment::experiment(args, &globals),
         Command::Report(args) => cmd::experiment::report(args),
+        Command::Serve(args) => cmd::serve::run(args, &globals),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

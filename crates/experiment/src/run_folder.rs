@@ -65,6 +65,33 @@ pub fn is_finished(dir: &Path) -> bool {
     dir.join(REPORT).is_file()
 }
 
+/// A finished run folder read back for use (serving): its resolved config
+/// and its report. Each error names the folder and the piece that is
+/// missing or unreadable, and says whether the run is unfinished.
+pub fn read_finished(dir: &Path) -> Result<(RunConfig, RunReport), TrainError> {
+    let fail = |msg: String| TrainError::RunDir {
+        dir: dir.display().to_string(),
+        msg,
+    };
+    if !dir.is_dir() {
+        return Err(fail("is not a folder".into()));
+    }
+    let cfg_file = dir.join(CONFIG);
+    let text = std::fs::read_to_string(&cfg_file)
+        .map_err(|e| fail(format!("{CONFIG}: {e} (not a run folder?)")))?;
+    let cfg = RunConfig::from_stored_toml(&text).map_err(|e| fail(format!("{CONFIG}: {e}")))?;
+    if !is_finished(dir) {
+        return Err(fail(format!(
+            "is unfinished (no {REPORT}); finish it with `hsuga train` first"
+        )));
+    }
+    let report =
+        std::fs::read_to_string(dir.join(REPORT)).map_err(|e| fail(format!("{REPORT}: {e}")))?;
+    let report: RunReport =
+        serde_json::from_str(&report).map_err(|e| fail(format!("{REPORT}: {e}")))?;
+    Ok((cfg, report))
+}
+
 /// The run folder of a config.
 pub fn run_dir(cfg: &RunConfig) -> PathBuf {
     Path::new(&cfg.out_dir)

@@ -1,0 +1,212 @@
+//! Micro-batching: recommendation requests go into one bounded queue, and
+//! one scoring thread takes everything queued (waiting up to `window` after
+//! the first for more) and scores it in one forward pass per run. Under
+//! load, requests queue while a forward runs, so batches grow by
+//! themselves; with `window = 0` a lone request never waits.
+//!
+//! Scoring runs on its own OS thread, never on the async runtime's workers
+//! (a forward is milliseconds of CPU). Requests for different runs (during
+//! a reload) are scored apart, each on the run it started with. A panic in
+//! a forward answers that batch with an error and the thread goes on.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use crate::error::ServeError;
+use crate::metrics::Metrics;
+use crate::run::Run;
+
+/// One scored item: internal id and score.
+pub type Scored = (u32, f32);
+
+/// How the scoring thread batches.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchConfig {
+    /// How long to wait after the first request for others (0: take only
+    /// what is already queued).
+    pub window: Duration,
+    /// Most histories in one forward pass.
+    pub max_batch: usize,
+    /// Requests waiting beyond this are refused (503) instead of queued.
+    pub queue: usize,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            window: Duration::ZERO,
+            max_batch: 128,
+            queue: 4096,
+        }
+    }
+}
+
+struct Job {
+    run: Arc<Run>,
+    /// Internal ids, at most `max_len` of the most recent.
+    history: Vec<u32>,
+    /// Sorted internal ids left out of the answer.
+    exclude: Vec<u32>,
+    k: usize,
+    reply: oneshot::Sender<Result<Vec<Scored>, String>>,
+}
+
+/// The handle requests use; the thread ends when the last handle drops.
+pub struct MicroBatcher {
+    tx: SyncSender<Job>,
+    metrics: Arc<Metrics>,
+}
+
+impl MicroBatcher {
+    pub fn start(cfg: BatchConfig, metrics: Arc<Metrics>) -> Result<Self, ServeError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(cfg.queue.max(1));
+        let m = metrics.clone();
+        std::thread::Builder::new()
+            .name("hsuga-scorer".into())
+            .spawn(move || worker(rx, cfg, &m))
+            .map_err(|e| ServeError::Internal(format!("starting the scoring thread: {e}")))?;
+        Ok(Self { tx, metrics })
+    }
+
+    /// The `k` best items for `history` under `run`, best first, leaving
+    /// out `exclude` (sorted).
+    pub async fn top_k(
+        &self,
+        run: Arc<Run>,
+        history: Vec<u32>,
+        exclude: Vec<u32>,
+        k: usize,
+    ) -> Result<Vec<Scored>, ServeError> {
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            run,
+            history,
+            exclude,
+            k,
+            reply,
+        };
+        match self.tx.try_send(job) {
+            Ok(()) => self.metrics.queue_depth.inc(),
+            Err(TrySendError::Full(_)) => {
+                return Err(ServeError::Overloaded(
+                    "the scoring queue is full; retry shortly".into(),
+                ));
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                return Err(ServeError::Internal(
+                    "the scoring thread has stopped".into(),
+                ));
+            }
+        }
+        match answer.await {
+            Ok(Ok(items)) => Ok(items),
+            Ok(Err(e)) => Err(ServeError::Internal(e)),
+            Err(_) => Err(ServeError::Internal(
+                "the scoring thread dropped the request".into(),
+            )),
+        }
+    }
+}
+
+fn worker(rx: Receiver<Job>, cfg: BatchConfig, metrics: &Metrics) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        let deadline = Instant::now() + cfg.window;
+        while jobs.len() < cfg.max_batch {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(TryRecvError::Disconnected) => break,
+                Err(TryRecvError::Empty) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    match rx.recv_timeout(left) {
+                        Ok(j) => jobs.push(j),
+                        Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+                    }
+                }
+            }
+        }
+        metrics.queue_depth.sub(jobs.len() as i64);
+        // One forward per run; a reload in progress may leave two.
+        while !jobs.is_empty() {
+            let run = jobs[0].run.clone();
+            let (same, rest): (Vec<Job>, Vec<Job>) =
+                jobs.into_iter().partition(|j| Arc::ptr_eq(&j.run, &run));
+            jobs = rest;
+            metrics.batch_rows.observe(same.len() as f64);
+            score_batch(&run, same);
+        }
+    }
+}
+
+fn score_batch(run: &Run, jobs: Vec<Job>) {
+    let histories: Vec<&[u32]> = jobs.iter().map(|j| j.history.as_slice()).collect();
+    let n = run.num_items() as usize;
+    match catch_unwind(AssertUnwindSafe(|| run.score(&histories))) {
+        Ok(scores) => {
+            for (row, job) in jobs.into_iter().enumerate() {
+                let top = top_k(&scores[row * n..(row + 1) * n], &job.exclude, job.k);
+                let _ = job.reply.send(Ok(top));
+            }
+        }
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown panic".into());
+            tracing::error!(%what, rows = jobs.len(), "scoring failed");
+            for job in jobs {
+                let _ = job.reply.send(Err(format!("scoring failed: {what}")));
+            }
+        }
+    }
+}
+
+/// The `k` highest-scoring items of one row (column `j` = item `j + 1`),
+/// best first, leaving out the sorted ids in `exclude`. Ties go to the
+/// lower id, and a NaN score ranks below every number, so answers are
+/// deterministic.
+pub fn top_k(scores: &[f32], exclude: &[u32], k: usize) -> Vec<Scored> {
+    let mut cand: Vec<Scored> = scores
+        .iter()
+        .enumerate()
+        .map(|(j, &s)| (j as u32 + 1, if s.is_nan() { f32::NEG_INFINITY } else { s }))
+        .filter(|(i, _)| exclude.binary_search(i).is_err())
+        .collect();
+    let better = |a: &Scored, b: &Scored| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+    let k = k.min(cand.len());
+    if k == 0 {
+        return Vec::new();
+    }
+    if k < cand.len() {
+        cand.select_nth_unstable_by(k - 1, better);
+        cand.truncate(k);
+    }
+    cand.sort_unstable_by(better);
+    cand
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn top_k_orders_excludes_and_breaks_ties_by_id() {
+        let scores = [0.5, 2.0, f32::NAN, 2.0, -1.0, 3.0];
+        assert_eq!(top_k(&scores, &[], 3), vec![(6, 3.0), (2, 2.0), (4, 2.0)]);
+        // Excluded items never appear, even when they score best.
+        assert_eq!(top_k(&scores, &[2, 6], 2), vec![(4, 2.0), (1, 0.5)]);
+        // k past the catalogue: everything left, NaN last.
+        let all = top_k(&scores, &[1], 100);
+        assert_eq!(all.len(), 5);
+        assert_eq!(all.last().unwrap().0, 3);
+        assert!(top_k(&scores, &[], 0).is_empty());
+    }
+}

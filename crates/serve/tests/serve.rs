@@ -1,0 +1,782 @@
+//! The service end to end, in process: a real SASRec run trained here on
+//! ML-100K (2 epochs, a few seconds, once per test binary), its router
+//! driven through `tower::ServiceExt::oneshot`.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use hsuga_serve::{BatchConfig, Limits, Options, Run, RunSource, Service, router};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const TOKEN: &str = "s3cret-token-for-tests";
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn source(cache: &Path) -> RunSource {
+    RunSource {
+        cache_dir: cache.to_path_buf(),
+        resolve_dataset: Arc::new(|entry: &str| Ok(PathBuf::from(entry))),
+    }
+}
+
+/// The trained run folder and the cache it was prepared in, shared by
+/// every test of this binary (kept for the process's life).
+fn trained() -> &'static (PathBuf, PathBuf) {
+    static RUN: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+    RUN.get_or_init(|| {
+        let root = tempfile::tempdir().unwrap().keep();
+        let cache = root.join("cache");
+        let dataset = repo().join("configs/datasets/ml-100k.toml");
+        let cfg = hsuga_train::RunConfig::from_toml(&format!(
+            "name = \"serve\"\ndataset = \"{}\"\nout_dir = \"{}\"\n\
+             [model]\nhidden = 16\nmax_len = 20\n[train]\nepochs = 2\nprogress = false\n",
+            dataset.display(),
+            root.join("runs").display()
+        ))
+        .unwrap();
+        let dirs = hsuga_experiment::InputDirs {
+            cache_dir: &cache,
+            models_dir: &root.join("models"),
+            hsu_configs: &repo().join("configs/hsu"),
+        };
+        let resolve = |entry: &str| Ok(PathBuf::from(entry));
+        let report =
+            hsuga_experiment::train_one(&cfg, &dirs, &resolve, Default::default()).unwrap();
+        (report.dir, cache)
+    })
+}
+
+/// A fresh service (its own store) over the shared run.
+fn service_with(token: Option<&str>, batch: BatchConfig) -> (Arc<Service>, tempfile::TempDir) {
+    let (dir, cache) = trained();
+    let state = tempfile::tempdir().unwrap();
+    let run = Run::load(dir, &source(cache)).unwrap();
+    let svc = Service::new(
+        run,
+        source(cache),
+        Options {
+            state: state.path().join("interactions.sqlite"),
+            token: token.map(str::to_string),
+            limits: Limits::default(),
+            batch,
+        },
+    )
+    .unwrap();
+    (svc, state)
+}
+
+fn service() -> (Arc<Service>, tempfile::TempDir) {
+    service_with(Some(TOKEN), BatchConfig::default())
+}
+
+struct Answer {
+    status: StatusCode,
+    body: Value,
+    text: String,
+}
+
+async fn send(svc: &Arc<Service>, req: Request<Body>) -> Answer {
+    let resp = router(svc.clone()).oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), 64 << 20)
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    Answer { status, body, text }
+}
+
+async fn get(svc: &Arc<Service>, uri: &str) -> Answer {
+    send(svc, Request::get(uri).body(Body::empty()).unwrap()).await
+}
+
+fn post_req(uri: &str, token: Option<&str>, body: impl Into<Body>) -> Request<Body> {
+    let mut b = Request::post(uri).header(header::CONTENT_TYPE, "application/json");
+    if let Some(t) = token {
+        b = b.header(header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    b.body(body.into()).unwrap()
+}
+
+async fn post(svc: &Arc<Service>, uri: &str, body: Value) -> Answer {
+    send(svc, post_req(uri, Some(TOKEN), body.to_string())).await
+}
+
+fn items_of(a: &Answer) -> Vec<String> {
+    a.body["items"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no items in {}", a.text))
+        .iter()
+        .map(|i| i["item"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn scores_of(a: &Answer) -> Vec<f64> {
+    a.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["score"].as_f64().unwrap())
+        .collect()
+}
+
+fn history_of(svc: &Service, user: &str) -> Vec<String> {
+    svc.user(user)
+        .unwrap()
+        .history
+        .into_iter()
+        .map(|i| i.item)
+        .collect()
+}
+
+#[tokio::test]
+async fn recommendations_have_the_documented_shape_and_leave_out_seen_items() {
+    let (svc, _state) = service();
+    let a = get(&svc, "/v1/users/1/recommendations?k=10").await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    assert_eq!(a.body["user"], "1");
+    let items = a.body["items"].as_array().unwrap();
+    assert_eq!(items.len(), 10);
+    for it in items {
+        let o = it.as_object().unwrap();
+        let mut keys: Vec<&str> = o.keys().map(String::as_str).collect();
+        keys.sort();
+        assert_eq!(keys, ["item", "score", "title"], "{it}");
+        assert!(o["score"].is_f64(), "{it}");
+        // Raw ids with titles from the dataset's item file.
+        assert!(svc.item(o["item"].as_str().unwrap()).is_ok(), "{it}");
+        assert!(!o["title"].as_str().unwrap().is_empty(), "{it}");
+    }
+    let scores = scores_of(&a);
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
+    let seen = history_of(&svc, "1");
+    assert!(seen.len() > 20);
+    assert!(items_of(&a).iter().all(|i| !seen.contains(i)));
+    // With include_seen the best-scored items include seen ones (user 1's
+    // 272 items fill a good part of a 1682-item catalogue's top 500).
+    let all = get(&svc, "/v1/users/1/recommendations?k=500&include_seen=true").await;
+    assert_eq!(all.status, StatusCode::OK, "{}", all.text);
+    assert!(items_of(&all).iter().any(|i| seen.contains(i)));
+    // The item route gives the same title and the template's text.
+    let first = &items[0];
+    let item = get(
+        &svc,
+        &format!("/v1/items/{}", first["item"].as_str().unwrap()),
+    )
+    .await;
+    assert_eq!(item.status, StatusCode::OK);
+    assert_eq!(item.body["title"], first["title"]);
+    assert!(item.body["text"].as_str().unwrap().starts_with("Title: "));
+}
+
+#[tokio::test]
+async fn an_interaction_is_excluded_next_time_and_changes_the_scores() {
+    let (svc, _state) = service();
+    let before = get(&svc, "/v1/users/5/recommendations?k=20").await;
+    assert_eq!(before.status, StatusCode::OK, "{}", before.text);
+    let top = items_of(&before)[0].clone();
+    let body = json!({"items": [{"item": top, "timestamp": 881250949, "event_id": "e-5-1"}]});
+    let a = post(&svc, "/v1/users/5/interactions", body.clone()).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    assert_eq!(a.body, json!({"accepted": 1, "duplicates": 0}));
+    assert_eq!(history_of(&svc, "5").last(), Some(&top));
+    let after = get(&svc, "/v1/users/5/recommendations?k=20").await;
+    assert!(!items_of(&after).contains(&top), "{}", after.text);
+    // The history itself changed the model's input, not only the filter:
+    // an item in both answers has another score.
+    let (b_items, b_scores) = (items_of(&before), scores_of(&before));
+    let (a_items, a_scores) = (items_of(&after), scores_of(&after));
+    let common = a_items
+        .iter()
+        .position(|i| b_items.contains(i))
+        .expect("some item in both answers");
+    let old = b_scores[b_items.iter().position(|i| *i == a_items[common]).unwrap()];
+    assert!((a_scores[common] - old).abs() > 1e-6, "score unchanged");
+    // Replaying the event is a duplicate and changes nothing.
+    let again = post(&svc, "/v1/users/5/interactions", body).await;
+    assert_eq!(again.body, json!({"accepted": 0, "duplicates": 1}));
+    let len = history_of(&svc, "5").len();
+    assert_eq!(
+        history_of(&svc, "5").iter().filter(|i| **i == top).count(),
+        history_of(&svc, "5")[..len - 1]
+            .iter()
+            .filter(|i| **i == top)
+            .count()
+            + 1
+    );
+}
+
+#[tokio::test]
+async fn a_new_user_appears_on_first_interaction_and_scores_like_the_same_anonymous_history() {
+    let (svc, _state) = service();
+    let unknown = get(&svc, "/v1/users/newcomer/recommendations").await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    assert!(unknown.body["error"].as_str().unwrap().contains("newcomer"));
+    let history = ["50", "181", "258"];
+    let items: Vec<Value> = history.iter().map(|i| json!({"item": i})).collect();
+    let a = post(
+        &svc,
+        "/v1/users/newcomer/interactions",
+        json!({ "items": items }),
+    )
+    .await;
+    assert_eq!(
+        a.body,
+        json!({"accepted": 3, "duplicates": 0}),
+        "{}",
+        a.text
+    );
+    let user = get(&svc, "/v1/users/newcomer/recommendations?k=15").await;
+    assert_eq!(user.status, StatusCode::OK, "{}", user.text);
+    let anon = post(
+        &svc,
+        "/v1/recommendations",
+        json!({"history": history, "k": 15}),
+    )
+    .await;
+    assert_eq!(anon.status, StatusCode::OK, "{}", anon.text);
+    assert_eq!(anon.body["user"], Value::Null);
+    assert_eq!(items_of(&user), items_of(&anon));
+    assert_eq!(scores_of(&user), scores_of(&anon));
+    assert!(
+        items_of(&user)
+            .iter()
+            .all(|i| !history.contains(&i.as_str()))
+    );
+}
+
+#[tokio::test]
+async fn interactions_survive_a_restart_on_the_same_store() {
+    let (dir, cache) = trained();
+    let state = tempfile::tempdir().unwrap();
+    let opts = || Options {
+        state: state.path().join("s.sqlite"),
+        token: Some(TOKEN.into()),
+        limits: Limits::default(),
+        batch: BatchConfig::default(),
+    };
+    let svc = Service::new(
+        Run::load(dir, &source(cache)).unwrap(),
+        source(cache),
+        opts(),
+    )
+    .unwrap();
+    let a = post(
+        &svc,
+        "/v1/users/7/interactions",
+        json!({"items": [{"item": "1", "event_id": "r1"}]}),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    let before = history_of(&svc, "7");
+    drop(svc);
+    let svc = Service::new(
+        Run::load(dir, &source(cache)).unwrap(),
+        source(cache),
+        opts(),
+    )
+    .unwrap();
+    assert_eq!(history_of(&svc, "7"), before);
+    let again = post(
+        &svc,
+        "/v1/users/7/interactions",
+        json!({"items": [{"item": "1", "event_id": "r1"}]}),
+    )
+    .await;
+    assert_eq!(again.body, json!({"accepted": 0, "duplicates": 1}));
+}
+
+#[tokio::test]
+async fn writes_need_the_token_and_are_off_without_one() {
+    let (svc, _state) = service();
+    let body = json!({"items": [{"item": "1"}]}).to_string();
+    for token in [None, Some("wrong")] {
+        let a = send(
+            &svc,
+            post_req("/v1/users/9/interactions", token, body.clone()),
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.text);
+        assert!(!a.text.contains(TOKEN));
+        let r = send(
+            &svc,
+            post_req("/v1/admin/reload", token, json!({"run": "x"}).to_string()),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
+    }
+    assert!(svc.user("9").unwrap().from_dataset == svc.user("9").unwrap().history.len());
+    let (open, _state) = service_with(None, BatchConfig::default());
+    let a = send(
+        &open,
+        post_req("/v1/users/9/interactions", Some(TOKEN), body),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", a.text);
+    assert!(a.body["error"].as_str().unwrap().contains("--token-env"));
+    // Reads stay open.
+    let r = get(&open, "/v1/users/9/recommendations").await;
+    assert_eq!(r.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn bad_input_is_a_4xx_that_names_the_problem() {
+    let (svc, _state) = service();
+    let cases: Vec<(Request<Body>, StatusCode, &str)> = vec![
+        (
+            post_req("/v1/recommendations", None, "{\"history\": [\"1\""),
+            StatusCode::BAD_REQUEST,
+            "EOF",
+        ),
+        (
+            post_req("/v1/recommendations", None, "{\"history\": \"1\"}"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "history",
+        ),
+        (
+            post_req(
+                "/v1/recommendations",
+                None,
+                "{\"history\": [\"1\"], \"kk\": 3}",
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown field `kk`",
+        ),
+        (
+            post_req(
+                "/v1/recommendations",
+                None,
+                b"{\"history\": [\"\xff\xfe\"]}".to_vec(),
+            ),
+            StatusCode::BAD_REQUEST,
+            "",
+        ),
+        (
+            post_req(
+                "/v1/recommendations",
+                None,
+                json!({"history": []}).to_string(),
+            ),
+            StatusCode::BAD_REQUEST,
+            "at least one item",
+        ),
+        (
+            post_req(
+                "/v1/recommendations",
+                None,
+                json!({"history": ["1", "no-such-item"]}).to_string(),
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown item `no-such-item`",
+        ),
+        (
+            post_req(
+                "/v1/recommendations",
+                None,
+                json!({"history": ["1"], "k": 0}).to_string(),
+            ),
+            StatusCode::BAD_REQUEST,
+            "k must be between 1 and 1000, got 0",
+        ),
+        (
+            post_req(
+                "/v1/recommendations",
+                None,
+                json!({"history": ["1"], "k": 1e30}).to_string(),
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "k",
+        ),
+        (
+            post_req(
+                "/v1/recommendations",
+                None,
+                json!({"history": vec!["1"; 10_001]}).to_string(),
+            ),
+            StatusCode::BAD_REQUEST,
+            "at most 10000",
+        ),
+        (
+            post_req("/v1/recommendations", None, vec![b' '; 2 << 20]),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "length limit",
+        ),
+        (
+            Request::post("/v1/recommendations")
+                .body(Body::from(json!({"history": ["1"]}).to_string()))
+                .unwrap(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Content-Type",
+        ),
+        (
+            Request::get("/v1/users/1/recommendations?k=-5")
+                .body(Body::empty())
+                .unwrap(),
+            StatusCode::BAD_REQUEST,
+            "k must be between 1 and 1000, got -5",
+        ),
+        (
+            Request::get("/v1/users/1/recommendations?k=99999999999999999999999")
+                .body(Body::empty())
+                .unwrap(),
+            StatusCode::BAD_REQUEST,
+            "k",
+        ),
+        (
+            Request::get("/v1/users/1/recommendations?k=ten")
+                .body(Body::empty())
+                .unwrap(),
+            StatusCode::BAD_REQUEST,
+            "k",
+        ),
+        (
+            Request::get("/v1/users/1/recommendations?kk=3")
+                .body(Body::empty())
+                .unwrap(),
+            StatusCode::BAD_REQUEST,
+            "unknown field `kk`",
+        ),
+        (
+            Request::get("/v1/users/%FF%FE/recommendations")
+                .body(Body::empty())
+                .unwrap(),
+            StatusCode::BAD_REQUEST,
+            "UTF-8",
+        ),
+        (
+            Request::get("/v1/items/no-such-item")
+                .body(Body::empty())
+                .unwrap(),
+            StatusCode::NOT_FOUND,
+            "unknown item `no-such-item`",
+        ),
+        (
+            Request::get(format!("/v1/users/{}/recommendations", "u".repeat(300)))
+                .body(Body::empty())
+                .unwrap(),
+            StatusCode::BAD_REQUEST,
+            "at most 256",
+        ),
+        (
+            Request::get("/v1/nothing-here")
+                .body(Body::empty())
+                .unwrap(),
+            StatusCode::NOT_FOUND,
+            "no route GET /v1/nothing-here",
+        ),
+        (
+            post_req(
+                "/v1/users/1/interactions",
+                Some(TOKEN),
+                json!({"items": [{"item": "1"}, {"item": "nope"}, {"item": "nada"}]}).to_string(),
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown items `nope`, `nada`",
+        ),
+        (
+            post_req(
+                "/v1/users/1/interactions",
+                Some(TOKEN),
+                json!({"items": [{"item": "1", "when": 3}]}).to_string(),
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown field `when`",
+        ),
+        (
+            post_req(
+                "/v1/users/1/interactions",
+                Some(TOKEN),
+                json!({"items": [{"item": "1", "timestamp": "yesterday"}]}).to_string(),
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "timestamp",
+        ),
+        (
+            post_req(
+                "/v1/users/1/interactions",
+                Some(TOKEN),
+                json!({"items": []}).to_string(),
+            ),
+            StatusCode::BAD_REQUEST,
+            "at least one interaction",
+        ),
+        (
+            post_req(
+                "/v1/admin/reload",
+                Some(TOKEN),
+                json!({"run": "/no/such/run/folder"}).to_string(),
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "/no/such/run/folder",
+        ),
+    ];
+    let history_before = history_of(&svc, "1");
+    for (req, want, says) in cases {
+        let what = format!("{} {}", req.method(), req.uri());
+        let a = send(&svc, req).await;
+        assert_eq!(a.status, want, "{what}: {}", a.text);
+        let msg = a.body["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{what}: not a JSON error: {}", a.text));
+        assert!(msg.contains(says), "{what}: {msg}");
+    }
+    // Nothing was written by the refused interactions, and the service
+    // still answers after all of it.
+    assert_eq!(history_of(&svc, "1"), history_before);
+    assert_eq!(
+        get(&svc, "/v1/users/1/recommendations").await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn the_openapi_document_lists_exactly_the_routes_that_answer() {
+    let (svc, _state) = service();
+    let doc = get(&svc, "/openapi.json").await;
+    assert_eq!(doc.status, StatusCode::OK);
+    assert!(doc.body["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = doc.body["paths"].as_object().unwrap();
+    let mut documented: Vec<(String, String)> = paths
+        .iter()
+        .flat_map(|(p, ops)| {
+            ops.as_object()
+                .unwrap()
+                .keys()
+                .map(move |m| (m.to_uppercase(), p.clone()))
+        })
+        .collect();
+    documented.sort();
+    let mut routes: Vec<(String, String)> = [
+        ("GET", "/"),
+        ("GET", "/healthz"),
+        ("GET", "/readyz"),
+        ("GET", "/metrics"),
+        ("GET", "/openapi.json"),
+        ("GET", "/v1/run"),
+        ("GET", "/v1/users/{user}"),
+        ("GET", "/v1/users/{user}/recommendations"),
+        ("POST", "/v1/recommendations"),
+        ("POST", "/v1/users/{user}/interactions"),
+        ("GET", "/v1/items/{item}"),
+        ("POST", "/v1/admin/reload"),
+    ]
+    .iter()
+    .map(|(m, p)| (m.to_string(), p.to_string()))
+    .collect();
+    routes.sort();
+    assert_eq!(documented, routes);
+    // Every documented operation is routed: none falls through to the
+    // fallback or gets 405.
+    for (m, p) in &documented {
+        let uri = p.replace("{user}", "1").replace("{item}", "1");
+        let req = Request::builder()
+            .method(Method::from_bytes(m.as_bytes()).unwrap())
+            .uri(&uri)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from("{}"))
+            .unwrap();
+        let a = send(&svc, req).await;
+        assert!(
+            a.status != StatusCode::METHOD_NOT_ALLOWED && !a.text.contains("no route"),
+            "{m} {uri}: {} {}",
+            a.status,
+            a.text
+        );
+    }
+    // The bodies deny unknown fields in the schema too.
+    let schema = &doc.body["components"]["schemas"]["InteractionIn"];
+    assert_eq!(schema["additionalProperties"], false, "{schema}");
+}
+
+#[tokio::test]
+async fn metrics_count_and_time_each_route_by_its_template() {
+    let (svc, _state) = service();
+    for _ in 0..3 {
+        get(&svc, "/v1/users/2/recommendations").await;
+    }
+    get(&svc, "/v1/users/nobody/recommendations").await;
+    let m = get(&svc, "/metrics").await;
+    assert_eq!(m.status, StatusCode::OK);
+    let line = |want: &str| {
+        m.text
+            .lines()
+            .find(|l| l.starts_with(want))
+            .unwrap_or_else(|| panic!("no `{want}` in\n{}", m.text))
+            .to_string()
+    };
+    assert!(line("hsuga_http_requests_total{method=\"GET\",route=\"/v1/users/{user}/recommendations\",status=\"200\"}").ends_with(" 3"));
+    assert!(line("hsuga_http_requests_total{method=\"GET\",route=\"/v1/users/{user}/recommendations\",status=\"404\"}").ends_with(" 1"));
+    assert!(
+        line(
+            "hsuga_http_request_duration_seconds_count{route=\"/v1/users/{user}/recommendations\"}"
+        )
+        .ends_with(" 4")
+    );
+    assert!(!m.text.contains("nobody"), "ids must not become labels");
+}
+
+#[tokio::test]
+async fn concurrent_requests_share_forward_passes_and_get_the_serial_answers() {
+    let window = BatchConfig {
+        window: Duration::from_millis(50),
+        ..BatchConfig::default()
+    };
+    let (batched, _s1) = service_with(None, window);
+    let (serial, _s2) = service();
+    let users: Vec<String> = (1..=24).map(|u| u.to_string()).collect();
+    let asks = users.iter().map(|u| {
+        let (svc, uri) = (
+            batched.clone(),
+            format!("/v1/users/{u}/recommendations?k=10"),
+        );
+        async move { get(&svc, &uri).await }
+    });
+    let together = futures_join_all(asks.collect()).await;
+    for (u, a) in users.iter().zip(&together) {
+        let alone = get(&serial, &format!("/v1/users/{u}/recommendations?k=10")).await;
+        assert_eq!(items_of(a), items_of(&alone), "user {u}");
+        for (x, y) in scores_of(a).iter().zip(scores_of(&alone)) {
+            assert!((x - y).abs() < 1e-4, "user {u}: {x} vs {y}");
+        }
+    }
+    // Fewer forward passes than requests.
+    let m = get(&batched, "/metrics").await.text;
+    let value = |name: &str| -> f64 {
+        m.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let passes = value("hsuga_scoring_batch_rows_count");
+    assert_eq!(value("hsuga_scoring_batch_rows_sum"), 24.0);
+    assert!(passes < 24.0, "{passes} forward passes for 24 requests");
+}
+
+/// `join_all` without the futures crate: each on its own task.
+async fn futures_join_all<F>(futs: Vec<F>) -> Vec<Answer>
+where
+    F: std::future::Future<Output = Answer> + Send + 'static,
+{
+    let handles: Vec<_> = futs.into_iter().map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
+}
+
+#[tokio::test]
+async fn reload_swaps_runs_and_a_refused_folder_keeps_the_old_one() {
+    let (svc, _state) = service();
+    let (dir, _) = trained();
+    let old = svc.current();
+    let a = post(&svc, "/v1/admin/reload", json!({"run": dir})).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    assert_eq!(a.body["dataset"], "ml-100k");
+    assert!(!Arc::ptr_eq(&old, &svc.current()), "not swapped");
+    // A request holding the old run still scores on it.
+    let top = svc
+        .recommend_history_on(old.clone(), &["1".into()], Some(5), false)
+        .await
+        .unwrap();
+    assert_eq!(top.items.len(), 5);
+    let now = svc.current();
+    let r = post(&svc, "/v1/admin/reload", json!({"run": "/no/such/folder"})).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        Arc::ptr_eq(&now, &svc.current()),
+        "a refused reload swapped"
+    );
+    assert!(
+        get(&svc, "/metrics")
+            .await
+            .text
+            .contains("hsuga_reloads_total{outcome=\"refused\"} 1")
+    );
+}
+
+/// A copy of the trained run folder to damage.
+fn copy_run() -> (tempfile::TempDir, PathBuf) {
+    let (dir, _) = trained();
+    let tmp = tempfile::tempdir().unwrap();
+    let to = tmp.path().join("run");
+    std::fs::create_dir_all(&to).unwrap();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_file() {
+            std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    (tmp, to)
+}
+
+#[test]
+fn unfinished_incomplete_and_unservable_folders_are_refused_by_name() {
+    let (_, cache) = trained();
+    let load = |d: &Path| Run::load(d, &source(cache)).err().unwrap().to_string();
+    let e = load(Path::new("/no/such/run"));
+    assert!(
+        e.contains("/no/such/run") && e.contains("not a folder"),
+        "{e}"
+    );
+
+    let (_t, run) = copy_run();
+    std::fs::remove_file(run.join("best.bpk")).unwrap();
+    let e = load(&run);
+    assert!(e.contains("best.bpk"), "{e}");
+
+    let (_t, run) = copy_run();
+    std::fs::remove_file(run.join("report.json")).unwrap();
+    let e = load(&run);
+    assert!(e.contains("unfinished") && e.contains("report.json"), "{e}");
+
+    let (_t, run) = copy_run();
+    std::fs::write(run.join("best.bpk"), b"not a checkpoint at all").unwrap();
+    let e = load(&run);
+    assert!(
+        e.contains("best.bpk") && e.contains("not a burnpack"),
+        "{e}"
+    );
+
+    // A model that reads semantic inputs when it scores.
+    let (_t, run) = copy_run();
+    let cfg = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    let edit = |table: &str, key: &str, value: toml::Value| {
+        let mut doc: toml::Table = cfg.parse().unwrap();
+        doc.entry(table)
+            .or_insert_with(|| toml::Value::Table(Default::default()))
+            .as_table_mut()
+            .unwrap()
+            .insert(key.into(), value);
+        doc
+    };
+    let mut doc = edit("method", "fusion", "gate".into());
+    let mut file = toml::Table::new();
+    file.insert("file".into(), "u.safetensors".into());
+    doc.entry("inputs")
+        .or_insert_with(|| toml::Value::Table(Default::default()))
+        .as_table_mut()
+        .unwrap()
+        .insert("user_semantic".into(), toml::Value::Table(file));
+    std::fs::write(run.join("config.toml"), doc.to_string()).unwrap();
+    let e = load(&run);
+    assert!(
+        e.contains("HSU fusion") && e.contains("method.fusion"),
+        "{e}"
+    );
+
+    // A checkpoint of another model (here: another hidden size).
+    let (_t, run) = copy_run();
+    let doc = edit("model", "hidden", 32.into());
+    std::fs::write(run.join("config.toml"), doc.to_string()).unwrap();
+    let e = load(&run);
+    assert!(e.contains("checkpoint is for model"), "{e}");
+}
