@@ -29,14 +29,12 @@
 //! put in place.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 
 use hsuga_fetch::http;
 pub use hsuga_fetch::http::HttpOptions;
 use hsuga_fetch::{FetchError, wheel};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::config::DatasetConfig;
 use crate::error::{DataError, Result};
@@ -562,17 +560,8 @@ impl Download<'_> {
 /// sha256 of a gzip file's decompressed bytes (all members).
 fn gunzipped_sha256(path: &Path) -> std::result::Result<String, FetchError> {
     let file = std::fs::File::open(path).map_err(|e| FetchError::io(path, e))?;
-    let mut gz = flate2::read::MultiGzDecoder::new(std::io::BufReader::new(file));
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = gz.read(&mut buf).map_err(|e| FetchError::io(path, e))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(format!("{:x}", h.finalize()))
+    let gz = flate2::read::MultiGzDecoder::new(std::io::BufReader::new(file));
+    hsuga_fetch::sha256_of(gz, path)
 }
 
 /// The hashes recorded in `dir`'s [`RECORDED`] file, by path (none when

@@ -62,11 +62,17 @@ pub type Result<T> = std::result::Result<T, FetchError>;
 
 /// Lowercase hex sha256 of a file's contents.
 pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut f = std::fs::File::open(path).map_err(|e| FetchError::io(path, e))?;
+    let f = std::fs::File::open(path).map_err(|e| FetchError::io(path, e))?;
+    sha256_of(f, path)
+}
+
+/// Lowercase hex sha256 of everything `reader` yields (a file, or a
+/// decoder over one); read errors name `path`.
+pub fn sha256_of(mut reader: impl Read, path: &Path) -> Result<String> {
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = f.read(&mut buf).map_err(|e| FetchError::io(path, e))?;
+        let n = reader.read(&mut buf).map_err(|e| FetchError::io(path, e))?;
         if n == 0 {
             break;
         }
