@@ -6,12 +6,15 @@
 //! Nothing here is read from disk again per request.
 //!
 //! Which runs are served: every backbone, with or without LLMInit rows or
-//! self-distillation (LLM-ESR's and GAA's), since those change only how
-//! the weights were trained. Runs whose model reads semantic inputs at
-//! scoring time (LLM-ESR's dual view reads item text embeddings; HSU fusion
-//! reads a user semantic embedding) are refused at load with a message
-//! saying so: serving them needs the embedder and the HSU worker of
-//! issue 17's later steps.
+//! self-distillation (LLM-ESR's and GAA's), and LLM-ESR's dual view, whose
+//! semantic view reads the item text embeddings: those are produced the way
+//! training produced them ([`hsuga_experiment::semantic_inputs`], from the
+//! caches when they are there) and must have the digest the run recorded in
+//! `inputs.sha256`, so the served model reads what it was trained on. So
+//! the README's main job (SASRec, LLM-ESR, HSUGA) is served. Runs with HSU
+//! fusion are refused at load: fusion reads a per-user semantic embedding,
+//! which a user new to the service does not have until the HSU worker of
+//! issue 17's later steps mines one.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -32,8 +35,12 @@ pub type ResolveDataset = dyn Fn(&str) -> Result<PathBuf, String> + Send + Sync;
 /// Where a run's dataset is found; kept by the service for reloads.
 #[derive(Clone)]
 pub struct RunSource {
-    /// The cache of prepared datasets (`--cache-dir`).
+    /// The cache of prepared datasets and semantic inputs (`--cache-dir`).
     pub cache_dir: PathBuf,
+    /// Local model weights, for a dual-view run's item text embedder.
+    pub models_dir: PathBuf,
+    /// HSU configs, for a run whose inputs name one.
+    pub hsu_configs: PathBuf,
     pub resolve_dataset: Arc<ResolveDataset>,
 }
 
@@ -97,10 +104,15 @@ impl Run {
         }
         let device = hsuga_model::cpu();
         let num_items = prepared.dataset.num_items;
+        let semantic = if config.method.dual_view {
+            semantic_inputs(dir, &config, &dcfg, &prepared, source)?
+        } else {
+            SemanticInputs::default()
+        };
         let model = hsuga_train::load_best_with(
             &config.model,
             &config.method,
-            &SemanticInputs::default(),
+            &semantic,
             num_items,
             dir,
             &device,
@@ -195,24 +207,56 @@ impl Run {
     }
 }
 
-/// Refuses runs whose model reads semantic inputs when it scores.
-fn refuse_semantic_methods(dir: &Path, cfg: &RunConfig) -> Result<(), ServeError> {
-    let reads = if cfg.method.dual_view {
-        Some("LLM-ESR's dual view (method.dual_view = true) reads item text embeddings")
-    } else if cfg.method.fusion != Fusion::None {
-        Some("HSU fusion (method.fusion) reads a user semantic embedding")
-    } else {
-        None
+/// A dual-view run's semantic inputs, produced as its training produced
+/// them and checked against the digest it recorded.
+fn semantic_inputs(
+    dir: &Path,
+    config: &RunConfig,
+    dcfg: &DatasetConfig,
+    prepared: &Prepared,
+    source: &RunSource,
+) -> Result<SemanticInputs, ServeError> {
+    let dirs = hsuga_experiment::InputDirs {
+        cache_dir: &source.cache_dir,
+        models_dir: &source.models_dir,
+        hsu_configs: &source.hsu_configs,
     };
-    match reads {
-        Some(what) => Err(ServeError::run(
+    let semantic = hsuga_experiment::semantic_inputs(&config.inputs, dcfg, prepared, &dirs)
+        .map_err(|e| ServeError::run(dir, format!("its semantic inputs: {e}")))?;
+    let recorded = dir.join("inputs.sha256");
+    match std::fs::read_to_string(&recorded) {
+        Ok(d) if d.trim() != semantic.digest() => Err(ServeError::run(
             dir,
             format!(
-                "its model scores with semantic inputs: {what}, which this service does \
-                 not load yet; serve a run without method.dual_view and method.fusion \
-                 (any backbone, LLMInit or self-distillation)"
+                "its semantic inputs differ from those it was trained on ({} holds {}, \
+                 they are now {}): the item texts, the embedder or the HSU interests \
+                 changed; retrain the run",
+                recorded.display(),
+                d.trim(),
+                semantic.digest()
             ),
         )),
-        None => Ok(()),
+        Ok(_) => Ok(semantic),
+        Err(e) => Err(ServeError::run(
+            dir,
+            format!(
+                "{}: {e} (the digest of the semantic inputs it was trained on)",
+                recorded.display()
+            ),
+        )),
     }
+}
+
+/// Refuses runs whose model reads a per-user semantic input when it scores.
+fn refuse_semantic_methods(dir: &Path, cfg: &RunConfig) -> Result<(), ServeError> {
+    if cfg.method.fusion == Fusion::None {
+        return Ok(());
+    }
+    Err(ServeError::run(
+        dir,
+        "its model scores with semantic inputs: HSU fusion (method.fusion) reads a user \
+         semantic embedding, which users new to the service do not have; this service does \
+         not serve fusion runs yet (any backbone, LLMInit, LLM-ESR's dual view and \
+         self-distillation are served)",
+    ))
 }

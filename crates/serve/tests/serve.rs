@@ -21,6 +21,8 @@ fn repo() -> PathBuf {
 fn source(cache: &Path) -> RunSource {
     RunSource {
         cache_dir: cache.to_path_buf(),
+        models_dir: cache.join("models"),
+        hsu_configs: repo().join("configs/hsu"),
         resolve_dataset: Arc::new(|entry: &str| Ok(PathBuf::from(entry))),
     }
 }
@@ -779,4 +781,59 @@ fn unfinished_incomplete_and_unservable_folders_are_refused_by_name() {
     std::fs::write(run.join("config.toml"), doc.to_string()).unwrap();
     let e = load(&run);
     assert!(e.contains("checkpoint is for model"), "{e}");
+}
+
+/// Writes a `rows × dim` f32 matrix as `{ file = … }` inputs read it.
+fn write_matrix(path: &Path, rows: usize, dim: usize, salt: usize) {
+    let data: Vec<u8> = (0..rows * dim)
+        .flat_map(|i| ((((i + salt) * 7919) % 1000) as f32 / 1000.0 - 0.5).to_le_bytes())
+        .collect();
+    let view =
+        safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![rows, dim], &data)
+            .unwrap();
+    safetensors::serialize_to_file([("m", view)], None, path).unwrap();
+}
+
+/// LLM-ESR's dual view scores through the item text embeddings: the run is
+/// served with the inputs it was trained on, and refused by name once they
+/// change (here: the supplied item-text file is rewritten).
+#[test]
+fn a_dual_view_run_is_served_with_its_inputs_and_refused_when_they_change() {
+    let root = tempfile::tempdir().unwrap();
+    let cache = root.path().join("cache");
+    let items = root.path().join("items.safetensors");
+    write_matrix(&items, 1682, 24, 0);
+    let dataset = repo().join("configs/datasets/ml-100k.toml");
+    let cfg = hsuga_train::RunConfig::from_toml(&format!(
+        "name = \"dual\"\ndataset = \"{}\"\nout_dir = \"{}\"\n\
+         [model]\nhidden = 16\nmax_len = 20\n[train]\nepochs = 1\nprogress = false\n\
+         [method]\nitem_init = \"pca\"\ndual_view = true\n[method.distill]\ngroup_aware = false\n\
+         [inputs]\nitem_text = {{ file = \"{}\" }}\nuser_semantic = \"item-mean\"\n",
+        dataset.display(),
+        root.path().join("runs").display(),
+        items.display()
+    ))
+    .unwrap();
+    let dirs = hsuga_experiment::InputDirs {
+        cache_dir: &cache,
+        models_dir: &cache.join("models"),
+        hsu_configs: &repo().join("configs/hsu"),
+    };
+    let resolve = |entry: &str| Ok(PathBuf::from(entry));
+    let report = hsuga_experiment::train_one(&cfg, &dirs, &resolve, Default::default()).unwrap();
+    let run = Run::load(&report.dir, &source(&cache)).unwrap();
+    assert_eq!(run.num_items(), 1682);
+    let scores = run.score(&[&[1, 2, 3][..]]);
+    assert_eq!(scores.len(), 1682);
+    assert!(scores.iter().all(|s| s.is_finite()));
+    // Other item texts: the model would read other inputs than it trained on.
+    write_matrix(&items, 1682, 24, 1);
+    let e = Run::load(&report.dir, &source(&cache))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("inputs.sha256") && e.contains("differ from those it was trained on"),
+        "{e}"
+    );
 }

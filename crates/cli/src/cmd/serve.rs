@@ -32,6 +32,8 @@ pub struct ServeArgs {
     /// with (0: only requests already queued share a forward pass).
     #[arg(long, default_value_t = 0.0)]
     batch_window_ms: f64,
+    #[command(flatten)]
+    inputs: super::experiment::InputArgs,
 }
 
 pub fn run(args: ServeArgs, g: &Globals) -> Result<()> {
@@ -55,6 +57,8 @@ pub fn run(args: ServeArgs, g: &Globals) -> Result<()> {
     let datasets_dir = g.datasets_dir.clone();
     let source = RunSource {
         cache_dir: g.cache_dir.clone(),
+        models_dir: args.inputs.models_dir.resolve(),
+        hsu_configs: args.inputs.hsu_configs.clone(),
         resolve_dataset: Arc::new(move |entry: &str| {
             datasets::config_path(entry, &datasets_dir).map_err(|e| format!("{e:#}"))
         }),
