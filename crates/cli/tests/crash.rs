@@ -197,7 +197,7 @@ fn write_grid(dir: &Path) -> PathBuf {
         &cfg,
         format!(
             "name = \"grid\"\nout_dir = \"{}\"\ndatasets = [\"ml-100k\"]\nseeds = [42]\n\
-             base = \"SASRec\"\n[train]\nepochs = 4\npatience = 100\n\
+             base = \"SASRec\"\n[train]\nepochs = 12\npatience = 100\n\
              [[methods]]\nname = \"SASRec\"\n\
              model = {{ backbone = \"sasrec\", max_len = 20, hidden = 32 }}\n\
              [[methods]]\nname = \"GRU4Rec\"\n\
