@@ -2,7 +2,7 @@
 //! report ([`hsuga_experiment::read_finished`]), the dataset it trained on
 //! (prepared through the same cache, [`hsuga_data::prepare`]), the raw ↔
 //! internal id maps, item titles and the best checkpoint
-//! ([`hsuga_train::load_best_with`]), with the item table computed once.
+//! ([`hsuga_train::load_best`]), with the item table computed once.
 //! Nothing here is read from disk again per request.
 //!
 //! Which runs are served: every backbone, with or without LLMInit rows or
@@ -109,7 +109,7 @@ impl Run {
         } else {
             SemanticInputs::default()
         };
-        let model = hsuga_train::load_best_with(
+        let model = hsuga_train::load_best(
             &config.model,
             &config.method,
             &semantic,

@@ -29,4 +29,4 @@ pub use error::TrainError;
 pub use progress::Progress;
 pub use scoring::{ModelScorer, attach_users, represent_users};
 pub use semantic::{Matrix, SemanticInputs, item_mean};
-pub use trainer::{EpochLog, Job, Outcome, fit, load_best, load_best_with, model_tag};
+pub use trainer::{EpochLog, Job, Outcome, fit, load_best, model_tag};

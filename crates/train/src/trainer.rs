@@ -593,12 +593,13 @@ fn last_valid(state: &State) -> String {
 }
 
 /// A run's model with its method's parts (LLMInit rows, dual view, fusion)
-/// read back from `best.bpk`, for serving: built by the same recipe as the
-/// model that trained, and checked against the same tag, so a checkpoint of
-/// other parts is refused. `semantic` must hold what the built parts read
+/// read back from `best.bpk`, for scoring and serving: built by the same
+/// recipe as the model that trained, and checked against the same tag, so a
+/// checkpoint of other parts is refused (a plain backbone: the default
+/// method and no semantic inputs). `semantic` must hold what the built parts read
 /// (the item text for the dual view, the user matrix's width for fusion);
 /// LLMInit's PCA rows are not needed, the checkpoint replaces them.
-pub fn load_best_with(
+pub fn load_best(
     cfg: &ModelConfig,
     method: &MethodConfig,
     semantic: &SemanticInputs,
@@ -616,15 +617,4 @@ pub fn load_best_with(
     let fresh = build_alone(|| builder.build(device))?;
     let tag = model_tag(cfg, num_items) + &method.tag();
     checkpoint::load(fresh, &tag, &dir.join("best.bpk"))
-}
-
-/// A model read back from a run folder's `best.bpk`, for scoring.
-pub fn load_best(
-    cfg: &ModelConfig,
-    num_items: u32,
-    dir: &Path,
-    device: &Device,
-) -> Result<Recommender, TrainError> {
-    let fresh = build_alone(|| Ok(Recommender::new(cfg, num_items, device)?))?;
-    checkpoint::load(fresh, &model_tag(cfg, num_items), &dir.join("best.bpk"))
 }

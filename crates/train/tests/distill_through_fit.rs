@@ -99,7 +99,15 @@ fn item_rows_after_one_step(cfg: &RunConfig, split: &Split, dir: &Path) -> Vec<V
     })
     .unwrap();
     assert_eq!((out.epochs_run, out.best_epoch), (1, 1));
-    let model = load_best(&cfg.model, ITEMS, dir, &cpu()).unwrap();
+    let model = load_best(
+        &cfg.model,
+        &Default::default(),
+        &Default::default(),
+        ITEMS,
+        dir,
+        &cpu(),
+    )
+    .unwrap();
     item_vectors(&model, &cfg.model)
 }
 

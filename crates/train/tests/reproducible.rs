@@ -142,7 +142,15 @@ fn loading_a_checkpoint_beside_a_starting_run_leaves_its_weights_alone() {
     std::thread::scope(|s| {
         s.spawn(|| {
             while !done.load(Ordering::SeqCst) {
-                load_best(&model(), p.split.num_items, saved.path(), &cpu()).unwrap();
+                load_best(
+                    &model(),
+                    &Default::default(),
+                    &Default::default(),
+                    p.split.num_items,
+                    saved.path(),
+                    &cpu(),
+                )
+                .unwrap();
             }
         });
         for d in &beside {

@@ -102,7 +102,15 @@ fn sasrec_learns_fashion_and_checkpoints_round_trip() {
         .count();
     assert_eq!(pairs, 2, "one weights + one optimiser file");
     // Save -> load gives identical scores.
-    let loaded = load_best(&model, p.split.num_items, run.path(), &cpu()).unwrap();
+    let loaded = load_best(
+        &model,
+        &Default::default(),
+        &Default::default(),
+        p.split.num_items,
+        run.path(),
+        &cpu(),
+    )
+    .unwrap();
     let b = hsuga_model::Batcher::new(&model, p.split.num_items, &cpu());
     let scorer = hsuga_train::ModelScorer::new(&loaded, &b, None);
     let again = hsuga_eval::evaluate(
