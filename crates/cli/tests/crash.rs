@@ -32,15 +32,22 @@ fn write_config(dir: &Path) -> PathBuf {
     cfg
 }
 
-fn train(cfg: &Path, cache: &Path) -> Command {
+/// `hsuga --cache-dir <cache> <command> --config <cfg> --quiet <extra…>`
+/// in the repository root, stdout dropped, stderr kept for failures.
+fn quiet(command: &str, cfg: &Path, cache: &Path, extra: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_hsuga"));
     c.current_dir(common::repo())
         .arg("--cache-dir")
         .arg(cache)
-        .args(["train", "--config", cfg.to_str().unwrap(), "--quiet"])
+        .args([command, "--config", cfg.to_str().unwrap(), "--quiet"])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     c
+}
+
+fn train(cfg: &Path, cache: &Path) -> Command {
+    quiet("train", cfg, cache, &[])
 }
 
 /// Starts `command` up to five times, each killed with SIGKILL at a random
@@ -210,15 +217,7 @@ fn write_grid(dir: &Path) -> PathBuf {
 }
 
 fn grid(cfg: &Path, cache: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_hsuga"));
-    c.current_dir(common::repo())
-        .arg("--cache-dir")
-        .arg(cache)
-        .args(["experiment", "--config", cfg.to_str().unwrap(), "--quiet"])
-        .args(["--jobs", "2"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    c
+    quiet("experiment", cfg, cache, &["--jobs", "2"])
 }
 
 /// Every file a grid wrote that is a result (ranks, reports' metrics, the

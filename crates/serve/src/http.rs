@@ -6,7 +6,6 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, MatchedPath, Request, State};
 use axum::http::{HeaderValue, StatusCode, header, request::Parts};
 use axum::middleware::{self, Next};
@@ -54,15 +53,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         match Json::<T>::from_request(req, state).await {
             Ok(Json(v)) => Ok(Body(v)),
-            Err(r) => Err(rejected(&r)),
+            Err(r) => Err(ServeError::Rejected {
+                status: r.status(),
+                message: r.body_text(),
+            }),
         }
-    }
-}
-
-fn rejected(r: &JsonRejection) -> ServeError {
-    ServeError::Rejected {
-        status: r.status(),
-        message: r.body_text(),
     }
 }
 
@@ -75,15 +70,11 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Params<
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(v)) => Ok(Params(v)),
-            Err(r) => Err(path_rejected(&r)),
+            Err(r) => Err(ServeError::Rejected {
+                status: r.status(),
+                message: r.body_text(),
+            }),
         }
-    }
-}
-
-fn path_rejected(r: &PathRejection) -> ServeError {
-    ServeError::Rejected {
-        status: r.status(),
-        message: r.body_text(),
     }
 }
 
@@ -96,15 +87,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryOf<T> {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(v)) => Ok(QueryOf(v)),
-            Err(r) => Err(query_rejected(&r)),
+            Err(r) => Err(ServeError::Rejected {
+                status: r.status(),
+                message: r.body_text(),
+            }),
         }
-    }
-}
-
-fn query_rejected(r: &QueryRejection) -> ServeError {
-    ServeError::Rejected {
-        status: r.status(),
-        message: r.body_text(),
     }
 }
 
