@@ -28,7 +28,9 @@ pub use config::{ExperimentConfig, MethodSpec, ResolvedMethod};
 pub use inputs::{InputDirs, semantic_inputs};
 pub use plot::PlotSpec;
 pub use report::{DatasetTable, report};
-pub use run_folder::{BUILD, RunReport, check_dir, is_finished, read_finished, run_dir};
+pub use run_folder::{
+    BUILD, INPUTS_DIGEST, RunReport, check_dir, is_finished, read_finished, run_dir,
+};
 pub use runner::{RunOptions, run, train_one};
 
 #[derive(Debug, thiserror::Error)]

@@ -58,7 +58,7 @@ pub(crate) const REPORT: &str = "report.json";
 pub(crate) const CONFIG: &str = "config.toml";
 
 /// The digest of the semantic inputs the run started on.
-pub(crate) const INPUTS_DIGEST: &str = "inputs.sha256";
+pub const INPUTS_DIGEST: &str = "inputs.sha256";
 
 /// Whether a run folder holds a finished run.
 pub fn is_finished(dir: &Path) -> bool {

@@ -223,7 +223,7 @@ fn semantic_inputs(
     };
     let semantic = hsuga_experiment::semantic_inputs(&config.inputs, dcfg, prepared, &dirs)
         .map_err(|e| ServeError::run(dir, format!("its semantic inputs: {e}")))?;
-    let recorded = dir.join("inputs.sha256");
+    let recorded = dir.join(hsuga_experiment::INPUTS_DIGEST);
     match std::fs::read_to_string(&recorded) {
         Ok(d) if d.trim() != semantic.digest() => Err(ServeError::run(
             dir,
