@@ -3,7 +3,7 @@
 //! that hashes the config and the bytes of every input file, so editing
 //! either rebuilds it and nothing stale is ever loaded.
 
-use std::io::{BufWriter, Read, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
@@ -147,16 +147,7 @@ fn content_key_at(cfg: &DatasetConfig, format_version: u32) -> Result<String> {
         let mut f = std::fs::File::open(file).map_err(|e| DataError::io(file, e))?;
         let len = f.metadata().map_err(|e| DataError::io(file, e))?.len();
         h.update(len.to_le_bytes());
-        let mut buf = vec![0u8; 1 << 20];
-        let mut read = 0u64;
-        loop {
-            let n = f.read(&mut buf).map_err(|e| DataError::io(file, e))?;
-            if n == 0 {
-                break;
-            }
-            h.update(&buf[..n]);
-            read += n as u64;
-        }
+        let read = std::io::copy(&mut f, &mut h).map_err(|e| DataError::io(file, e))?;
         if read != len {
             return Err(DataError::io(
                 file,

@@ -70,14 +70,7 @@ pub fn sha256_file(path: &Path) -> Result<String> {
 /// decoder over one); read errors name `path`.
 pub fn sha256_of(mut reader: impl Read, path: &Path) -> Result<String> {
     let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = reader.read(&mut buf).map_err(|e| FetchError::io(path, e))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
+    std::io::copy(&mut reader, &mut h).map_err(|e| FetchError::io(path, e))?;
     Ok(format!("{:x}", h.finalize()))
 }
 
