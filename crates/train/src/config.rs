@@ -626,7 +626,11 @@ impl RunConfig {
         let what =
             |e: &dyn std::fmt::Display| TrainError::Config(format!("{}: {e}", path.display()));
         let text = std::fs::read_to_string(path).map_err(|e| what(&e))?;
-        Self::from_toml(&text).map_err(|e| what(&e))
+        Self::from_toml(&text).map_err(|e| match e {
+            // Already "invalid training config: …": say so once.
+            TrainError::Config(msg) => what(&msg),
+            e => what(&e),
+        })
     }
 
     pub fn validate(&self) -> Result<(), TrainError> {
