@@ -189,3 +189,33 @@ fn an_item_with_a_missing_field_reads_the_same_for_the_embedder_and_the_llm() {
         );
     }
 }
+
+/// The CoT baseline (issue 16; the paper's Table 5): `configs/hsu/rules-cot.toml`
+/// sends one prompt per user, listing exactly that user's training items in
+/// order, so neither the validation nor the test item can reach the LLM.
+#[test]
+fn cot_builds_one_prompt_per_user_from_the_training_items_only() {
+    let cache = tempfile::tempdir().unwrap();
+    let dcfg = DatasetConfig::load(&repo().join("configs/datasets/ml-100k.toml")).unwrap();
+    let Prepared { dataset, split, .. } = prepare(&dcfg, cache.path()).unwrap();
+    let template = ItemTemplate::for_dataset(&dcfg).unwrap();
+    let users = histories(&dataset, &split, &template);
+    let resolved = HsuConfig::load(&repo().join("configs/hsu/rules-cot.toml")).unwrap();
+    let store = Store::open(&cache.path().join("hsu.sqlite")).unwrap();
+    let backend = recording();
+    // CoT ignores the stage length: the whole history is one "stage".
+    let engine = Engine::new(&resolved, &backend, &store, 16);
+    let text = |item: u32| template.render(&dataset, item);
+    for u in [0usize, 1, 2, 100, 500, 942] {
+        let requests = prompts_for(&engine, &backend, &users[u]);
+        assert_eq!(requests.len(), 1, "user {}: one call", users[u].user);
+        let want: Vec<String> = split.train[u].iter().map(|&i| text(i)).collect();
+        assert_eq!(
+            shown_items(&requests),
+            want,
+            "user {}: the prompt lists exactly the training items, in order",
+            users[u].user
+        );
+        assert!(want.len() > 16, "user {}: longer than one stage", users[u].user);
+    }
+}
