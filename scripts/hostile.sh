@@ -481,8 +481,10 @@ done
 # A throw-away OpenAI-compatible chat server whose behaviour is read from
 # $W/mode at every request.
 cat >"$W/chat.py" <<'PY'
-import http.server, json, os, sys, time
+import http.server, json, os, sys, threading, time
 W = sys.argv[1]
+lock = threading.Lock()
+count = 0
 class H(http.server.BaseHTTPRequestHandler):
     def log_message(self, *a): pass
     def do_POST(self):
@@ -490,8 +492,13 @@ class H(http.server.BaseHTTPRequestHandler):
         with open(os.path.join(W, "auth"), "a") as f:
             f.write(str(self.headers.get("Authorization")) + "\n")
         mode = open(os.path.join(W, "mode")).read().strip()
-        n = int(open(os.path.join(W, "count")).read() or 0) + 1 if os.path.exists(os.path.join(W, "count")) else 1
-        open(os.path.join(W, "count"), "w").write(str(n))
+        global count
+        with lock:
+            if os.path.exists(os.path.join(W, "reset")):
+                os.remove(os.path.join(W, "reset"))
+                count = 0
+            count += 1
+            n = count
         if mode == "429-then-good" and n <= 2:
             return self.send(429, b'{"error":"slow down"}', {"Retry-After": "1"})
         if mode == "500": return self.send(500, b'{"error":"boom"}')
@@ -547,7 +554,7 @@ hsu() { run hsu --dataset "$W/good.toml" --users 3 --config "$(hsucfg "${2:-$POR
 hsu_case() {
   local mode=$1 expect=$2
   echo "$mode" >"$W/mode"
-  rm -f "$W/count"
+  touch "$W/reset"
   hsu "$mode"
   if crashed; then fail "hsu: server $mode" "crashed (exit $RC)"; return; fi
   if ! grep -Eq "$expect" "$W/out" "$W/err"; then
@@ -594,6 +601,136 @@ if crashed || [ $RC -eq 0 ]; then fail "hsu: store that is not SQLite" "exit $RC
 elif ! grep -q "not-a-db.sqlite" "$W/err"; then fail "hsu: store that is not SQLite" "file not named: $(head -c 200 "$W/err")"
 elif [ "$(grep -o "not a database" "$W/err" | wc -l)" -gt 1 ]; then fail "hsu: store that is not SQLite" "cause printed $(grep -o "not a database" "$W/err" | wc -l) times"
 else ok "hsu: store that is not SQLite" "$(head -1 "$W/err" | cut -c1-110)"; fi
+
+
+# HSU killed mid-run (rules editor, all of ML-100K), then resumed: the store
+# ends exactly as an uninterrupted run's, no stage lost or duplicated.
+rules_run() { run hsu --dataset "$W/good.toml" --config "$REPO/configs/hsu/rules.toml" --db "$1"; }
+rules_run "$W/hsu-ref.sqlite"
+for _ in 1 2 3 4; do
+  (exec "$B" hsu --dataset "$W/good.toml" --config "$REPO/configs/hsu/rules.toml" --db "$W/hsu-kill.sqlite" >/dev/null 2>&1) &
+  pid=$!
+  sleep "$(python3 -c 'import random; print(round(random.uniform(0.2, 2.0), 2))')"
+  kill -9 $pid 2>/dev/null
+  wait $pid 2>/dev/null
+done
+rules_run "$W/hsu-kill.sqlite"
+dump() { # STORE: every stored stage's content, without timings
+  python3 - "$1" <<'PY'
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+cols = [r[1] for r in db.execute("pragma table_info(stages)")]
+keep = [c for c in cols if not any(w in c for w in ("second", "time", "_at", "tries", "ms"))]
+for row in db.execute(f"select {', '.join(keep)} from stages order by 1, 2, 3"):
+    print(row)
+PY
+}
+if [ $RC -ne 0 ]; then fail "hsu: 4 kills at random moments, then resume" "exit $RC"
+elif [ "$(dump "$W/hsu-ref.sqlite" | md5sum)" != "$(dump "$W/hsu-kill.sqlite" | md5sum)" ]; then
+  fail "hsu: 4 kills at random moments, then resume" "stores differ ($(dump "$W/hsu-ref.sqlite" | wc -l) vs $(dump "$W/hsu-kill.sqlite" | wc -l) stages)"
+else ok "hsu: 4 kills at random moments, then resume" "$(dump "$W/hsu-ref.sqlite" | wc -l) stages, identical to uninterrupted"; fi
+refuse "hsu: shard 5 of 4" "shard" hsu --dataset "$W/good.toml" --shard 5/4 --db "$W/hsu-x.sqlite"
+refuse "hsu: unknown back-end kind" "telepathy" hsu --dataset "$W/good.toml" --config <(printf 'variant = "x"\n[backend]\nkind = "telepathy"\n') --db "$W/hsu-x.sqlite"
+refuse "interests: unknown user" "no-such-user" interests --dataset "$W/good.toml" --user no-such-user --db "$W/hsu-ref.sqlite"
+
+# -------------------------------------------------------------- experiments
+grid() { # NAME: an experiment file from stdin (its rows), over the good dataset
+  {
+    echo "name = \"$1\""
+    echo "datasets = [\"$W/good.toml\"]"
+    echo "seeds = [42]"
+    echo "out_dir = \"$W/grid-$1\""
+    cat
+  } >"$W/$1.toml"
+  echo "$W/$1.toml"
+}
+refuse "grid: a row whose method needs inputs it does not name" "Broken.*item_text|item_text.*Broken" experiment --config "$(grid g1 <<'T'
+[[methods]]
+name = "SASRec"
+model = { backbone = "sasrec", max_len = 20 }
+[[methods]]
+name = "Broken"
+model = { backbone = "sasrec", max_len = 20 }
+method = { dual_view = true }
+T
+)"
+[ -z "$(find "$W/grid-g1" -name '*.bpk' 2>/dev/null)" ] && ok "grid: nothing trained before the bad row is refused" ||
+  fail "grid: nothing trained before the bad row is refused" "weights written"
+refuse "grid: a flag the row's backbone does not have" "GRU.*causal|causal.*GRU" experiment --config "$(grid g2 <<'T'
+[[methods]]
+name = "GRU"
+model = { backbone = "gru4rec", max_len = 20, causal = true }
+T
+)"
+refuse "grid: unknown key in a row" "colour" experiment --config "$(grid g3 <<'T'
+[[methods]]
+name = "SASRec"
+colour = "red"
+model = { backbone = "sasrec", max_len = 20 }
+T
+)"
+refuse "grid: vs names no row" "Nobody" experiment --config "$(grid g4 <<'T'
+[[methods]]
+name = "SASRec"
+vs = "Nobody"
+model = { backbone = "sasrec", max_len = 20 }
+T
+)"
+refuse "grid: unknown HSU config in inputs" "no-such-hsu" experiment --config "$(grid g5 <<'T'
+[[methods]]
+name = "GAA"
+model = { backbone = "sasrec", max_len = 20 }
+method = { distill = {} }
+inputs = { item_text = "all-minilm-l6-v2", user_semantic = "hsu:no-such-hsu" }
+T
+)"
+mkdir -p "$W/empty-experiment"
+refuse "report: a folder with no runs" "empty-experiment" report "$W/empty-experiment"
+
+# ------------------------------------------------------------------ serving
+refuse "serve: a folder that is not a run" "nothing-here" serve --run "$W/nothing-here"
+rm -rf "$W/unfinished" && cp -r "$W/killed" "$W/unfinished"
+rm -f "$(folder "$W/unfinished")"/{result.json,report.json,best.bpk}
+refuse "serve: an unfinished run" "best.bpk|unfinished|not finished" serve --run "$(folder "$W/unfinished")"
+SPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+HSUGA_SERVE_TOKEN=tok-4242 "$B" serve --run "$REF" --addr 127.0.0.1:$SPORT --token-env HSUGA_SERVE_TOKEN >"$W/serve.log" 2>&1 &
+spid=$!
+for _ in $(seq 100); do curl -sf "127.0.0.1:$SPORT/readyz" >/dev/null && break; sleep 0.2; done
+http() { # NAME EXPECTED-STATUS CURL-ARGS...: the status and a JSON error body
+  local name=$1 want=$2
+  shift 2
+  local code
+  code=$(curl -s -o "$W/body" -w '%{http_code}' "$@")
+  # A refusal must be a 4xx (which one is the service's choice) with a JSON error.
+  if [[ $code == "$want" || ($want == 4xx && $code == 4??) ]] && { [ "$want" = 200 ] || grep -q '"error"' "$W/body"; }; then
+    ok "$name" "$code $(head -c 90 "$W/body")"
+  else fail "$name" "status $code (want $want): $(head -c 150 "$W/body")"; fi
+}
+U="127.0.0.1:$SPORT"
+http "serve: recommendations for a known user" 200 "$U/v1/users/1/recommendations?k=5"
+http "serve: unknown user" 4xx "$U/v1/users/no-such-user/recommendations"
+http "serve: negative k" 4xx "$U/v1/users/1/recommendations?k=-3"
+http "serve: huge k" 4xx "$U/v1/users/1/recommendations?k=99999999999"
+http "serve: unknown item in a history" 4xx -X POST "$U/v1/recommendations" -H 'Content-Type: application/json' -d '{"history": ["no-such-item"], "k": 5}'
+http "serve: empty history" 4xx -X POST "$U/v1/recommendations" -H 'Content-Type: application/json' -d '{"history": [], "k": 5}'
+http "serve: unknown field" 4xx -X POST "$U/v1/recommendations" -H 'Content-Type: application/json' -d '{"history": ["50"], "k": 5, "x": 1}'
+http "serve: malformed JSON" 4xx -X POST "$U/v1/recommendations" -H 'Content-Type: application/json' -d '{"history": ['
+head -c 10000000 /dev/zero | tr '\0' 'a' >"$W/big.json"
+http "serve: 10 MB body" 4xx -X POST "$U/v1/recommendations" -H 'Content-Type: application/json' --data-binary @"$W/big.json"
+printf '{"history": ["\xff\xfe"], "k": 5}' >"$W/nonutf8.json"
+http "serve: non-UTF-8 body" 4xx -X POST "$U/v1/recommendations" -H 'Content-Type: application/json' --data-binary @"$W/nonutf8.json"
+http "serve: a write without the token" 4xx -X POST "$U/v1/users/1/interactions" -H 'Content-Type: application/json' -d '{"items": [{"item": "50"}]}'
+http "serve: a write with a wrong token" 4xx -X POST "$U/v1/users/1/interactions" -H 'Authorization: Bearer nope' -H 'Content-Type: application/json' -d '{"items": [{"item": "50"}]}'
+http "serve: reload of a folder that does not exist" 4xx -X POST "$U/v1/admin/reload" -H 'Authorization: Bearer tok-4242' -H 'Content-Type: application/json' -d "{\"run\": \"$W/nowhere\"}"
+http "serve: still serving after the bad requests" 200 "$U/v1/users/1/recommendations?k=5"
+grep -q tok-4242 "$W/serve.log" && fail "serve: the token stays out of the log" "printed" || ok "serve: the token stays out of the log"
+kill $spid 2>/dev/null
+wait $spid 2>/dev/null
+
+# ---------------------------------------------------------- command lines
+refuse "cli: a seed that is not a number" "seed" train --config "$ref" --seed abc
+refuse "cli: an unknown subcommand" "frobnicate" frobnicate
+refuse "data fetch: missing files and no known source" "no \\[source\\]" data fetch "$W/missing_dir.toml"
 
 echo
 echo "$PASS OK, $FAILS FAIL"
