@@ -117,6 +117,7 @@ fn child(label: &str, dim: usize, epochs: usize, cache: &Path) {
         SemanticInputs {
             item_text: Some(random_unit(split.num_items as usize, dim, 1)),
             user_semantic: Some(random_unit(split.num_users(), 384, 2)),
+            ..SemanticInputs::default()
         }
     };
     let o = hsuga_train::fit(&Job {

@@ -29,7 +29,7 @@ use std::path::Path;
 
 use hsuga_eval::EvalConfig;
 use hsuga_model::ModelConfig;
-use hsuga_train::{InputsConfig, MethodConfig, TrainSettings};
+use hsuga_train::{InputsConfig, MethodConfig, Pretrained, TrainSettings};
 use serde::{Deserialize, Serialize};
 
 use crate::ExperimentError;
@@ -225,6 +225,7 @@ impl ExperimentConfig {
                 out.push(self.resolve_one(&m.name, &v.folder, &v.spec)?);
             }
         }
+        check_pretrained_rows(&out)?;
         for base in self
             .methods
             .iter()
@@ -275,6 +276,68 @@ impl ExperimentConfig {
             train,
         })
     }
+}
+
+/// Checks each `method.pretrained = { row = … }` against the grid: the row
+/// exists, is not tuned (one run per seed to read), reads no trained run
+/// itself (its runs train in the grid's first stage), and is a SASRec with
+/// an ID item table and the same hidden size (LLMEmb's `E_srs`). Its runs
+/// are found per dataset and seed when the grid runs
+/// ([`for_seed`]).
+fn check_pretrained_rows(rows: &[ResolvedMethod]) -> Result<(), ExperimentError> {
+    for r in rows {
+        let Some(Pretrained::Row(src)) = &r.method.pretrained else {
+            continue;
+        };
+        let bad = |msg: String| {
+            Err(ExperimentError::Config(format!(
+                "method `{}`: method.pretrained = {{ row = \"{src}\" }}: {msg}",
+                r.name
+            )))
+        };
+        let runs: Vec<&ResolvedMethod> = rows.iter().filter(|o| &o.row == src).collect();
+        let source = match runs.as_slice() {
+            [] => return bad("no row of the experiment has that name".into()),
+            [one] if one.name == *src => *one,
+            _ => return bad("that row is tuned; name one run folder per seed instead".into()),
+        };
+        if source.row == r.row {
+            return bad("a row cannot read its own runs".into());
+        }
+        if source.method.pretrained.is_some() {
+            return bad("that row reads a trained run itself; chains are not supported".into());
+        }
+        if source.model.kind() != hsuga_model::Backbone::Sasrec || source.method.text_items() {
+            return bad(format!(
+                "that row is a {} run{}; LLMEmb aligns to the ID item table of a SASRec",
+                source.model.kind().name(),
+                if source.method.text_items() {
+                    " whose items come from text"
+                } else {
+                    ""
+                }
+            ));
+        }
+        if source.model.hidden != r.model.hidden {
+            return bad(format!(
+                "that row has model.hidden = {}, this one {}: they must match",
+                source.model.hidden, r.model.hidden
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `method` with `pretrained = { row = … }` turned into that row's run
+/// folder for one dataset and seed (`<dataset_dir>/<row>/seed-<seed>`, where
+/// the grid's runner puts it); any other method unchanged.
+pub fn for_seed(method: &MethodConfig, dataset_dir: &Path, seed: u64) -> MethodConfig {
+    let mut m = method.clone();
+    if let Some(Pretrained::Row(row)) = &m.pretrained {
+        let dir = dataset_dir.join(row).join(format!("seed-{seed}"));
+        m.pretrained = Some(Pretrained::Run(dir.display().to_string()));
+    }
+    m
 }
 
 /// `like = "ROW"` starts a row from an earlier row's tables (all but its
@@ -445,6 +508,77 @@ model = { max_len = 50 }
         let e = ExperimentConfig::parse(&tuned).unwrap_err();
         assert!(
             e.contains("method `B`") && e.contains("model.causal"),
+            "{e}"
+        );
+    }
+
+    /// `pretrained = { row = … }` names a plain SASRec row of the grid, read
+    /// per dataset and seed; a row it cannot read fails at load.
+    #[test]
+    fn a_pretrained_row_is_checked_at_load_and_resolved_per_seed() {
+        let grid = |sasrec: &str, llmemb: &str| {
+            format!(
+                "name = \"t\"\ndatasets = [\"ml-100k\"]\n[[methods]]\nname = \"SASRec\"\n{sasrec}\n\
+                 [[methods]]\nname = \"LLMEmb\"\nmethod = {{ llmemb = {{}}, pretrained = {{ row = \
+                 \"SASRec\" }} }}\ninputs = {{ item_text = \"all-minilm-l6-v2\" }}\n{llmemb}\n"
+            )
+        };
+        let resolve = |text: &str| {
+            ExperimentConfig::parse(text)
+                .map_err(|e| e.to_string())?
+                .resolve()
+                .map_err(|e| e.to_string())
+        };
+        let rows = resolve(&grid("", "")).unwrap();
+        let m = for_seed(&rows[1].method, Path::new("runs/t/ml-100k"), 43);
+        assert_eq!(
+            m.pretrained,
+            Some(Pretrained::Run(
+                Path::new("runs/t/ml-100k/SASRec/seed-43")
+                    .display()
+                    .to_string()
+            ))
+        );
+        let cases = [
+            (grid("model = { hidden = 32 }", ""), "model.hidden = 32"),
+            (
+                grid("model = { backbone = \"gru4rec\" }", ""),
+                "GRU4Rec run",
+            ),
+            (
+                grid("tune = { \"train.lr\" = [0.001, 0.01] }", ""),
+                "that row is tuned",
+            ),
+            (
+                grid("", "").replace("row = \"SASRec\"", "row = \"SASRek\""),
+                "no row of the experiment",
+            ),
+            (
+                grid("", "").replace("row = \"SASRec\"", "row = \"LLMEmb\""),
+                "cannot read its own runs",
+            ),
+            (
+                grid("", "").replace("inputs = { item_text = \"all-minilm-l6-v2\" }", ""),
+                "need inputs.item_text",
+            ),
+        ];
+        for (text, want) in cases {
+            let e = resolve(&text).unwrap_err();
+            assert!(
+                e.contains("method `LLMEmb`") && e.contains(want),
+                "{want}: {e}"
+            );
+        }
+        // LLM2Rec with the dual view, named by its row.
+        let e = resolve(&format!(
+            "{}[[methods]]\nname = \"LLM2Rec\"\nmodel = {{ loss = \"ce\" }}\n\
+             method = {{ llm2rec = {{}}, dual_view = true }}\n\
+             inputs = {{ item_text = \"all-minilm-l6-v2\" }}\n",
+            grid("", "")
+        ))
+        .unwrap_err();
+        assert!(
+            e.contains("method `LLM2Rec`") && e.contains("method.dual_view"),
             "{e}"
         );
     }

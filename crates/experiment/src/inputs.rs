@@ -114,6 +114,8 @@ pub fn semantic_inputs(
     Ok(SemanticInputs {
         item_text,
         user_semantic,
+        // A trained run's items, added per run by the runner.
+        pretrained_items: None,
     })
 }
 

@@ -5,12 +5,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use hsuga_data::{Candidates, DatasetConfig, Prepared, candidates, prepare};
-use hsuga_train::{InputsConfig, Progress, RunConfig, SemanticInputs};
+use hsuga_data::{Candidates, DatasetConfig, Prepared, Split, candidates, prepare};
+use hsuga_train::{InputsConfig, Pretrained, Progress, RunConfig, SemanticInputs};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use crate::ExperimentError;
-use crate::config::{ExperimentConfig, ResolvedMethod};
+use crate::config::{ExperimentConfig, ResolvedMethod, for_seed};
 use crate::inputs::{InputDirs, semantic_inputs};
 use crate::report::{DatasetTable, report};
 
@@ -45,6 +45,12 @@ struct Pending {
     data: usize,
     input: usize,
     cand: usize,
+    /// Its inputs with the item table of its `method.pretrained` run added
+    /// (LLMEmb); `None`: the shared `Plan::inputs` entry as it is.
+    semantic: Option<SemanticInputs>,
+    /// Its `method.pretrained` run is another pending run of the grid: it
+    /// trains in the second stage, after that run has finished.
+    waits: bool,
 }
 
 /// The runs left to train and everything they read, built before the first
@@ -86,7 +92,7 @@ pub fn run(
         .map(|m| (m.name.as_str(), &m.inputs))
         .collect();
     preflight(&rows, &datasets, opts.hsu_configs)?;
-    let plan = plan(cfg, &methods, &datasets, &exp_dir, opts)?;
+    let mut plan = plan(cfg, &methods, &datasets, &exp_dir, opts)?;
     let total = datasets.len() * methods.len() * cfg.seeds.len();
     let before = total - plan.pending.len() - plan.adopted;
     if before > 0 {
@@ -99,8 +105,73 @@ pub fn run(
             crate::ADOPTED_FROM
         );
     }
-    train_all(&plan, opts)?;
+    // Runs that read another pending run of the grid (`pretrained = { row
+    // = … }`) train once every other run has finished.
+    let (first, mut second): (Vec<Pending>, Vec<Pending>) = std::mem::take(&mut plan.pending)
+        .into_iter()
+        .partition(|p| !p.waits);
+    train_all(&plan, &first, opts)?;
+    for p in &mut second {
+        p.semantic = with_pretrained(
+            &plan.inputs[p.input].2,
+            &p.cfg,
+            &datasets[p.data].1.name,
+            &plan.prepared[p.data].split,
+            opts.resolve_dataset,
+        )?;
+    }
+    train_all(&plan, &second, opts)?;
     report(&exp_dir)
+}
+
+/// `base` with the item table of the run that `cfg.method.pretrained`
+/// names (LLMEmb's `E_srs`), or `None` when the method reads no trained
+/// run. The run must be finished, on the same dataset (its `dataset` entry
+/// resolves to a config of the same name) and fit the method
+/// ([`hsuga_train::pretrained_items`]); every error names the row, the key
+/// and the folder, and comes before this run trains.
+fn with_pretrained(
+    base: &SemanticInputs,
+    cfg: &RunConfig,
+    dataset: &str,
+    split: &Split,
+    resolve_dataset: &dyn Fn(&str) -> Result<PathBuf, String>,
+) -> Result<Option<SemanticInputs>, ExperimentError> {
+    let dir = match &cfg.method.pretrained {
+        None => return Ok(None),
+        Some(Pretrained::Run(dir)) => Path::new(dir),
+        Some(Pretrained::Row(row)) => {
+            return Err(ExperimentError::Config(format!(
+                "method `{}`: method.pretrained = {{ row = \"{row}\" }} was not resolved to a \
+                 run folder",
+                cfg.name
+            )));
+        }
+    };
+    let fail = |msg: String| {
+        ExperimentError::Config(format!(
+            "method `{}`: method.pretrained = {{ run = \"{}\" }}: {msg}",
+            cfg.name,
+            dir.display()
+        ))
+    };
+    let (stored, _) = crate::read_finished(dir).map_err(|e| fail(e.to_string()))?;
+    let theirs = resolve_dataset(&stored.dataset)
+        .ok()
+        .and_then(|p| DatasetConfig::load(&p).ok())
+        .map(|d| d.name);
+    if theirs.as_deref() != Some(dataset) {
+        return Err(fail(format!(
+            "ran on dataset {:?} ({}), this run is on `{dataset}`",
+            stored.dataset,
+            theirs.map_or("which does not resolve".to_string(), |n| format!("`{n}`"))
+        )));
+    }
+    let items = hsuga_train::pretrained_items(&stored, dir, split.num_items, cfg.model.hidden)
+        .map_err(|e| ExperimentError::Config(format!("method `{}`: {e}", cfg.name)))?;
+    let mut s = base.clone();
+    s.pretrained_items = Some(items);
+    Ok(Some(s))
 }
 
 /// What can be checked against the datasets and HSU configs before any
@@ -182,7 +253,10 @@ pub fn train_one(
         return Ok(done);
     }
     let data = prepare(&dcfg, dirs.cache_dir)?;
-    let semantic = semantic_inputs(&cfg.inputs, &dcfg, &data, dirs)?;
+    let mut semantic = semantic_inputs(&cfg.inputs, &dcfg, &data, dirs)?;
+    if let Some(s) = with_pretrained(&semantic, cfg, &dcfg.name, &data.split, resolve_dataset)? {
+        semantic = s;
+    }
     let cands = candidates(&data, cfg.negatives, cfg.seed)?;
     let _span = tracing::info_span!("train", run = %cfg.name, seed = cfg.seed).entered();
     Ok(crate::run_folder::run(
@@ -249,7 +323,7 @@ fn plan(
                     negatives: cfg.negatives,
                     out_dir: exp_dir.join(&dcfg.name).display().to_string(),
                     model: m.model.clone(),
-                    method: m.method.clone(),
+                    method: for_seed(&m.method, &exp_dir.join(&dcfg.name), seed),
                     inputs: m.inputs.clone(),
                     eval: cfg.eval.clone(),
                     train: hsuga_train::TrainSettings {
@@ -296,7 +370,31 @@ fn plan(
                     data: d,
                     input,
                     cand,
+                    semantic: None,
+                    waits: false,
                 });
+            }
+        }
+        // A run reading a trained run: after it when that one is pending
+        // here, else read (and checked) now, before anything trains.
+        let dirs_pending: Vec<PathBuf> = pending
+            .iter()
+            .map(|p: &Pending| crate::run_dir(&p.cfg))
+            .collect();
+        for p in pending.iter_mut().filter(|p| p.data == d) {
+            let Some(Pretrained::Run(dir)) = &p.cfg.method.pretrained else {
+                continue;
+            };
+            if dirs_pending.iter().any(|q| q == Path::new(dir)) {
+                p.waits = true;
+            } else {
+                p.semantic = with_pretrained(
+                    &inputs[p.input].2,
+                    &p.cfg,
+                    &dcfg.name,
+                    &data.split,
+                    opts.resolve_dataset,
+                )?;
             }
         }
         prepared.push(data);
@@ -313,8 +411,11 @@ fn plan(
 /// Trains the pending runs on `opts.jobs` workers, each with its own rayon
 /// pool (burn's CPU kernels and matrix products run on the calling pool).
 /// After a failure no new run starts; the first error is returned.
-fn train_all(plan: &Plan, opts: &RunOptions<'_>) -> Result<(), ExperimentError> {
-    let pending = &plan.pending;
+fn train_all(
+    plan: &Plan,
+    pending: &[Pending],
+    opts: &RunOptions<'_>,
+) -> Result<(), ExperimentError> {
     if pending.is_empty() {
         return Ok(());
     }
@@ -372,7 +473,7 @@ fn train_all(plan: &Plan, opts: &RunOptions<'_>) -> Result<(), ExperimentError> 
                             &p.cfg,
                             &plan.prepared[p.data],
                             &plan.cands[p.cand].2,
-                            &plan.inputs[p.input].2,
+                            p.semantic.as_ref().unwrap_or(&plan.inputs[p.input].2),
                             progress,
                         )
                     });

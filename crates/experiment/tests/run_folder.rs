@@ -41,7 +41,7 @@ fn a_run_refuses_to_resume_on_other_semantic_inputs() {
     .unwrap();
     let users = |seed| SemanticInputs {
         user_semantic: Some(noise(p.split.num_users(), 8, seed)),
-        item_text: None,
+        ..Default::default()
     };
     let first = run_folder::run(&cfg, &p, &c, &users(1), Default::default()).unwrap();
     // The report names the build that trained it; the curve is drawn.

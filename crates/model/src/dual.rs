@@ -47,11 +47,24 @@ pub struct Adapter {
 }
 
 impl Adapter {
+    /// `d → d/2 → H`, LLM-ESR's widths.
     pub fn new(d_in: usize, d_out: usize, device: &Device) -> Self {
-        let mid = (d_in / 2).max(1);
+        Self::with_width(d_in, (d_in / 2).max(1), d_out, device)
+    }
+
+    /// `d_in → mid → d_out` (LLMEmb's RAT adapter names its middle width).
+    pub fn with_width(d_in: usize, mid: usize, d_out: usize, device: &Device) -> Self {
         Self {
             first: linear(d_in, mid, device),
             second: linear(mid, d_out, device),
+        }
+    }
+
+    /// The same adapter with both biases set to zero.
+    pub fn zero_bias(self) -> Self {
+        Self {
+            first: zero_bias(self.first),
+            second: zero_bias(self.second),
         }
     }
 
@@ -141,28 +154,12 @@ impl DualView {
     /// data this adapts a fraction of the catalogue — with the same values
     /// and gradients on every row the step reads.
     pub fn table_rows(&self, used: Option<Tensor<1, Int>>) -> Tensor<2> {
-        let text = self.text.val(); // [N, d]
-        let adapted = match used {
-            None => self.adapter.forward(text), // [N, H]
-            Some(ids) => {
-                let [n, _] = text.dims();
-                let rows = ids.sub_scalar(1);
-                let part = self.adapter.forward(text.select(0, rows.clone())); // [M, H]
-                let [_, h] = part.dims();
-                Tensor::zeros([n, h], &part.device()).select_assign(
-                    0,
-                    rows,
-                    part,
-                    IndexingUpdateOp::Add,
-                )
-            }
-        };
-        let [_, h] = adapted.dims();
-        let mut parts = vec![Tensor::zeros([1, h], &adapted.device()), adapted];
-        if let Some(s) = &self.special {
-            parts.push(s.val());
-        }
-        Tensor::cat(parts, 0)
+        adapted_table(
+            self.text.val(),
+            |x| self.adapter.forward(x),
+            self.special.as_ref().map(Param::val),
+            used,
+        )
     }
 
     /// Whether the views attend to each other (then every position of both
@@ -189,6 +186,56 @@ impl DualView {
         };
         Tensor::cat(vec![co, se], 2)
     }
+}
+
+/// `layer` with its bias (if any) set to zero.
+pub(crate) fn zero_bias(mut layer: Linear) -> Linear {
+    if let Some(b) = &layer.bias {
+        let [d] = b.dims();
+        let device = b.val().device();
+        layer.bias = Some(Param::from_tensor(Tensor::zeros([d], &device)));
+    }
+    layer
+}
+
+/// An item table made from frozen text rows by an adapter: row 0
+/// (padding) is zero, rows `1..=N` are `adapt(text)`, any later rows are
+/// `special` (learned rows of ids without text, e.g. BERT4Rec's mask
+/// token). With `used` (distinct ids in `1..=N`) only those items are
+/// adapted and the other item rows are zero: a BCE/BPR step reads only its
+/// own inputs, targets and negatives, with the same values and gradients on
+/// every row it reads. The dual view, LLM2Rec and LLMEmb all build their
+/// tables here, so the padding and special rows sit at the same ids in each
+/// (no off-by-one at the last item).
+///
+/// # Shapes
+/// - `text`: `[N, d]`; `adapt`: `[M, d] → [M, H]`; `special`: `[S, H]`;
+///   output: `[1 + N + S, H]`
+pub(crate) fn adapted_table(
+    text: Tensor<2>,
+    adapt: impl Fn(Tensor<2>) -> Tensor<2>,
+    special: Option<Tensor<2>>,
+    used: Option<Tensor<1, Int>>,
+) -> Tensor<2> {
+    let adapted = match used {
+        None => adapt(text), // [N, H]
+        Some(ids) => {
+            let [n, _] = text.dims();
+            let rows = ids.sub_scalar(1);
+            let part = adapt(text.select(0, rows.clone())); // [M, H]
+            let [_, h] = part.dims();
+            Tensor::zeros([n, h], &part.device()).select_assign(
+                0,
+                rows,
+                part,
+                IndexingUpdateOp::Add,
+            )
+        }
+    };
+    let [_, h] = adapted.dims();
+    let mut parts = vec![Tensor::zeros([1, h], &adapted.device()), adapted];
+    parts.extend(special);
+    Tensor::cat(parts, 0)
 }
 
 #[cfg(test)]

@@ -2,7 +2,8 @@
 //! and [`Gru4rec`], one file each (settings, [`Reading`], encoder), named
 //! in one [`registry`]. A [`Recommender`] wraps any of them with the loss
 //! ([`Loss`]: BCE, BPR, CE), optionally LLM-ESR's dual view ([`dual`]), HSU
-//! fusion ([`fusion`]) and LLMInit item rows ([`Extras`]), and offers the
+//! fusion ([`fusion`]), LLMInit item rows ([`Extras`]) or an item table from
+//! frozen text ([`llm2rec`], [`llmemb`]), and offers the
 //! [`Model`] contract that training, evaluation and serving use.
 //!
 //! The crate knows nothing about files: the `train` crate feeds it batches
@@ -19,6 +20,8 @@ pub mod dual;
 pub mod error;
 pub mod fusion;
 pub mod gru4rec;
+pub mod llm2rec;
+pub mod llmemb;
 pub mod recommender;
 pub mod registry;
 pub mod sasrec;
@@ -34,7 +37,9 @@ pub use dual::DualViewSpec;
 pub use error::ModelError;
 pub use fusion::Fusion;
 pub use gru4rec::{Gru4rec, Gru4recConfig};
-pub use recommender::{Extras, Recommender, SequenceEncoder, Tables};
+pub use llm2rec::{Llm2rec, Llm2recConfig, Llm2recSpec};
+pub use llmemb::{Llmemb, LlmembConfig, LlmembSpec, contrastive_loss2};
+pub use recommender::{Extras, Recommender, SequenceEncoder, Tables, TextItems, TextItemsSpec};
 pub use registry::{Backbone, BackboneConfig, Encoder};
 pub use sasrec::{Sasrec, SasrecConfig};
 

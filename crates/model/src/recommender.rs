@@ -1,8 +1,10 @@
 //! One recommender over any backbone: the [`SequenceEncoder`] interface,
 //! the losses, and scoring (paper eq. 5: dot product of the sequence
 //! representation with item embeddings). Optional parts, each its own
-//! module: LLM-ESR's dual view ([`DualView`]), HSU fusion ([`FusionLayer`])
-//! and PCA-initialised collaborative items (LLMInit, via [`Extras`]).
+//! module: LLM-ESR's dual view ([`DualView`]), HSU fusion ([`FusionLayer`]),
+//! PCA-initialised collaborative items (LLMInit, via [`Extras`]), and item
+//! tables made from frozen text that replace the ID table ([`TextItems`]:
+//! LLM2Rec, LLMEmb).
 
 use burn::module::{Module, Param};
 use burn::tensor::activation::{log_sigmoid, log_softmax};
@@ -14,6 +16,8 @@ use crate::contract::Model;
 use crate::dual::{DualView, DualViewSpec};
 use crate::error::ModelError;
 use crate::fusion::{Fusion, FusionLayer};
+use crate::llm2rec::{Llm2rec, Llm2recSpec};
+use crate::llmemb::{Llmemb, LlmembSpec};
 use crate::registry::Encoder;
 
 /// What every backbone offers: per-position representations of a history
@@ -88,6 +92,86 @@ pub struct Extras<'a> {
     pub dual_view: Option<DualViewSpec<'a>>,
     /// HSU fusion: the kind and the user embedding size.
     pub fusion: Option<(Fusion, usize)>,
+    /// An item table from frozen text that replaces the ID table.
+    pub text_items: Option<TextItemsSpec<'a>>,
+}
+
+/// The inputs of a [`TextItems`] system.
+#[derive(Debug, Clone, Copy)]
+pub enum TextItemsSpec<'a> {
+    Llm2rec(Llm2recSpec<'a>),
+    Llmemb(LlmembSpec<'a>),
+}
+
+/// Systems whose item table is made from frozen item text by an adapter and
+/// replaces the backbone's ID table everywhere (inputs, targets, negatives,
+/// scoring); each lives in its own file. The `match`es on this enum are
+/// their registry. (One model per process: the size difference between
+/// variants does not matter.)
+#[allow(clippy::large_enum_variant)]
+#[derive(Module, Debug)]
+pub enum TextItems {
+    /// LLM2Rec's downstream stage ([`crate::llm2rec`]).
+    Llm2rec(Llm2rec),
+    /// LLMEmb's RAT stage ([`crate::llmemb`]).
+    Llmemb(Llmemb),
+}
+
+impl TextItems {
+    fn new(
+        spec: &TextItemsSpec<'_>,
+        hidden: usize,
+        n: usize,
+        vocab: usize,
+        device: &Device,
+    ) -> Result<Self, ModelError> {
+        let (text, dim) = match spec {
+            TextItemsSpec::Llm2rec(s) => (s.text, s.dim),
+            TextItemsSpec::Llmemb(s) => (s.text, s.dim),
+        };
+        if dim == 0 || text.len() != n * dim {
+            return Err(ModelError::Input(format!(
+                "item text holds {} values; {n} items × dimension {dim} expected",
+                text.len()
+            )));
+        }
+        Ok(match spec {
+            TextItemsSpec::Llm2rec(s) => Self::Llm2rec(Llm2rec::new(s, hidden, n, vocab, device)),
+            TextItemsSpec::Llmemb(s) => {
+                s.cfg.validate()?;
+                if let Some(srs) = s.srs
+                    && srs.len() != n * hidden
+                {
+                    return Err(ModelError::Input(format!(
+                        "the pretrained item table holds {} values; {n} items × hidden {hidden} \
+                         expected",
+                        srs.len()
+                    )));
+                }
+                Self::Llmemb(Llmemb::new(s, hidden, n, vocab, device))
+            }
+        })
+    }
+
+    /// The item table of the current weights; only the `used` items
+    /// adapted when given.
+    ///
+    /// # Shapes
+    /// - output: `[V, H]`
+    fn table(&self, used: Option<Tensor<1, Int>>) -> Tensor<2> {
+        match self {
+            Self::Llm2rec(m) => m.table(used),
+            Self::Llmemb(m) => m.table(used),
+        }
+    }
+
+    /// The system's own training loss beside the ranking loss, if any.
+    fn extra_loss(&self, table: &Tensor<2>, batch: &TrainBatch) -> Option<Tensor<1>> {
+        match self {
+            Self::Llm2rec(_) => None,
+            Self::Llmemb(m) => Some(m.align_loss(table, batch.targets.clone())),
+        }
+    }
 }
 
 /// Item tables computed once per step (training) or per pass (evaluation),
@@ -111,6 +195,8 @@ pub struct Recommender {
     pub encoder: Encoder,
     pub dual: Option<DualView>,
     pub fusion: Option<FusionLayer>,
+    /// LLM2Rec's or LLMEmb's item table, replacing the encoder's.
+    pub text_items: Option<TextItems>,
     #[module(skip)]
     loss: Loss,
     num_items: usize,
@@ -136,6 +222,14 @@ impl Recommender {
             return Err(ModelError::Input("the catalogue has no items".into()));
         }
         let n = num_items as usize;
+        if extras.text_items.is_some() && (extras.item_init.is_some() || extras.dual_view.is_some())
+        {
+            return Err(ModelError::Input(
+                "an item table from text (LLM2Rec, LLMEmb) replaces the ID table: it takes \
+                 neither LLMInit rows nor the dual view"
+                    .into(),
+            ));
+        }
         let mut encoder = cfg.backbone.encoder(cfg, num_items, device);
         if let Some(rows) = extras.item_init {
             if rows.len() != n * cfg.hidden {
@@ -182,10 +276,15 @@ impl Recommender {
                 device,
             )),
         };
+        let text_items = match &extras.text_items {
+            Some(spec) => Some(TextItems::new(spec, cfg.hidden, n, vocab, device)?),
+            None => None,
+        };
         Ok(Self {
             encoder,
             dual,
             fusion,
+            text_items,
             loss: cfg.loss,
             num_items: n,
         })
@@ -198,7 +297,10 @@ impl Recommender {
 
     /// [`Self::tables`], adapting only the `used` item ids when given.
     fn tables_for(&self, used: Option<Tensor<1, Int>>) -> Tables {
-        let collaborative = self.encoder.item_table();
+        let (collaborative, used) = match &self.text_items {
+            Some(t) => (t.table(used), None),
+            None => (self.encoder.item_table(), used),
+        };
         let semantic = self.dual.as_ref().map(|d| d.table_rows(used));
         let scoring = match &semantic {
             Some(se) => Tensor::cat(vec![collaborative.clone(), se.clone()], 1),
@@ -228,6 +330,10 @@ impl Recommender {
                 let se = both.narrow(0, b, b);
                 dual.fuse(co, se, batch)
             }
+            _ if self.text_items.is_some() => self.encoder.encode_embedded(
+                gather(tables.collaborative.clone(), batch.items.clone()),
+                batch,
+            ),
             _ => self.encoder.encode(batch),
         };
         match &self.fusion {
@@ -304,6 +410,10 @@ impl Model for Recommender {
                 let both = self.encoder.encode_embedded_last(x, &batch.doubled()); // [2B, H]
                 Tensor::cat(vec![both.clone().narrow(0, 0, b), both.narrow(0, b, b)], 1)
             }
+            _ if self.text_items.is_some() => self.encoder.encode_embedded_last(
+                gather(tables.collaborative.clone(), batch.items.clone()),
+                batch,
+            ),
             _ => self.encoder.encode_last(batch),
         };
         match &self.fusion {
@@ -324,8 +434,13 @@ impl Model for Recommender {
     /// student), from one encoding and one adapted table.
     fn train_forward(&self, batch: &TrainBatch) -> (Tensor<1>, Tensor<2>) {
         // CE scores the whole catalogue; BCE/BPR read only the step's items.
-        let used = (self.dual.is_some() && self.loss != Loss::Ce).then(|| self.used_items(batch));
+        let adapts = self.dual.is_some() || self.text_items.is_some();
+        let used = (adapts && self.loss != Loss::Ce).then(|| self.used_items(batch));
         let tables = self.tables_for(used);
+        let extra = self
+            .text_items
+            .as_ref()
+            .and_then(|t| t.extra_loss(&tables.collaborative, batch));
         let h = self.represent(&tables, &batch.input);
         let [b, t, d] = h.dims();
         let student = last(h.clone());
@@ -346,6 +461,10 @@ impl Model for Recommender {
                 let idx = batch.targets.clone().sub_scalar(1).unsqueeze_dim::<2>(1); // [M, 1]
                 logp.gather(1, idx).mean().neg()
             }
+        };
+        let loss = match extra {
+            Some(e) => loss + e,
+            None => loss,
         };
         (loss, student)
     }

@@ -18,7 +18,7 @@
 use std::path::Path;
 
 use hsuga_eval::EvalConfig;
-use hsuga_model::{Fusion, ModelConfig};
+use hsuga_model::{Fusion, Llm2recConfig, LlmembConfig, Loss, ModelConfig};
 use hsuga_retrieval::RetrievalConfig;
 use serde::{Deserialize, Serialize};
 
@@ -295,6 +295,8 @@ impl DistillConfig {
 /// | + GAA | `[method.distill]` (group-aware by default) |
 /// | + HSU | `fusion = "gate"` (or `add`, `concat`) with `inputs.user_semantic = "hsu:…"` |
 /// | HSUGA | LLM-ESR + GAA with `inputs.user_semantic = "hsu:…"` |
+/// | LLM2Rec (w/o CSFT/IEM) | `llm2rec = {}` with `model.loss = "ce"` and `inputs.item_text` |
+/// | LLMEmb (w/o SCFT) | `llmemb = {}`, `pretrained = { run = "<SASRec run folder>" }` (or `{ row = "SASRec" }` in a grid) and `inputs.item_text` |
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MethodConfig {
@@ -313,12 +315,55 @@ pub struct MethodConfig {
     /// Self-distillation from semantic neighbours; absent = none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub distill: Option<DistillConfig>,
+    /// LLM2Rec's downstream stage: the item text through a linear adapter
+    /// replaces the ID table ([`hsuga_model::llm2rec`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub llm2rec: Option<Llm2recConfig>,
+    /// LLMEmb's RAT stage: the item text through a two-layer adapter
+    /// replaces the ID table, aligned to a trained SASRec's items
+    /// ([`hsuga_model::llmemb`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub llmemb: Option<LlmembConfig>,
+    /// The trained run this method reads (LLMEmb: its item table is
+    /// `E_srs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pretrained: Option<Pretrained>,
+}
+
+/// Where a method's trained source run is (`method.pretrained`).
+///
+/// ```toml
+/// pretrained = { run = "runs/ml-100k-sasrec/seed-42" }   # a run folder
+/// pretrained = { row = "SASRec" }                         # experiments only
+/// ```
+///
+/// In an experiment, `row` names another row of the same grid: each seed
+/// reads that row's run of the same dataset and seed, which trains first.
+/// The resolved run config records the folder (`run`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+pub enum Pretrained {
+    /// A finished run's folder (`<out_dir>/<name>/seed-<seed>`).
+    Run(String),
+    /// A row of the same experiment grid.
+    Row(String),
 }
 
 impl MethodConfig {
     /// Whether the method reads item text embeddings.
     pub fn needs_item_text(&self) -> bool {
-        self.item_init == ItemInit::Pca || self.dual_view
+        self.item_init == ItemInit::Pca || self.dual_view || self.text_items()
+    }
+
+    /// Whether an item table from text replaces the ID table (LLM2Rec,
+    /// LLMEmb).
+    pub fn text_items(&self) -> bool {
+        self.llm2rec.is_some() || self.llmemb.is_some()
+    }
+
+    /// Whether the method reads a trained run (`method.pretrained`).
+    pub fn needs_pretrained(&self) -> bool {
+        self.llmemb.is_some()
     }
 
     /// Whether the method reads user semantic embeddings.
@@ -343,20 +388,68 @@ impl MethodConfig {
         if self.fusion != Fusion::None {
             t.push_str(&format!("/fusion={:?}", self.fusion).to_lowercase());
         }
+        if self.llm2rec.is_some() {
+            t.push_str("/llm2rec");
+        }
+        if self.llmemb.is_some() {
+            t.push_str("/llmemb");
+        }
         t
     }
 
     /// Rejects combinations no model can run with.
     pub fn validate(&self) -> Result<(), TrainError> {
+        let bad = |m: &str| Err(TrainError::Config(m.to_string()));
         if self.cross_attention && !self.dual_view {
-            return Err(TrainError::Config(
-                "method.cross_attention needs method.dual_view = true".into(),
-            ));
+            return bad("method.cross_attention needs method.dual_view = true");
+        }
+        if self.llm2rec.is_some() && self.llmemb.is_some() {
+            return bad("method.llm2rec and method.llmemb each replace the item table: choose one");
+        }
+        if self.text_items() && (self.dual_view || self.item_init != ItemInit::Random) {
+            return bad(
+                "method.llm2rec and method.llmemb replace the ID item table with adapted item \
+                 text: they take neither method.dual_view nor method.item_init = \"pca\"",
+            );
+        }
+        if let Some(e) = &self.llmemb {
+            e.validate()?;
+        }
+        match (&self.pretrained, self.needs_pretrained()) {
+            (None, true) => {
+                return bad(
+                    "method.llmemb aligns to a trained SASRec's items: it needs \
+                     method.pretrained = { run = \"<run folder>\" } (in an experiment, or \
+                     { row = \"<row>\" })",
+                );
+            }
+            (Some(_), false) => {
+                return bad(
+                    "method.pretrained is read only by method.llmemb; this method reads it \
+                     nowhere (remove it or add the method part)",
+                );
+            }
+            (Some(Pretrained::Run(dir) | Pretrained::Row(dir)), true) if dir.is_empty() => {
+                return bad("method.pretrained names an empty folder or row");
+            }
+            _ => {}
         }
         match &self.distill {
             Some(d) => d.validate(),
             None => Ok(()),
         }
+    }
+
+    /// The checks that need the model settings too.
+    fn validate_with(&self, model: &ModelConfig) -> Result<(), TrainError> {
+        if self.llm2rec.is_some() && model.loss != Loss::Ce {
+            return Err(TrainError::Config(format!(
+                "method.llm2rec trains with full-softmax cross-entropy (the official \
+                 downstream stage): set model.loss = \"ce\" (got \"{}\")",
+                format!("{:?}", model.loss).to_lowercase()
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -533,8 +626,9 @@ impl InputsConfig {
         let embedded = matches!(self.item_text, Some(ItemText::Embedder(_)));
         if method.needs_item_text() && self.item_text.is_none() {
             return bad(
-                "method.item_init = \"pca\" and method.dual_view need inputs.item_text \
-                 (the item text embedder id, e.g. \"all-minilm-l6-v2\", or { file = \"…\" })",
+                "method.item_init = \"pca\", method.dual_view, method.llm2rec and \
+                 method.llmemb need inputs.item_text (the item text embedder id, e.g. \
+                 \"all-minilm-l6-v2\", or { file = \"…\" })",
             );
         }
         if method.needs_user_semantic() && user.is_none() {
@@ -568,8 +662,9 @@ impl InputsConfig {
         if self.item_text.is_some() && !item_text_read {
             return bad(
                 "inputs.item_text is read only by method.item_init = \"pca\", \
-                 method.dual_view, or a user_semantic of item-mean or hsu; this method \
-                 reads it nowhere (remove the input or add the method part)",
+                 method.dual_view, method.llm2rec, method.llmemb, or a user_semantic of \
+                 item-mean or hsu; this method reads it nowhere (remove the input or add the \
+                 method part)",
             );
         }
         Ok(())
@@ -592,6 +687,7 @@ pub fn check_settings(
     eval.validate()
         .map_err(|e| TrainError::Config(e.to_string()))?;
     method.validate()?;
+    method.validate_with(model)?;
     match inputs {
         Some(i) => i.validate(method),
         None => Ok(()),
@@ -642,6 +738,12 @@ impl RunConfig {
         }
         if self.negatives == 0 {
             return Err(TrainError::Config("negatives must be at least 1".into()));
+        }
+        if let Some(Pretrained::Row(row)) = &self.method.pretrained {
+            return Err(TrainError::Config(format!(
+                "method.pretrained = {{ row = \"{row}\" }} names a row of an experiment grid; \
+                 a run config names the run folder: {{ run = \"<out_dir>/<name>/seed-<seed>\" }}"
+            )));
         }
         check_settings(
             &self.model,
@@ -786,6 +888,89 @@ mod tests {
             "[method]\ndistill = {}\n[inputs]\nuser_semantic = { file = \"u\" }\n",
         ] {
             inputs(ok).unwrap();
+        }
+    }
+
+    /// LLM2Rec and LLMEmb: what each needs, and each wrong combination,
+    /// fails at load naming the key; the checkpoint tag tells them apart.
+    #[test]
+    fn llm2rec_and_llmemb_are_checked_at_load() {
+        let text = "[inputs]\nitem_text = \"m\"\n";
+        let llm2rec = format!("[model]\nloss = \"ce\"\n[method]\nllm2rec = {{}}\n{text}");
+        let llmemb =
+            format!("[method]\nllmemb = {{}}\npretrained = {{ run = \"runs/s/seed-42\" }}\n{text}");
+        let a = inputs(&llm2rec).unwrap();
+        let b = inputs(&llmemb).unwrap();
+        assert_eq!(RunConfig::from_toml(&a.to_toml()).unwrap(), a);
+        assert_eq!(RunConfig::from_toml(&b.to_toml()).unwrap(), b);
+        let e = b.method.llmemb.as_ref().unwrap();
+        assert_eq!((e.alpha, e.tau, e.width), (0.01, 2.0, 768));
+        let tags = [
+            MethodConfig::default().tag(),
+            a.method.tag(),
+            b.method.tag(),
+        ];
+        assert!(
+            tags[0] != tags[1] && tags[1] != tags[2] && tags[0] != tags[2],
+            "{tags:?}"
+        );
+        let cases = [
+            (
+                "[model]\nloss = \"ce\"\n[method]\nllm2rec = {}\n",
+                "need inputs.item_text",
+            ),
+            (
+                "[method]\nllmemb = {}\npretrained = { run = \"r\" }\n",
+                "need inputs.item_text",
+            ),
+            (
+                &format!("[method]\nllm2rec = {{}}\n{text}"),
+                "set model.loss = \"ce\"",
+            ),
+            (
+                &format!(
+                    "[model]\nloss = \"ce\"\n[method]\nllm2rec = {{}}\ndual_view = true\n{text}"
+                ),
+                "neither method.dual_view",
+            ),
+            (
+                &format!(
+                    "[method]\nllmemb = {{}}\nitem_init = \"pca\"\npretrained = {{ run = \"r\" }}\n{text}"
+                ),
+                "neither method.dual_view",
+            ),
+            (
+                &format!("[model]\nloss = \"ce\"\n[method]\nllm2rec = {{}}\nllmemb = {{}}\n{text}"),
+                "choose one",
+            ),
+            (
+                &format!("[method]\nllmemb = {{}}\n{text}"),
+                "it needs method.pretrained",
+            ),
+            (
+                &format!(
+                    "[method]\nllmemb = {{ tau = 0 }}\npretrained = {{ run = \"r\" }}\n{text}"
+                ),
+                "method.llmemb.tau",
+            ),
+            (
+                "[method]\npretrained = { run = \"r\" }\n",
+                "method.pretrained is read only by method.llmemb",
+            ),
+            (
+                &format!("[method]\nllmemb = {{}}\npretrained = {{ row = \"SASRec\" }}\n{text}"),
+                "names a row of an experiment grid",
+            ),
+            (
+                &format!(
+                    "[method]\nllmemb = {{ alpah = 1 }}\npretrained = {{ run = \"r\" }}\n{text}"
+                ),
+                "alpah",
+            ),
+        ];
+        for (text, want) in cases {
+            let e = inputs(text).unwrap_err();
+            assert!(e.contains(want), "{text}: {e}");
         }
     }
 

@@ -6,8 +6,10 @@
 //! finished, reused or adopted, and the training curve drawn from the logs
 //! are the experiment layer's business (`hsuga_experiment::run_folder`). [`RunConfig`] is the `hsuga train` config file; its
 //! `[method]` ([`MethodConfig`]) adds LLMInit, LLM-ESR's dual view, HSU
-//! fusion and self-distillation ([`distill`], LLM-ESR's or GAA's) to any
-//! backbone, reading the matrices of [`SemanticInputs`].
+//! fusion, self-distillation ([`distill`], LLM-ESR's or GAA's) and the
+//! item tables of LLM2Rec and LLMEmb to any backbone, reading the matrices
+//! of [`SemanticInputs`] (with a trained run's item table,
+//! [`pretrained_items`]).
 
 pub mod checkpoint;
 pub mod config;
@@ -21,12 +23,12 @@ pub mod semantic;
 pub mod trainer;
 
 pub use config::{
-    DistillConfig, InputsConfig, ItemInit, ItemText, MethodConfig, RunConfig, Teacher,
+    DistillConfig, InputsConfig, ItemInit, ItemText, MethodConfig, Pretrained, RunConfig, Teacher,
     TrainSettings, UserSemantic, check_settings,
 };
 pub use distill::Distiller;
 pub use error::TrainError;
 pub use progress::Progress;
 pub use scoring::{ModelScorer, attach_users, represent_users};
-pub use semantic::{Matrix, SemanticInputs, item_mean};
+pub use semantic::{Matrix, SemanticInputs, item_mean, pretrained_items};
 pub use trainer::{EpochLog, Job, Outcome, fit, load_best, model_tag};

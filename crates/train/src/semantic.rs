@@ -1,12 +1,16 @@
 //! The semantic matrices a run reads, handed in by the caller (the train
 //! crate never loads another crate's files): item text embeddings and user
 //! semantic embeddings, checked against the split and the method before
-//! training starts; and LLMInit's PCA of the item text.
+//! training starts; LLMInit's PCA of the item text; and the item table of a
+//! trained run that a method reads ([`pretrained_items`], LLMEmb's `E_srs`).
+
+use std::path::Path;
 
 use hsuga_data::Split;
+use hsuga_model::{Backbone, SequenceEncoder};
 use sha2::{Digest, Sha256};
 
-use crate::config::{ItemInit, MethodConfig};
+use crate::config::{ItemInit, MethodConfig, RunConfig};
 use crate::error::TrainError;
 
 /// A row-major `rows × dim` matrix (the text crate's embedding type).
@@ -46,6 +50,9 @@ pub struct SemanticInputs {
     pub item_text: Option<Matrix>,
     /// One row per user, in the split's user order.
     pub user_semantic: Option<Matrix>,
+    /// `num_items × hidden` item rows of the trained run named by
+    /// `method.pretrained` (row `i - 1` = item `i`): LLMEmb's `E_srs`.
+    pub pretrained_items: Option<Matrix>,
 }
 
 impl SemanticInputs {
@@ -59,6 +66,7 @@ impl SemanticInputs {
         for (tag, m) in [
             ("item_text", &self.item_text),
             ("user_semantic", &self.user_semantic),
+            ("pretrained_items", &self.pretrained_items),
         ] {
             let Some(m) = m else { continue };
             h.update(tag.as_bytes());
@@ -135,6 +143,22 @@ impl SemanticInputs {
             })?;
             check_shape(m, "user semantic embeddings", users, "users")?;
         }
+        if method.needs_pretrained() {
+            let m = self.pretrained_items.as_ref().ok_or_else(|| {
+                TrainError::Inputs(
+                    "the method (llmemb) reads the item table of the run named by \
+                     method.pretrained; none was given"
+                        .into(),
+                )
+            })?;
+            check_shape(m, "pretrained item table", items, "items")?;
+            if m.dim != hidden {
+                return Err(TrainError::Inputs(format!(
+                    "the pretrained item table has dimension {}, this model hidden size {hidden}",
+                    m.dim
+                )));
+            }
+        }
         if let Some(d) = &method.distill {
             d.retrieval()
                 .validate(users)
@@ -169,4 +193,58 @@ pub fn pca_rows(text: &Matrix, hidden: usize, vocab: usize) -> Result<Vec<f32>, 
         .iter_mut()
         .for_each(|v| *v = (*v as f64 * scale) as f32);
     Ok(y.data)
+}
+
+/// The item table (`num_items × hidden`, row `i - 1` = item `i`) of the
+/// finished run in `dir`, whose resolved config is `stored`, read from its
+/// best checkpoint with [`crate::load_best`]: LLMEmb's `E_srs`. The run
+/// must be a SASRec with an ID item table and the caller's hidden size; the
+/// catalogue size is checked by the checkpoint's tag. Whether it ran on the
+/// same dataset is the caller's check (it knows how dataset entries
+/// resolve). Every error names `method.pretrained` and the folder.
+pub fn pretrained_items(
+    stored: &RunConfig,
+    dir: &Path,
+    num_items: u32,
+    hidden: usize,
+) -> Result<Matrix, TrainError> {
+    let fail = |msg: String| {
+        TrainError::Inputs(format!(
+            "method.pretrained = {{ run = \"{}\" }}: {msg}",
+            dir.display()
+        ))
+    };
+    if stored.model.kind() != Backbone::Sasrec || stored.method.text_items() {
+        return Err(fail(format!(
+            "is a {} run{}; LLMEmb aligns to the ID item table of a trained SASRec",
+            stored.model.kind().name(),
+            if stored.method.text_items() {
+                " whose items come from text"
+            } else {
+                ""
+            }
+        )));
+    }
+    if stored.model.hidden != hidden {
+        return Err(fail(format!(
+            "has model.hidden = {}, this run {hidden}: they must match",
+            stored.model.hidden
+        )));
+    }
+    let model = crate::load_best(
+        &stored.model,
+        &stored.method,
+        &SemanticInputs::default(),
+        num_items,
+        dir,
+        &hsuga_model::cpu(),
+    )
+    .map_err(|e| fail(format!("its best checkpoint: {e}")))?;
+    let n = num_items as usize;
+    let rows = model.encoder.item_table().narrow(0, 1, n); // [N, H]
+    Ok(Matrix {
+        rows: n,
+        dim: hidden,
+        data: hsuga_model::to_f32(rows),
+    })
 }

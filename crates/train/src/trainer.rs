@@ -21,7 +21,10 @@ use hsuga_model::burn::optim::decay::WeightDecayConfig;
 use hsuga_model::burn::optim::{AdamConfig, GradientsParams};
 use hsuga_model::burn::tensor::Device;
 use hsuga_model::burn::tensor::{Tensor, TensorData};
-use hsuga_model::{Batcher, DualViewSpec, Extras, Model, ModelConfig, Recommender};
+use hsuga_model::{
+    Batcher, DualViewSpec, Extras, Llm2recSpec, LlmembSpec, Model, ModelConfig, Recommender,
+    TextItemsSpec,
+};
 use indicatif::ProgressBar;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -149,8 +152,14 @@ const MAX_TRAIN_BYTES: f64 = 64e9;
 
 /// Refuses settings whose training would need more than [`MAX_TRAIN_BYTES`]:
 /// the item table with its gradient and Adam's two moments, each layer's
-/// activations, and the attention scores of a batch (kept for backward).
-fn check_memory(model: &ModelConfig, num_items: u32, s: &TrainSettings) -> Result<(), TrainError> {
+/// activations, the attention scores of a batch (kept for backward), and
+/// LLMEmb's `[M, M]` alignment matrices (M = the step's targets).
+fn check_memory(
+    model: &ModelConfig,
+    num_items: u32,
+    s: &TrainSettings,
+    llmemb: bool,
+) -> Result<(), TrainError> {
     let (items, hidden) = (num_items as f64 + 2.0, model.hidden as f64);
     let (batch, len) = (
         s.batch_size.max(s.eval_batch_size) as f64,
@@ -160,7 +169,13 @@ fn check_memory(model: &ModelConfig, num_items: u32, s: &TrainSettings) -> Resul
     let table = 16.0 * items * hidden;
     let activations = 4.0 * 12.0 * batch * len * hidden * layers;
     let attention = 4.0 * 3.0 * batch * model.heads as f64 * len * len * layers;
-    let need = table + activations + attention;
+    // LLMEmb's alignment: a few [M, M] matrices over the step's targets.
+    let align = if llmemb {
+        4.0 * 6.0 * (s.batch_size as f64 * len).powi(2)
+    } else {
+        0.0
+    };
+    let need = table + activations + attention + align;
     if need > MAX_TRAIN_BYTES {
         return Err(TrainError::Config(format!(
             "these settings would need about {:.0} GB to train ({} items × model.hidden {}, \
@@ -258,6 +273,20 @@ impl Builder<'_> {
                 .user_semantic
                 .as_ref()
                 .map(|u| (self.method.fusion, u.dim)),
+            text_items: match (&self.method.llm2rec, &self.method.llmemb, text) {
+                (Some(_), _, Some(t)) => Some(TextItemsSpec::Llm2rec(Llm2recSpec {
+                    text: &t.data,
+                    dim: t.dim,
+                })),
+                (_, Some(cfg), Some(t)) => Some(TextItemsSpec::Llmemb(LlmembSpec {
+                    text: &t.data,
+                    dim: t.dim,
+                    cfg,
+                    // Absent when a checkpoint is only loaded to score.
+                    srs: self.semantic.pretrained_items.as_ref().map(|m| &m.data[..]),
+                })),
+                _ => None,
+            },
         };
         Ok(Recommender::with_extras(
             self.model,
@@ -279,7 +308,7 @@ pub fn fit(job: &Job<'_>) -> Result<Outcome, TrainError> {
     job.semantic.check(job.method, job.model.hidden, split)?;
     let num_items = split.num_items;
     let s = job.train;
-    check_memory(job.model, num_items, s)?;
+    check_memory(job.model, num_items, s, job.method.llmemb.is_some())?;
     let tag = model_tag(job.model, num_items) + &job.method.tag();
     let builder = Builder {
         model: job.model,

@@ -102,6 +102,7 @@ fn build(cfg: &ModelConfig, method: &MethodConfig, text: &[f32], seed: u64) -> R
             cross_attention: method.cross_attention,
         }),
         fusion: (method.fusion != Fusion::None).then_some((method.fusion, USER_DIM)),
+        ..Extras::default()
     };
     Recommender::with_extras(cfg, ITEMS, &extras, &dev).unwrap()
 }

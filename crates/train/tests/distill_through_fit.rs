@@ -80,7 +80,7 @@ fn config(teacher: &str, alpha: f64) -> RunConfig {
 fn item_rows_after_one_step(cfg: &RunConfig, split: &Split, dir: &Path) -> Vec<Vec<f32>> {
     let semantic = SemanticInputs {
         user_semantic: Some(users()),
-        item_text: None,
+        ..Default::default()
     };
     let candidates = Candidates::draw(split, 5, 1);
     let out = fit(&Job {

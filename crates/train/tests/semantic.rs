@@ -9,7 +9,7 @@ mod common;
 
 use std::path::Path;
 
-use common::popularity_ndcg;
+use common::{gaussian, popularity_ndcg};
 use hsuga_data::{Candidates, DatasetConfig, Prepared, Split};
 use hsuga_model::burn::tensor::{Tensor, TensorData};
 use hsuga_model::{
@@ -21,7 +21,7 @@ use hsuga_train::{
     DistillConfig, Distiller, Job, Matrix, MethodConfig, RunConfig, SemanticInputs, TrainSettings,
     fit, item_mean,
 };
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 /// burn's device RNG is process-global: trainings take turns.
@@ -33,23 +33,6 @@ fn ml100k() -> (Prepared, Candidates, tempfile::TempDir) {
     let p = hsuga_data::prepare(&cfg, cache.path()).unwrap();
     let c = hsuga_data::candidates(&p, 100, 42).unwrap();
     (p, c, cache)
-}
-
-/// `rows × dim` random Gaussian directions (Box–Muller), unit-normalised.
-fn gaussian(rows: usize, dim: usize, seed: u64) -> Matrix {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut normal = || {
-        let u: f32 = rng.random::<f32>().max(1e-7);
-        let v: f32 = rng.random();
-        (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
-    };
-    let mut data: Vec<f32> = (0..rows * dim).map(|_| normal()).collect();
-    // Unit rows, as text embedders (MiniLM, OpenAI) return them.
-    for row in data.chunks_mut(dim) {
-        let n = row.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
-        row.iter_mut().for_each(|x| *x /= n);
-    }
-    Matrix { rows, dim, data }
 }
 
 /// A small split: 10 users whose training lengths are 10, 9, …, 1 (+ 2 held out).
@@ -75,6 +58,7 @@ fn learns_ml100k(label: &str, method: MethodConfig) {
     let semantic = SemanticInputs {
         user_semantic: Some(item_mean(&p.split, &text)),
         item_text: Some(text),
+        ..Default::default()
     };
     let model = ModelConfig {
         max_len: 50,
@@ -382,7 +366,7 @@ fn every_backbone_runs_llm_esr_with_fusion() {
                         cross_attention: true,
                     }),
                     fusion: Some((fusion, 4)),
-                    item_init: None,
+                    ..Extras::default()
                 },
                 &dev,
             )

@@ -2,6 +2,9 @@
 
 use hsuga_data::{Candidates, Phase, Prepared};
 use hsuga_eval::{Metric, Protocol, Scorer, evaluate};
+use hsuga_train::Matrix;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
 /// Scores every item by its training popularity, whoever the user is.
 struct Popularity(Vec<u32>);
@@ -44,4 +47,23 @@ pub fn popularity_ndcg(p: &Prepared, c: &Candidates) -> f64 {
     .sampled
     .expect("sampled protocol")
     .mean(Metric::Ndcg(10))
+}
+
+/// `rows × dim` random Gaussian directions (Box–Muller), unit-normalised:
+/// item "text" without a model download.
+#[allow(dead_code)] // not every test binary embeds items
+pub fn gaussian(rows: usize, dim: usize, seed: u64) -> Matrix {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut normal = || {
+        let u: f32 = rng.random::<f32>().max(1e-7);
+        let v: f32 = rng.random();
+        (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
+    };
+    let mut data: Vec<f32> = (0..rows * dim).map(|_| normal()).collect();
+    // Unit rows, as text embedders (MiniLM, OpenAI) return them.
+    for row in data.chunks_mut(dim) {
+        let n = row.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+        row.iter_mut().for_each(|x| *x /= n);
+    }
+    Matrix { rows, dim, data }
 }
