@@ -4,13 +4,16 @@
 
 #[path = "support/chat_server.rs"]
 mod chat_server;
+#[path = "support/greedy.rs"]
+mod greedy;
 
 use std::sync::{Arc, OnceLock};
 
-use hsuga_llm::local::model::Scratch;
 use hsuga_llm::local::{GenOptions, LocalConfig, LocalLlm};
 use hsuga_llm::openai::{OpenAiClient, OpenAiConfig};
 use hsuga_llm::{ChatBackend, ChatRequest, Finish, Message};
+
+use greedy::{argmax, our_run, top2_margin};
 
 fn llm() -> Arc<LocalLlm> {
     static LLM: OnceLock<Arc<LocalLlm>> = OnceLock::new();
@@ -61,7 +64,7 @@ fn greedy_is_deterministic_and_returns_hidden_mean() {
     let _serial = serial();
     let m = llm();
     let prompt = m
-        .encode(&LocalLlm::chat_prompt(&[
+        .encode(&m.chat_prompt(&[
             Message::system("You are a helpful assistant."),
             Message::user("Name three fruits."),
         ]))
@@ -183,11 +186,8 @@ fn prompts(m: &LocalLlm) -> Vec<Vec<u32>> {
     let mut p: Vec<Vec<u32>> = PROMPTS
         .iter()
         .map(|(system, user)| {
-            m.encode(&LocalLlm::chat_prompt(&[
-                Message::system(*system),
-                Message::user(*user),
-            ]))
-            .unwrap()
+            m.encode(&m.chat_prompt(&[Message::system(*system), Message::user(*user)]))
+                .unwrap()
         })
         .collect();
     p.push(
@@ -257,29 +257,6 @@ fn reference_model(
         .unwrap()
 }
 
-fn argmax(l: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, &v) in l.iter().enumerate() {
-        if v > l[best] {
-            best = i;
-        }
-    }
-    best as u32
-}
-
-/// The gap between the largest and the second-largest logit.
-fn top2_margin(l: &[f32]) -> f32 {
-    let (mut a, mut b) = (f32::NEG_INFINITY, f32::NEG_INFINITY);
-    for &v in l {
-        if v > a {
-            (a, b) = (v, a);
-        } else if v > b {
-            b = v;
-        }
-    }
-    a - b
-}
-
 /// The reference's greedy continuation of `prompt` (up to [`NEW_TOKENS`],
 /// ending with `<|im_end|>` if it stops) and its logits before each token.
 fn reference_run(
@@ -309,44 +286,6 @@ fn reference_run(
         let pos = prompt.len() + tokens.len() - 1;
         logits.push(logits_of(r.forward(&x, pos).unwrap()));
     }
-}
-
-/// Our model's logits at the same positions, fed the reference's tokens
-/// (teacher forcing): the prompt through [`Llama::forward`] (whole-chunk
-/// prefill), each token after through the single-token decoder. With
-/// `reuse_prefix` the prompt's last token runs alone on a copy of the cache
-/// cut before it, as a prompt sharing a cached prefix does.
-fn our_run(
-    m: &LocalLlm,
-    prompt: &[u32],
-    tokens: &[u32],
-    threads: usize,
-    reuse_prefix: bool,
-) -> Vec<Vec<f32>> {
-    let model = m.model();
-    let d = model.cfg.n_embd;
-    let mut s = Scratch::default();
-    let mut cache = model.new_cache();
-    let hidden = model.forward(prompt, &mut cache, &mut s, threads).unwrap();
-    let mut last = hidden[hidden.len() - d..].to_vec();
-    if reuse_prefix {
-        cache = cache.prefix(prompt.len() - 1);
-        model
-            .step(prompt[prompt.len() - 1], &mut cache, &mut s, threads)
-            .unwrap();
-        last.copy_from_slice(&s.hidden);
-    }
-    let mut out = Vec::new();
-    for &t in tokens {
-        model.logits(&last, &mut s, threads);
-        out.push(s.logits.clone());
-        if out.len() == tokens.len() {
-            break;
-        }
-        model.step(t, &mut cache, &mut s, threads).unwrap();
-        last.copy_from_slice(&s.hidden);
-    }
-    out
 }
 
 /// Our greedy answer (penalty off) through [`LocalLlm::generate`], with
@@ -518,7 +457,7 @@ fn hidden_mean_is_the_mean_of_the_generated_tokens_hidden_states() {
     let _serial = serial();
     let m = llm();
     let prompt = m
-        .encode(&LocalLlm::chat_prompt(&[
+        .encode(&m.chat_prompt(&[
             Message::system("You are a helpful assistant."),
             Message::user("Name three fruits."),
         ]))

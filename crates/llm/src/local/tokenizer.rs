@@ -1,11 +1,18 @@
-//! A `tokenizers::Tokenizer` built from GGUF metadata (the SmolLM2 GGUF ships
-//! no tokenizer.json).
+//! A `tokenizers::Tokenizer` built from GGUF metadata (GGUFs ship no
+//! tokenizer.json).
 //!
-//! SmolLM2's tokenizer is GPT-2-style byte-level BPE whose pre-tokenizer is
-//! `Digits(individual) → ByteLevel(add_prefix_space = false)`. The generic
-//! GGUF route (and candle's `TokenizerFromGguf` for an unknown `pre`) uses the
-//! default ByteLevel pre-tokenizer, which adds a leading space and so shifts
-//! every prompt's first token; this builds the right pipeline.
+//! Both supported models use GPT-2-style byte-level BPE; the pre-tokenizer
+//! is picked by `tokenizer.ggml.pre`, as llama.cpp does:
+//! - `smollm` (SmolLM2): `Digits(individual) → ByteLevel(add_prefix_space =
+//!   false)`, GPT-2's split regex inside ByteLevel. The generic GGUF route
+//!   (and candle's `TokenizerFromGguf` for an unknown `pre`) uses the default
+//!   ByteLevel pre-tokenizer, which adds a leading space and so shifts every
+//!   prompt's first token.
+//! - `qwen2` (Qwen2 / Qwen2.5): Qwen's split regex ([`QWEN2_SPLIT`],
+//!   Isolated), then `ByteLevel` without prefix space and without its own
+//!   regex; no Digits step (the regex already takes digits one by one).
+//!   Its lookahead `\s+(?!\S)` needs onig (the workspace's `tokenizers`
+//!   feature), not Rust's `regex`.
 
 use candle_core::quantized::gguf_file::{Content, Value};
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
@@ -13,7 +20,8 @@ use tokenizers::models::bpe::{BPE, Vocab};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::digits::Digits;
 use tokenizers::pre_tokenizers::sequence::Sequence;
-use tokenizers::{AddedToken, Tokenizer};
+use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
+use tokenizers::{AddedToken, SplitDelimiterBehavior, Tokenizer};
 
 use crate::LlmError;
 
@@ -36,7 +44,12 @@ fn strings(v: &Value, key: &str) -> Result<Vec<String>, LlmError> {
         .collect()
 }
 
-/// Builds the tokenizer; returns it with the ids of the control tokens.
+/// Qwen2's pre-tokenizer split, as in its `tokenizer.json` and llama.cpp's
+/// `LLAMA_VOCAB_PRE_TYPE_QWEN2`.
+pub const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+/// Builds the tokenizer, control tokens (`<|im_start|>`, `<|im_end|>`, …)
+/// added as special tokens.
 pub fn from_gguf(ct: &Content) -> Result<Tokenizer, LlmError> {
     let model = meta(ct, "tokenizer.ggml.model")?
         .to_string()
@@ -66,10 +79,35 @@ pub fn from_gguf(ct: &Content) -> Result<Tokenizer, LlmError> {
         .build()
         .map_err(|e| LlmError::Model(e.to_string()))?;
     let mut tok = Tokenizer::new(bpe);
-    tok.with_pre_tokenizer(Some(Sequence::new(vec![
-        Digits::new(true).into(),
-        ByteLevel::new(false, true, true).into(),
-    ])));
+    let pre = meta(ct, "tokenizer.ggml.pre")
+        .ok()
+        .and_then(|v| v.to_string().ok())
+        .map(String::as_str)
+        .unwrap_or("");
+    let pipeline = match pre {
+        "qwen2" => {
+            let split = Split::new(
+                SplitPattern::Regex(QWEN2_SPLIT.into()),
+                SplitDelimiterBehavior::Isolated,
+                false,
+            )
+            .map_err(|e| LlmError::Model(format!("Qwen2 split regex: {e}")))?;
+            Sequence::new(vec![
+                split.into(),
+                ByteLevel::new(false, false, false).into(),
+            ])
+        }
+        "smollm" => Sequence::new(vec![
+            Digits::new(true).into(),
+            ByteLevel::new(false, true, true).into(),
+        ]),
+        other => {
+            return Err(LlmError::Model(format!(
+                "pre-tokenizer {other:?} is not supported (smollm, qwen2)"
+            )));
+        }
+    };
+    tok.with_pre_tokenizer(Some(pipeline));
     tok.with_decoder(Some(ByteLevelDecoder::default()));
     // Control tokens (type 3), e.g. <|im_start|>, <|im_end|>, <|endoftext|>.
     if let Ok(Value::Array(types)) = meta(ct, "tokenizer.ggml.token_type") {
