@@ -6,85 +6,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::process::Output;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
-use common::{hsuga, repo};
-
-/// A minimal OpenAI-compatible `/v1/chat/completions`: every request gets
-/// the same answer, gibberish or usable as `good` says.
-struct ChatServer {
-    port: u16,
-    good: Arc<AtomicBool>,
-    requests: Arc<AtomicUsize>,
-}
-
-impl ChatServer {
-    fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let good = Arc::new(AtomicBool::new(false));
-        let requests = Arc::new(AtomicUsize::new(0));
-        let (g, n) = (good.clone(), requests.clone());
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let (g, n) = (g.clone(), n.clone());
-                std::thread::spawn(move || answer(stream, &g, &n));
-            }
-        });
-        Self {
-            port,
-            good,
-            requests,
-        }
-    }
-}
-
-fn answer(stream: TcpStream, good: &AtomicBool, requests: &AtomicUsize) {
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut length = 0usize;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
-        }
-        if line == "\r\n" {
-            break;
-        }
-        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-            length = v.trim().parse().unwrap_or(0);
-        }
-    }
-    let mut body = vec![0; length];
-    if reader.read_exact(&mut body).is_err() {
-        return;
-    }
-    requests.fetch_add(1, Ordering::SeqCst);
-    let text = if good.load(Ordering::SeqCst) {
-        "Explanation: the history.\nInstruction: 1\nFinal interests:\n1. Drama\n2. Comedy"
-    } else {
-        "zxqv wubba lubba"
-    };
-    let json = serde_json::json!({
-        "id": "x",
-        "object": "chat.completion",
-        "model": "m",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                     "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
-    })
-    .to_string();
-    let mut s = stream;
-    let _ = write!(
-        s,
-        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
-         Connection: close\r\n\r\n{json}",
-        json.len()
-    );
-}
+use common::chat_server::ChatServer;
+use common::{hsuga, output_text as text, repo};
 
 fn config(dir: &std::path::Path, port: u16) -> std::path::PathBuf {
     let path = dir.join("heal.toml");
@@ -114,14 +41,6 @@ fn run(cache: &std::path::Path, cfg: &std::path::Path) -> Output {
             "--config",
             cfg.to_str().unwrap(),
         ],
-    )
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
     )
 }
 

@@ -32,7 +32,9 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{Mode, Resolved};
 use crate::error::{HsuError, Result};
-use crate::parse::{ParseError, parse_instruction, parse_interests};
+use crate::parse::{
+    ParseError, interests_schema, parse_instruction, parse_interests, selection_schema,
+};
 use crate::prompts::{ExampleFor, ItemTemplate, interest_list, render};
 use crate::store::{FailureRecord, StageRecord, Status, Store};
 
@@ -448,6 +450,11 @@ impl<'a> Engine<'a> {
         };
         req.seed = Some(g.seed + u64::from(attempt));
         req.want_hidden = self.want_hidden;
+        // The answer's JSON shape, for servers that constrain output to one.
+        req.schema = Some(match &hint {
+            TaskHint::Select { allowed, .. } => selection_schema(allowed),
+            _ => interests_schema(self.cfg.cfg.engine.max_interests),
+        });
         req.hint = Some(hint);
         req
     }

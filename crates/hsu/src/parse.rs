@@ -8,8 +8,16 @@
 //! labels without content (SmolLM2-135M's "Interest 1: Interest 2: …" on the
 //! paper's stage-1 prompt); mostly repeated entries; a copy of the prompt's
 //! worked example; an answer cut by `max_tokens` with nothing complete left.
+//!
+//! Constrained output: [`selection_schema`] and [`interests_schema`] are the
+//! JSON shapes a server that supports `response_format` is asked for
+//! (`{"explanation": …, "instruction": N}` and `{"explanation": …,
+//! "interests": […]}`); both parsers take those answers too, and one cut by
+//! `max_tokens` keeps its complete interests. JSON of any other shape is
+//! read as text, where it finds no list or instruction: a recorded failure.
 
-use hsuga_llm::{Finish, Op};
+use hsuga_llm::{Finish, JsonSchema, Op};
+use serde_json::{Value, json};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
@@ -175,6 +183,10 @@ pub fn parse_interests(
     if text.trim().is_empty() {
         return Err(ParseError::Empty);
     }
+    if let Some((explanation, raw)) = json_interests(text) {
+        // Only complete JSON strings are taken: none is cut.
+        return judge(raw, 0, false, finish, max_interests, example, explanation);
+    }
     let (start, body) = match rfind_ci(text, "final interests") {
         Some(i) => {
             let rest = &text[i + "final interests".len()..];
@@ -223,20 +235,45 @@ pub fn parse_interests(
     }
     // Labels with nothing between them count as empties too.
     let label_count = body.to_ascii_lowercase().matches("interest ").count();
+    let cut = finish == Finish::Length;
+    let why = explanation(text, start);
+    judge(
+        raw,
+        labels_only.max(label_count),
+        cut,
+        finish,
+        max_interests,
+        example,
+        why,
+    )
+}
+
+/// The verdict on an answer's interest entries, however they were written:
+/// usable, or why not. `labels`: interest labels seen without content;
+/// `cut`: the last entry may be cut mid-sentence.
+fn judge(
+    mut raw: Vec<String>,
+    labels: usize,
+    cut: bool,
+    finish: Finish,
+    max_interests: usize,
+    example: &[String],
+    explanation: String,
+) -> Result<ParsedInterests, ParseError> {
     if raw.len() == 1 && raw[0].eq_ignore_ascii_case("none") {
         return Ok(ParsedInterests {
-            explanation: explanation(text, start),
+            explanation,
             interests: Vec::new(),
         });
     }
-    if finish == Finish::Length && raw.len() > 1 {
+    if cut && raw.len() > 1 {
         raw.pop(); // the last one may be cut mid-sentence
     }
     if raw.is_empty() {
         if finish == Finish::Length {
             return Err(ParseError::Truncated);
         }
-        if label_count >= 2 || labels_only >= 2 {
+        if labels >= 2 {
             return Err(ParseError::Degenerate(
                 "only interest labels without content".into(),
             ));
@@ -279,15 +316,129 @@ pub fn parse_interests(
     }
     raw.truncate(max_interests);
     Ok(ParsedInterests {
-        explanation: explanation(text, start),
+        explanation,
         interests: raw,
     })
+}
+
+/// An answer in [`interests_schema`]'s shape: (explanation, entries). Cut
+/// short by `max_tokens`, its complete entries. `None` when the text is no
+/// such JSON object, not even the start of one.
+fn json_interests(text: &str) -> Option<(String, Vec<String>)> {
+    let t = text.trim();
+    if !t.starts_with('{') {
+        return None;
+    }
+    if let Ok(Value::Object(o)) = serde_json::from_str::<Value>(t) {
+        let list = o.get("interests")?.as_array()?;
+        let raw = list
+            .iter()
+            .filter_map(Value::as_str)
+            .map(clean_entry)
+            .collect();
+        return Some((json_explanation(&o), raw));
+    }
+    // Cut short: the complete strings of the `interests` array.
+    let key = t.find("\"interests\"")?;
+    let rest = &t[key + "\"interests\"".len()..];
+    let rest = rest.trim_start().strip_prefix(':')?.trim_start();
+    let mut rest = rest.strip_prefix('[')?;
+    let mut raw = Vec::new();
+    loop {
+        rest = rest.trim_start_matches(|c: char| c.is_whitespace() || c == ',');
+        if rest.starts_with(']') {
+            return Some((String::new(), raw));
+        }
+        let mut strings = serde_json::Deserializer::from_str(rest).into_iter::<String>();
+        match strings.next() {
+            Some(Ok(s)) => {
+                raw.push(clean_entry(&s));
+                rest = &rest[strings.byte_offset()..];
+            }
+            _ => return Some((String::new(), raw)),
+        }
+    }
+}
+
+fn json_explanation(o: &serde_json::Map<String, Value>) -> String {
+    o.get("explanation")
+        .and_then(Value::as_str)
+        .map(|e| clean(e).chars().take(2000).collect())
+        .unwrap_or_default()
+}
+
+/// One interest as the text parser leaves it: markers, emphasis and
+/// trailing punctuation gone, bounded in length.
+fn clean_entry(s: &str) -> String {
+    let c = clean(strip_marker(&clean(s)));
+    c.trim_end_matches([',', '.', ';'])
+        .trim()
+        .chars()
+        .take(MAX_INTEREST_CHARS)
+        .collect()
+}
+
+/// Longest explanation a constrained answer may give, in characters: the
+/// interests must still fit in `max_tokens` after it.
+const SCHEMA_EXPLANATION_CHARS: u32 = 200;
+/// Longest interest a constrained answer may give, in characters.
+const SCHEMA_INTEREST_CHARS: u32 = 80;
+
+/// The JSON answer to a drift-selection prompt: an explanation, then one of
+/// the `allowed` operation numbers (the paper's order: reason first).
+pub fn selection_schema(allowed: &[Op]) -> JsonSchema {
+    let numbers: Vec<u8> = allowed.iter().map(|o| o.number()).collect();
+    JsonSchema {
+        name: "hsu_selection".into(),
+        schema: json!({
+            "type": "object",
+            "properties": {
+                "explanation": {"type": "string", "maxLength": SCHEMA_EXPLANATION_CHARS},
+                "instruction": {"type": "integer", "enum": numbers},
+            },
+            "required": ["explanation", "instruction"],
+            "additionalProperties": false,
+        }),
+    }
+}
+
+/// The JSON answer to a prompt that ends in a list of interests (stage-1
+/// reasoning, the edit operations, recursive and CoT summaries).
+pub fn interests_schema(max_interests: usize) -> JsonSchema {
+    JsonSchema {
+        name: "hsu_interests".into(),
+        schema: json!({
+            "type": "object",
+            "properties": {
+                "explanation": {"type": "string", "maxLength": SCHEMA_EXPLANATION_CHARS},
+                "interests": {
+                    "type": "array",
+                    "items": {"type": "string", "minLength": 1, "maxLength": SCHEMA_INTEREST_CHARS},
+                    "minItems": 1,
+                    "maxItems": max_interests.max(1),
+                },
+            },
+            "required": ["explanation", "interests"],
+            "additionalProperties": false,
+        }),
+    }
 }
 
 /// Parses a drift-selection answer: `(operation, explanation)`.
 pub fn parse_instruction(text: &str) -> Result<(Op, String), ParseError> {
     if text.trim().is_empty() {
         return Err(ParseError::Empty);
+    }
+    if let Ok(Value::Object(o)) = serde_json::from_str::<Value>(text.trim())
+        && let Some(v) = o.get("instruction")
+    {
+        let op = match v {
+            Value::Number(n) => n.as_i64().and_then(Op::from_number),
+            Value::String(s) => Op::parse_name(s),
+            _ => None,
+        }
+        .ok_or_else(|| ParseError::BadInstruction(v.to_string()))?;
+        return Ok((op, json_explanation(&o)));
     }
     let Some(i) = rfind_ci(text, "instruction") else {
         return Err(ParseError::NoInstruction);
@@ -437,6 +588,89 @@ mod tests {
         let p =
             parse_interests(&format!("Final interests: a{long}"), Finish::Stop, 10, &[]).unwrap();
         assert_eq!(p.interests[0].chars().count(), MAX_INTEREST_CHARS);
+    }
+
+    /// Constrained answers (the schemas' JSON) parse like text ones.
+    #[test]
+    fn json_answers() {
+        let p = parse_interests(
+            "{\n  \"explanation\": \"Mostly **dramas**.\",\n  \"interests\": [\"1. Drama films\", \"Thrillers.\"]\n}",
+            Finish::Stop,
+            10,
+            &[],
+        )
+        .unwrap();
+        assert_eq!(p.interests, vec!["Drama films", "Thrillers"]);
+        assert_eq!(p.explanation, "Mostly dramas.");
+        assert_eq!(
+            parse_instruction("{\"explanation\": \"new genre\", \"instruction\": 3}").unwrap(),
+            (Op::Add, "new genre".to_string())
+        );
+        assert_eq!(
+            parse_instruction("{\"instruction\": \"retain\"}")
+                .unwrap()
+                .0,
+            Op::Retain
+        );
+        assert_eq!(
+            parse_instruction("{\"explanation\": \"x\", \"instruction\": 9}"),
+            Err(ParseError::BadInstruction("9".into()))
+        );
+        // Cut by max_tokens inside the list: the complete entries are kept.
+        let cut = "{\"explanation\": \"a\", \"interests\": [\"Drama\", \"Film noir\", \"Wes";
+        assert_eq!(
+            parse_interests(cut, Finish::Length, 10, &[])
+                .unwrap()
+                .interests,
+            vec!["Drama", "Film noir"]
+        );
+        let cut = "{\"explanation\": \"a\", \"interests\": [\"Wes";
+        assert_eq!(
+            parse_interests(cut, Finish::Length, 10, &[]).unwrap_err(),
+            ParseError::Truncated
+        );
+        // The same checks as for text: repeats, the worked example.
+        let rep = format!(
+            "{{\"explanation\": \"\", \"interests\": [{}\"War\"]}}",
+            "\"Drama\", ".repeat(8)
+        );
+        assert!(matches!(err(&rep), ParseError::Degenerate(_)));
+        let ex = vec!["Musicals".to_string()];
+        let e = parse_interests(
+            "{\"explanation\": \"\", \"interests\": [\"Musicals\"]}",
+            Finish::Stop,
+            10,
+            &ex,
+        )
+        .unwrap_err();
+        assert!(matches!(e, ParseError::Degenerate(_)), "{e:?}");
+    }
+
+    /// Valid JSON of the wrong shape is a recorded failure, never interests.
+    #[test]
+    fn json_of_the_wrong_shape_is_unusable() {
+        assert_eq!(err("{\"answer\": \"Drama\"}"), ParseError::NoInterests);
+        assert_eq!(
+            err("{\"explanation\": \"x\", \"interests\": \"Drama, Comedy\"}"),
+            ParseError::NoInterests
+        );
+        assert_eq!(err("{\"interests\": []}"), ParseError::NoInterests);
+        assert_eq!(err("[\"Drama\", \"Comedy\"]"), ParseError::NoInterests);
+        assert_eq!(
+            parse_instruction("{\"explanation\": \"x\", \"operation\": 3}"),
+            Err(ParseError::NoInstruction)
+        );
+        assert!(parse_instruction("{\"instruction\": [3]}").is_err());
+    }
+
+    #[test]
+    fn schemas_name_the_allowed_operations_and_the_list_bound() {
+        let s = selection_schema(&[Op::Delete, Op::Retain]).schema;
+        assert_eq!(s["properties"]["instruction"]["enum"], json!([1, 4]));
+        assert_eq!(s["required"], json!(["explanation", "instruction"]));
+        let s = interests_schema(7).schema;
+        assert_eq!(s["properties"]["interests"]["maxItems"], json!(7));
+        assert_eq!(s["additionalProperties"], json!(false));
     }
 
     #[test]

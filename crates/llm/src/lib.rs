@@ -8,7 +8,8 @@
 //! The back-ends:
 //! - [`openai::OpenAiClient`]: any OpenAI-compatible `/v1/chat/completions`
 //!   server (vLLM, SGLang, llama.cpp server, Ollama, hosted APIs), with bounded
-//!   concurrency, timeouts, retries with back-off on 429/5xx and token usage.
+//!   concurrency, timeouts, retries with back-off on 429/5xx, token usage, and
+//!   output constrained to a request's [`JsonSchema`] where the server can.
 //! - `local::LocalLlm`: SmolLM2-135M-Instruct (GGUF, llama, ChatML) run
 //!   in-process on candle; it also returns the mean of the last hidden states
 //!   over the generated tokens (the official HSUGA code's user embedding).
@@ -202,6 +203,20 @@ pub struct ChatRequest {
     /// the generated tokens.
     pub want_hidden: bool,
     pub hint: Option<TaskHint>,
+    /// The JSON shape the answer should take. Servers that constrain decoding
+    /// to a schema are sent it (the OpenAI client's `response_format`); the
+    /// others ignore it. Either way the caller parses the text, which then
+    /// may be the schema's JSON or the prompt's text format.
+    pub schema: Option<JsonSchema>,
+}
+
+/// A named JSON schema for constrained output (OpenAI's
+/// `response_format: {"type": "json_schema", "json_schema": {name, schema}}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JsonSchema {
+    /// Letters, digits, `_` and `-` (OpenAI's rule for the name).
+    pub name: String,
+    pub schema: serde_json::Value,
 }
 
 impl ChatRequest {
@@ -213,6 +228,7 @@ impl ChatRequest {
             seed: None,
             want_hidden: false,
             hint: None,
+            schema: None,
         }
     }
 }

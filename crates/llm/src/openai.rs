@@ -8,27 +8,51 @@
 //! back-off (a `Retry-After` header in seconds is honoured).
 //! Token usage comes from the response's `usage`; when a server omits it the
 //! counts are estimated and marked so.
+//!
+//! Constrained output: a request that carries a [`JsonSchema`] is sent with
+//! `response_format: {"type": "json_schema", …}` (unless the config says
+//! `response_format = "text"`), which llama.cpp's server, vLLM and SGLang
+//! turn into a grammar the answer must follow. A server that refuses the
+//! field (400 or 422) gets the request again without it, and once that
+//! succeeds the client stops sending it for the rest of the session; the
+//! caller parses text either way.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use hsuga_text::transport::{Failure, FailureKind, Leftover, Reject, Transport, TransportConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    BackendId, ChatBackend, ChatRequest, ChatResponse, Finish, LlmError, Message, Usage,
-    estimate_tokens,
+    BackendId, ChatBackend, ChatRequest, ChatResponse, Finish, JsonSchema, LlmError, Message,
+    Usage, estimate_tokens,
 };
 
-/// `[backend]` settings for `kind = "openai"`: the model, and the
-/// transport's keys ([`TransportConfig`]: `base_url`, `api_key_env`,
-/// `concurrency`, `timeout_s`, `max_retries`, `backoff_s`, `max_backoff_s`)
-/// flat in the same table, as the embedder takes them.
+/// `[backend]` settings for `kind = "openai"`: the model, whether answers
+/// are constrained to the request's schema, and the transport's keys
+/// ([`TransportConfig`]: `base_url`, `api_key_env`, `concurrency`,
+/// `timeout_s`, `max_retries`, `backoff_s`, `max_backoff_s`) flat in the
+/// same table, as the embedder takes them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "WrittenConfig")]
 pub struct OpenAiConfig {
     pub model: String,
+    /// Ours: `json_schema` (a small model's answers then always parse; a
+    /// server without it falls back to text by itself).
+    pub response_format: ResponseFormat,
     #[serde(flatten)]
     pub transport: TransportConfig,
+}
+
+/// How a request with a [`JsonSchema`] asks for its answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResponseFormat {
+    /// `response_format: {"type": "json_schema", "json_schema": {…}}`.
+    #[default]
+    JsonSchema,
+    /// No `response_format`: the answer follows the prompt's text format.
+    Text,
 }
 
 /// [`OpenAiConfig`] as written: its fields, the transport's, and whatever
@@ -36,6 +60,8 @@ pub struct OpenAiConfig {
 #[derive(Deserialize)]
 struct WrittenConfig {
     model: String,
+    #[serde(default)]
+    response_format: ResponseFormat,
     #[serde(flatten)]
     transport: TransportConfig,
     #[serde(flatten)]
@@ -46,9 +72,10 @@ impl TryFrom<WrittenConfig> for OpenAiConfig {
     type Error = serde::de::value::Error;
 
     fn try_from(w: WrittenConfig) -> Result<Self, Self::Error> {
-        w.unknown.deny(&["model"])?;
+        w.unknown.deny(&["model", "response_format"])?;
         Ok(Self {
             model: w.model,
+            response_format: w.response_format,
             transport: w.transport,
         })
     }
@@ -59,6 +86,7 @@ impl OpenAiConfig {
     pub fn new(base_url: impl Into<String>, model: impl Into<String>) -> Self {
         Self {
             model: model.into(),
+            response_format: ResponseFormat::default(),
             transport: TransportConfig::new(base_url),
         }
     }
@@ -68,6 +96,9 @@ impl OpenAiConfig {
 pub struct OpenAiClient {
     cfg: OpenAiConfig,
     http: Transport,
+    /// The server refused `response_format` and answered without it: not
+    /// sent again by this client.
+    schema_refused: AtomicBool,
 }
 
 #[derive(Serialize)]
@@ -78,6 +109,22 @@ struct WireRequest<'a> {
     temperature: f32,
     #[serde(skip_serializing_if = "Option::is_none")]
     seed: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_format: Option<WireFormat<'a>>,
+}
+
+/// `{"type": "json_schema", "json_schema": {"name", "strict", "schema"}}`.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum WireFormat<'a> {
+    JsonSchema { json_schema: WireSchema<'a> },
+}
+
+#[derive(Serialize)]
+struct WireSchema<'a> {
+    name: &'a str,
+    strict: bool,
+    schema: &'a serde_json::Value,
 }
 
 #[derive(Deserialize)]
@@ -110,44 +157,102 @@ impl OpenAiClient {
     pub fn new(cfg: OpenAiConfig) -> Result<Self, LlmError> {
         let http = Transport::new(cfg.transport.clone(), "chat/completions")
             .map_err(|m| LlmError::Config(format!("openai: {m}")))?;
-        Ok(Self { cfg, http })
+        Ok(Self {
+            cfg,
+            http,
+            schema_refused: AtomicBool::new(false),
+        })
     }
 
     pub fn config(&self) -> &OpenAiConfig {
         &self.cfg
     }
 
+    /// Whether the server refused `response_format` earlier in this session.
+    pub fn schema_refused(&self) -> bool {
+        self.schema_refused.load(Ordering::Relaxed)
+    }
+
+    /// The schema to send with `req`, if any.
+    fn format_for<'r>(&self, req: &'r ChatRequest) -> Option<&'r JsonSchema> {
+        match self.cfg.response_format {
+            ResponseFormat::JsonSchema if !self.schema_refused() => req.schema.as_ref(),
+            _ => None,
+        }
+    }
+
     async fn chat_async(&self, req: &ChatRequest) -> Result<ChatResponse, LlmError> {
         let started = Instant::now();
+        let schema = self.format_for(req);
+        let mut r = match self.post(req, schema).await {
+            // A server that does not take `response_format` (or not this
+            // schema) refuses the request; without it, it may answer.
+            Err(LlmError::Http { status, body, url })
+                if schema.is_some() && matches!(status, 400 | 422) =>
+            {
+                let r = self.post(req, None).await?;
+                if !self.schema_refused.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        %url, status, body = %body,
+                        "the server refused response_format; answers are parsed as text from now on"
+                    );
+                }
+                r
+            }
+            other => other?,
+        };
+        r.latency = started.elapsed();
+        Ok(r)
+    }
+
+    async fn post(
+        &self,
+        req: &ChatRequest,
+        schema: Option<&JsonSchema>,
+    ) -> Result<ChatResponse, LlmError> {
         let body = WireRequest {
             model: &self.cfg.model,
             messages: &req.messages,
             max_tokens: req.max_tokens,
             temperature: req.temperature,
             seed: req.seed,
+            response_format: schema.map(|s| WireFormat::JsonSchema {
+                json_schema: WireSchema {
+                    name: &s.name,
+                    strict: true,
+                    schema: &s.schema,
+                },
+            }),
         };
-        let mut r = self
-            .http
+        self.http
             .post(&body, |bytes| parse(bytes, req))
             .await
-            .map_err(|f| self.error(f))?;
-        r.latency = started.elapsed();
-        Ok(r)
+            .map_err(|f| self.error(f))
     }
 
     /// The transport's failure as this crate's error.
+    /// A connection or body failure says how often it was tried, so a
+    /// report shows the retries ran out.
     fn error(&self, f: Failure) -> LlmError {
         let url = f.url;
+        let tries = |m: String| match f.attempts {
+            n if n > 1 => format!("{m} (gave up after {n} attempts)"),
+            _ => m,
+        };
         match f.kind {
             FailureKind::Http { status, body } => LlmError::Http { status, url, body },
             FailureKind::Timeout => LlmError::Timeout {
                 url,
                 secs: f.timeout_s,
             },
-            FailureKind::Connect(message) => LlmError::Transport { url, message },
-            FailureKind::Body(message) | FailureKind::Rejected(message) => {
-                LlmError::Malformed { url, message }
-            }
+            FailureKind::Connect(message) => LlmError::Transport {
+                url,
+                message: tries(message),
+            },
+            FailureKind::Body(message) | FailureKind::Rejected(message) => LlmError::Malformed {
+                url,
+                message: tries(message),
+            },
         }
     }
 }
@@ -307,6 +412,21 @@ mod tests {
             "{text}"
         );
         assert_eq!(toml::from_str::<OpenAiConfig>(&text).unwrap(), c);
+    }
+
+    /// Constrained output is on unless the config says `text`.
+    #[test]
+    fn response_format_defaults_to_json_schema_and_can_be_text() {
+        let base = "model = \"m\"\nbase_url = \"http://h/v1\"\n";
+        let c: OpenAiConfig = toml::from_str(base).unwrap();
+        assert_eq!(c.response_format, ResponseFormat::JsonSchema);
+        let c: OpenAiConfig =
+            toml::from_str(&format!("{base}response_format = \"text\"\n")).unwrap();
+        assert_eq!(c.response_format, ResponseFormat::Text);
+        let e = toml::from_str::<OpenAiConfig>(&format!("{base}response_format = \"json\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("json_schema") && e.contains("text"), "{e}");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The OpenAI client against a real HTTP server on loopback that this test
 //! starts: the crate's own OpenAI-compatible route in front of a back-end,
 //! plus routes that inject faults (slow, 429, 500, malformed JSON, truncated
-//! answers, missing usage, 400).
+//! answers, missing usage, 400), and constrained output: the request body's
+//! `response_format`, and the fallback when a server refuses it.
 
 #[path = "support/chat_server.rs"]
 mod chat_server;
@@ -14,10 +15,10 @@ use axum::Router;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use hsuga_llm::openai::{OpenAiClient, OpenAiConfig};
+use hsuga_llm::openai::{OpenAiClient, OpenAiConfig, ResponseFormat};
 use hsuga_llm::scripted::Scripted;
-use hsuga_llm::{ChatBackend, ChatRequest, Finish, LlmError, Message};
-use serde_json::json;
+use hsuga_llm::{ChatBackend, ChatRequest, Finish, JsonSchema, LlmError, Message};
+use serde_json::{Value, json};
 
 #[derive(Default)]
 struct Counters {
@@ -138,9 +139,15 @@ fn start(backend: Arc<dyn ChatBackend>, c: Arc<Counters>) -> String {
                 }),
             )
     };
-    let app = Router::new()
-        .nest("/ok", chat_server::router(backend))
-        .merge(faults);
+    serve(
+        Router::new()
+            .nest("/ok", chat_server::router(backend))
+            .merge(faults),
+    )
+}
+
+/// Serves `app` on 127.0.0.1:0 in its own runtime thread; returns its base URL.
+fn serve(app: Router) -> String {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -246,4 +253,119 @@ fn openai_client_against_loopback_server_with_faults() {
     });
     let max = counters.max_in_flight.load(Ordering::SeqCst);
     assert!((1..=2).contains(&max), "max in flight {max}");
+}
+
+fn schema() -> JsonSchema {
+    JsonSchema {
+        name: "hsu_selection".into(),
+        schema: json!({"type": "object", "properties": {"instruction": {"type": "integer"}},
+                       "required": ["instruction"]}),
+    }
+}
+
+fn with_schema() -> ChatRequest {
+    let mut r = req();
+    r.schema = Some(schema());
+    r
+}
+
+/// Routes that keep every request body: `/take` answers each; `/refuse`
+/// answers 400 to any body with a `response_format`, as a server without
+/// constrained output does; `/reject` answers 400 to everything.
+fn recording_server(bodies: Arc<std::sync::Mutex<Vec<(String, Value)>>>) -> String {
+    let route = |name: &'static str| {
+        let bodies = bodies.clone();
+        post(move |axum::Json(body): axum::Json<Value>| {
+            let bodies = bodies.clone();
+            async move {
+                let refuse = match name {
+                    "refuse" => body.get("response_format").is_some(),
+                    "reject" => true,
+                    _ => false,
+                };
+                bodies.lock().unwrap().push((name.to_string(), body));
+                if refuse {
+                    let e = json!({"error": {"code": 400, "type": "invalid_request_error",
+                                   "message": "response_format is not supported"}});
+                    (StatusCode::BAD_REQUEST, axum::Json(e)).into_response()
+                } else {
+                    let answer = "{\"instruction\": 3}";
+                    axum::Json(ok_body(answer, "stop", true)).into_response()
+                }
+            }
+        })
+    };
+    serve(
+        Router::new()
+            .route("/take/v1/chat/completions", route("take"))
+            .route("/refuse/v1/chat/completions", route("refuse"))
+            .route("/reject/v1/chat/completions", route("reject")),
+    )
+}
+
+#[test]
+fn a_request_schema_goes_out_as_response_format_json_schema() {
+    let bodies = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let base = recording_server(bodies.clone());
+    let c = client(&base, "take");
+    c.chat(&with_schema()).unwrap();
+    c.chat(&req()).unwrap();
+    let mut cfg = client(&base, "take").config().clone();
+    cfg.response_format = ResponseFormat::Text;
+    OpenAiClient::new(cfg)
+        .unwrap()
+        .chat(&with_schema())
+        .unwrap();
+    let got = std::mem::take(&mut *bodies.lock().unwrap());
+    assert_eq!(got.len(), 3);
+    assert_eq!(
+        got[0].1["response_format"],
+        json!({"type": "json_schema", "json_schema": {
+            "name": "hsu_selection", "strict": true, "schema": schema().schema}})
+    );
+    // The rest of the body is as before.
+    assert_eq!(got[0].1["model"], "test-model");
+    assert_eq!(got[0].1["messages"][1]["content"], "hello there");
+    // No schema, or `response_format = "text"`: no field at all.
+    assert!(got[1].1.get("response_format").is_none(), "{}", got[1].1);
+    assert!(got[2].1.get("response_format").is_none(), "{}", got[2].1);
+
+    // Through the crate's OpenAI-compatible route, the back-end behind it
+    // receives the same schema.
+    let echo = Arc::new(Scripted::new(|_, _| Ok("ok".into())));
+    let ok = start(echo.clone(), Arc::new(Counters::default()));
+    client(&ok, "ok").chat(&with_schema()).unwrap();
+    assert_eq!(echo.requests()[0].schema, Some(schema()));
+}
+
+#[test]
+fn a_server_that_refuses_response_format_is_asked_again_without_it_for_the_session() {
+    let bodies = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let base = recording_server(bodies.clone());
+    let c = client(&base, "refuse");
+    assert!(!c.schema_refused());
+    let r = c.chat(&with_schema()).unwrap();
+    assert_eq!(r.text, "{\"instruction\": 3}");
+    assert!(c.schema_refused());
+    // Remembered: the next call goes out without it at once.
+    c.chat(&with_schema()).unwrap();
+    let got = std::mem::take(&mut *bodies.lock().unwrap());
+    let sent: Vec<bool> = got
+        .iter()
+        .map(|(_, b)| b.get("response_format").is_some())
+        .collect();
+    assert_eq!(sent, [true, false, false]);
+
+    // A 400 that is not about the schema (the request fails without it
+    // too) is the caller's error, and the schema is not given up.
+    let c = client(&base, "reject");
+    let e = c.chat(&with_schema()).unwrap_err();
+    assert!(matches!(e, LlmError::Http { status: 400, .. }), "{e}");
+    assert!(e.to_string().contains("not supported"), "{e}");
+    assert!(!c.schema_refused());
+    let got = std::mem::take(&mut *bodies.lock().unwrap());
+    assert_eq!(got.len(), 2);
+    // A request without a schema is sent once.
+    c.chat(&req()).unwrap_err();
+    assert_eq!(bodies.lock().unwrap().len(), 1);
 }

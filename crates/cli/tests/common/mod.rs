@@ -1,4 +1,12 @@
-//! Running the `hsuga` binary from the repository root, as the README does.
+//! Running the `hsuga` binary from the repository root, as the README does,
+//! and the servers it talks to: a scripted chat server ([`chat_server`]) and
+//! llama.cpp's own ([`llama_server`]).
+
+// Each test binary compiles these modules and most use a part of them.
+#[allow(dead_code)]
+pub mod chat_server;
+#[allow(dead_code)]
+pub mod llama_server;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -18,4 +26,14 @@ pub fn hsuga(cache: &Path, args: &[&str]) -> Output {
         .args(args)
         .output()
         .unwrap()
+}
+
+/// A command's stdout and stderr, for assertions and failure messages.
+#[allow(dead_code)]
+pub fn output_text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }

@@ -14,7 +14,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use hsuga_llm::{ChatBackend, ChatRequest, Finish, Message};
+use hsuga_llm::{ChatBackend, ChatRequest, Finish, JsonSchema, Message};
 
 #[derive(Debug, Deserialize)]
 pub struct CompletionRequest {
@@ -27,6 +27,22 @@ pub struct CompletionRequest {
     pub temperature: Option<f32>,
     #[serde(default)]
     pub seed: Option<u64>,
+    /// `{"type": "json_schema", "json_schema": {"name", "schema", …}}`,
+    /// handed to the back-end as the request's schema.
+    #[serde(default)]
+    pub response_format: Option<Value>,
+}
+
+/// The schema of an OpenAI `response_format`, if it is `json_schema`.
+pub fn schema_of(format: &Value) -> Option<JsonSchema> {
+    if format["type"] != "json_schema" {
+        return None;
+    }
+    let s = &format["json_schema"];
+    Some(JsonSchema {
+        name: s["name"].as_str()?.to_string(),
+        schema: s.get("schema")?.clone(),
+    })
 }
 
 /// The router: `POST /v1/chat/completions`, `GET /v1/models`.
@@ -57,6 +73,7 @@ pub async fn complete(
         req.temperature = t;
     }
     req.seed = body.seed;
+    req.schema = body.response_format.as_ref().and_then(schema_of);
     let b = backend.clone();
     let result = tokio::task::spawn_blocking(move || b.chat(&req))
         .await
