@@ -47,7 +47,8 @@ pub enum BackendConfig {
     Rules(#[serde(default)] RulesConfig),
     /// Any OpenAI-compatible server.
     Openai(OpenAiConfig),
-    /// In-process SmolLM2-135M-Instruct on candle.
+    /// An in-process GGUF chat model on candle (SmolLM2-135M by default, or
+    /// Qwen2.5-Coder-Instruct 0.5B / 1.5B).
     Local(#[serde(default)] hsuga_llm::local::LocalConfig),
 }
 

@@ -10,7 +10,7 @@
 //!   server (vLLM, SGLang, llama.cpp server, Ollama, hosted APIs), with bounded
 //!   concurrency, timeouts, retries with back-off on 429/5xx, token usage, and
 //!   output constrained to a request's [`JsonSchema`] where the server can.
-//! - `local::LocalLlm`: SmolLM2-135M-Instruct (GGUF, llama, ChatML) run
+//! - `local::LocalLlm`: SmolLM2-135M or Qwen2.5-Coder-Instruct (GGUF, llama or qwen2, ChatML) run
 //!   in-process on candle; it also returns the mean of the last hidden states
 //!   over the generated tokens (the official HSUGA code's user embedding).
 //! - [`rules::RulesEditor`]: a deterministic, LLM-free editor over item
