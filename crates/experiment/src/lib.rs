@@ -17,6 +17,7 @@ pub mod adopt;
 pub mod config;
 mod curve;
 mod inputs;
+pub mod interest_quality;
 mod plot;
 mod report;
 pub mod run_folder;

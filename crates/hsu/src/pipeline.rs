@@ -143,6 +143,8 @@ pub struct DatasetReport {
     pub run: RunReport,
     /// The opened store, for reading the results.
     pub store: Store,
+    /// The selected users' raw ids, in selection order (before the shard).
+    pub users: Vec<String>,
 }
 
 /// Runs (resumes, updates) HSU over the selected users of a prepared dataset.
@@ -203,7 +205,13 @@ pub fn run_dataset(req: &DatasetRun<'_>) -> Result<DatasetReport> {
         f(&plan);
     }
     let run = engine.run(&users, req.shard, req.progress)?;
-    Ok(DatasetReport { plan, run, store })
+    let users = users.into_iter().map(|u| u.user).collect();
+    Ok(DatasetReport {
+        plan,
+        run,
+        store,
+        users,
+    })
 }
 
 /// Every user's hidden-state mean (of their last stage), in dataset user

@@ -38,6 +38,31 @@ enum HsuCommand {
     /// Write each user's final interests (JSON lines) and, for in-process LLM
     /// runs, the hidden-state-mean user embeddings (f32 matrix + manifest).
     Export(ExportArgs),
+    /// How well the interests alone predict each user's validation item:
+    /// HR@K / NDCG@K of ranking the stored validation candidates by cosine
+    /// between the embedded interests and the items' text (runs or resumes
+    /// HSU for the selected users first), beside the item-mean user vector.
+    Eval(EvalArgs),
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    #[command(flatten)]
+    run: RunArgs,
+    /// Cut-off of HR@K and NDCG@K.
+    #[arg(long, default_value_t = 10)]
+    k: usize,
+    /// Stored negatives per user (as the experiments' `negatives`).
+    #[arg(long, default_value_t = 100)]
+    negatives: usize,
+    /// Seed of the stored candidates.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Also write the figures as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    #[command(flatten)]
+    models_dir: crate::cmd::models::ModelsDirArg,
 }
 
 #[derive(Args)]
@@ -132,6 +157,7 @@ pub fn run(args: HsuArgs, g: &Globals) -> Result<()> {
     match args.command {
         Some(HsuCommand::Stats(s)) => stats(s, g),
         Some(HsuCommand::Export(e)) => export(e, g),
+        Some(HsuCommand::Eval(e)) => eval(e, g),
         None => run_hsu(args.run, g),
     }
 }
@@ -214,6 +240,116 @@ fn run_hsu(a: RunArgs, g: &Globals) -> Result<()> {
         eprintln!("interrupted: completed stages are stored; rerun the same command to resume");
     }
     unfinished(&report, &resolved)
+}
+
+/// `hsuga hsu eval`: the interests' own ranking quality on the validation
+/// targets (the test targets are left alone, so that this can choose a
+/// configuration), with the LLM-free item-mean vector and chance beside it.
+fn eval(a: EvalArgs, g: &Globals) -> Result<()> {
+    use hsuga_experiment::interest_quality::{item_mean, rank_quality};
+    use hsuga_text::{MiniLm, TextEmbedder, fetch};
+
+    let Some(dataset) = a.run.dataset.clone() else {
+        bail!("--dataset is required (e.g. `hsuga hsu eval --dataset ml-100k`)");
+    };
+    if a.k == 0 {
+        bail!("--k must be at least 1");
+    }
+    let resolved: Resolved = HsuConfig::load(&a.run.config)
+        .with_context(|| format!("HSU config {}", a.run.config.display()))?;
+    let (dcfg, prepared) = datasets::load_with_config(&dataset, g)?;
+    let db = match &a.run.db {
+        Some(p) => p.clone(),
+        None => hsuga_hsu::store::default_path(&g.cache_dir, &dcfg.name),
+    };
+    let mut req = DatasetRun::new(&resolved, &dcfg, &prepared, &db);
+    req.users = match (a.run.users, a.run.shortest) {
+        (None, _) => UserSelection::All,
+        (Some(n), false) => UserSelection::First(n),
+        (Some(n), true) => UserSelection::Shortest(n),
+    };
+    req.stage_length = a.run.stage_length;
+    req.retry_failed = a.run.retry_failed;
+    let done = hsuga_hsu::run_dataset(&req)?;
+    // Interests still being mined would be measured half-made.
+    if done.run.users_pending > 0 {
+        unfinished(&done.run, &resolved)?;
+    }
+    let variant = &resolved.cfg.variant;
+    let index: std::collections::HashMap<&str, usize> = prepared
+        .dataset
+        .user_ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.as_str(), i))
+        .collect();
+    let users: Vec<usize> = done.users.iter().map(|id| index[id.as_str()]).collect();
+    let mut texts = hsuga_hsu::export::interest_texts(&done.store, variant, &done.users)?;
+    let without = texts.iter().filter(|t| t.trim().is_empty()).count();
+    for t in &mut texts {
+        if t.trim().is_empty() {
+            *t = hsuga_hsu::export::NO_INTERESTS.to_string();
+        }
+    }
+
+    let models_dir = a.models_dir.resolve();
+    fetch::ensure(&fetch::MINILM_L6_V2, &models_dir)?;
+    let embedder = MiniLm::load(&models_dir)?;
+    let template = hsuga_text::template_for(&dcfg)?;
+    let items = hsuga_text::item_embeddings(
+        &prepared.dataset,
+        &template,
+        &embedder,
+        &g.cache_dir,
+        false,
+        &mut |_, _| {},
+    )?
+    .embeddings;
+    let interests = embedder.embed(&texts)?;
+    let split = &prepared.split;
+    let cands = hsuga_data::candidates(&prepared, a.negatives, a.seed)?;
+    let of_interests = rank_quality(&users, &interests, &items, split, &cands, a.k);
+    let means: Vec<Vec<f32>> = users.iter().map(|&u| item_mean(u, &items, split)).collect();
+    let of_item_mean = rank_quality(&users, &means, &items, split, &cands, a.k);
+    let chance = (a.k as f64 / (1 + a.negatives) as f64).min(1.0);
+    let k = a.k;
+    println!(
+        "{} users of {} ({} without interests), variant {variant}, validation targets \
+         among {} stored negatives (seed {}), items embedded by {}:",
+        users.len(),
+        dcfg.name,
+        without,
+        a.negatives,
+        a.seed,
+        embedder.model_id()
+    );
+    println!("| user vector | HR@{k} | NDCG@{k} |\n|---|---:|---:|");
+    println!(
+        "| HSU interests (`{variant}`) | {:.4} | {:.4} |",
+        of_interests.hr, of_interests.ndcg
+    );
+    println!(
+        "| mean of training items' text | {:.4} | {:.4} |",
+        of_item_mean.hr, of_item_mean.ndcg
+    );
+    println!("| chance | {chance:.4} | |");
+    if let Some(path) = &a.json {
+        let json = serde_json::json!({
+            "dataset": dcfg.name,
+            "variant": variant,
+            "users": users.len(),
+            "users_without_interests": without,
+            "negatives": a.negatives,
+            "seed": a.seed,
+            "embedder": embedder.model_id(),
+            "interests": of_interests,
+            "item_mean": of_item_mean,
+            "chance_hr": chance,
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&json)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    unfinished(&done.run, &resolved)
 }
 
 /// A run that leaves any user unfinished or failed is not a success: a
