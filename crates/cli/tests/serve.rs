@@ -1,6 +1,7 @@
 //! `hsuga serve` as a process: killed with SIGKILL in the middle of a write
 //! load, then restarted on the same store, it has every interaction it
-//! answered 2xx for exactly once, and a replayed event id is a duplicate.
+//! answered 2xx for exactly once, and a replayed event id is a duplicate;
+//! SIGHUP reloads its run, and SIGTERM stops it cleanly.
 
 mod common;
 
@@ -186,6 +187,44 @@ fn sigkill_during_writes_loses_no_acknowledged_interaction() {
         (status, answer.trim()),
         (200, "{\"accepted\":0,\"duplicates\":1}")
     );
-    server.kill().unwrap();
-    server.wait().unwrap();
+
+    // SIGHUP reloads the run folder, as POST /v1/admin/reload does.
+    let signal = |name: &str, pid: u32| {
+        let sent = Command::new("kill")
+            .args([name, &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill {name} {pid}");
+    };
+    signal("-HUP", server.id());
+    let reloaded = "hsuga_reloads_total{outcome=\"ok\"} 1";
+    let t0 = Instant::now();
+    loop {
+        let (status, metrics) = http(&addr, "GET", "/metrics", "").unwrap();
+        assert_eq!(status, 200, "{metrics}");
+        if metrics.contains(reloaded) {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "no reload after SIGHUP:\n{metrics}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (status, body) = http(&addr, "GET", "/v1/users/crash-0", "").unwrap();
+    assert_eq!(status, 200, "{body}");
+    // SIGTERM: a graceful stop, exit status 0.
+    signal("-TERM", server.id());
+    let t0 = Instant::now();
+    let exit = loop {
+        if let Some(s) = server.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "no exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(exit.success(), "{exit:?}");
 }

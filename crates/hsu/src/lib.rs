@@ -24,6 +24,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod export;
+pub mod online;
 pub mod parse;
 pub mod pipeline;
 pub mod prompts;

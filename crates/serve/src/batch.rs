@@ -51,6 +51,8 @@ struct Job {
     history: Vec<u32>,
     /// Sorted internal ids left out of the answer.
     exclude: Vec<u32>,
+    /// The user's semantic embedding, for fusion runs.
+    semantic: Option<Arc<[f32]>>,
     k: usize,
     reply: oneshot::Sender<Result<Vec<Scored>, String>>,
 }
@@ -73,12 +75,14 @@ impl MicroBatcher {
     }
 
     /// The `k` best items for `history` under `run`, best first, leaving
-    /// out `exclude` (sorted).
+    /// out `exclude` (sorted); `semantic` is the user's embedding when the
+    /// run fuses one.
     pub async fn top_k(
         &self,
         run: Arc<Run>,
         history: Vec<u32>,
         exclude: Vec<u32>,
+        semantic: Option<Arc<[f32]>>,
         k: usize,
     ) -> Result<Vec<Scored>, ServeError> {
         let (reply, answer) = oneshot::channel();
@@ -86,6 +90,7 @@ impl MicroBatcher {
             run,
             history,
             exclude,
+            semantic,
             k,
             reply,
         };
@@ -147,8 +152,12 @@ fn worker(rx: Receiver<Job>, cfg: BatchConfig, metrics: &Metrics) {
 
 fn score_batch(run: &Run, jobs: Vec<Job>) {
     let histories: Vec<&[u32]> = jobs.iter().map(|j| j.history.as_slice()).collect();
+    let semantic: Vec<&[f32]> = jobs
+        .iter()
+        .map(|j| j.semantic.as_deref().unwrap_or(&[]))
+        .collect();
     let n = run.num_items() as usize;
-    match catch_unwind(AssertUnwindSafe(|| run.score(&histories))) {
+    match catch_unwind(AssertUnwindSafe(|| run.score(&histories, &semantic))) {
         Ok(scores) => {
             for (row, job) in jobs.into_iter().enumerate() {
                 let top = top_k(&scores[row * n..(row + 1) * n], &job.exclude, job.k);

@@ -19,7 +19,7 @@ use crate::error::ServeError;
 use crate::service::Service;
 use crate::types::{
     ErrorBody, HistoryRequest, InteractionsAccepted, InteractionsRequest, ItemInfo, RecommendQuery,
-    Recommendations, ReloadRequest, RunInfo, Status, UserInfo,
+    Recommendations, ReloadRequest, RunInfo, Status, UserInfo, UserInterests,
 };
 
 type Svc = State<Arc<Service>>;
@@ -114,6 +114,7 @@ pub fn router(service: Arc<Service>) -> Router {
         .route("/v1/run", get(run_info))
         .route("/v1/users/{user}", get(user))
         .route("/v1/users/{user}/recommendations", get(recommend_user))
+        .route("/v1/users/{user}/interests", get(interests))
         .route("/v1/recommendations", post(recommend_history))
         .route("/v1/items/{item}", get(item))
         .merge(guarded)
@@ -285,6 +286,20 @@ async fn user(State(svc): Svc, Params(user): Params<String>) -> Result<Json<User
     Ok(Json(svc.user(&user)?))
 }
 
+#[utoipa::path(get, path = "/v1/users/{user}/interests", tag = "recommend",
+    params(("user" = String, Path, description = "Raw user id")),
+    responses(
+        (status = 200, description = "The user's HSU interests, stage trail, whether an \
+            update is pending and which semantic embedding scoring reads", body = UserInterests),
+        (status = 404, description = "Unknown user, or a run without HSU interests", body = ErrorBody),
+        (status = 500, description = "The HSU store failed", body = ErrorBody)))]
+async fn interests(
+    State(svc): Svc,
+    Params(user): Params<String>,
+) -> Result<Json<UserInterests>, ServeError> {
+    Ok(Json(svc.interests(&user)?))
+}
+
 #[utoipa::path(post, path = "/v1/admin/reload", tag = "admin",
     request_body = ReloadRequest,
     security(("bearer" = [])),
@@ -326,7 +341,7 @@ impl utoipa::Modify for Bearer {
     ),
     paths(
         page, healthz, readyz, metrics, openapi, run_info, user, recommend_user,
-        recommend_history, add_interactions, item, reload
+        recommend_history, add_interactions, item, interests, reload
     ),
     modifiers(&Bearer)
 )]

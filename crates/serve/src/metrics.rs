@@ -21,6 +21,12 @@ pub struct Metrics {
     pub interactions: IntCounterVec,
     /// Reloads by outcome (`ok`, `refused`).
     pub reloads: IntCounterVec,
+    /// HSU stages run online, by outcome (`ok`; `failed`: unusable answers,
+    /// previous interests kept; `error`: a call failed outright, the stage
+    /// is left for the next update).
+    pub hsu_stages: IntCounterVec,
+    /// Users waiting for the HSU worker.
+    pub hsu_queue_depth: IntGauge,
 }
 
 impl Metrics {
@@ -61,7 +67,21 @@ impl Metrics {
             Opts::new("reloads_total", "Run reloads, by outcome"),
             &["outcome"],
         )?;
+        let hsu_stages = IntCounterVec::new(
+            Opts::new("hsu_stages_total", "HSU stages run online, by outcome"),
+            &["outcome"],
+        )?;
+        let hsu_queue_depth = IntGauge::new(
+            "hsu_queue_depth",
+            "Users whose completed HSU stages wait for the worker",
+        )?;
+        // Present from the start, so a scrape sees 0 rather than nothing.
+        for outcome in ["ok", "failed", "error"] {
+            hsu_stages.with_label_values(&[outcome]);
+        }
         registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(hsu_stages.clone()))?;
+        registry.register(Box::new(hsu_queue_depth.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(queue_depth.clone()))?;
         registry.register(Box::new(batch_rows.clone()))?;
@@ -75,6 +95,8 @@ impl Metrics {
             batch_rows,
             interactions,
             reloads,
+            hsu_stages,
+            hsu_queue_depth,
         })
     }
 

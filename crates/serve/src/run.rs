@@ -6,15 +6,19 @@
 //! Nothing here is read from disk again per request.
 //!
 //! Which runs are served: every backbone, with or without LLMInit rows or
-//! self-distillation (LLM-ESR's and GAA's), and LLM-ESR's dual view, whose
-//! semantic view reads the item text embeddings: those are produced the way
-//! training produced them ([`hsuga_experiment::semantic_inputs`], from the
-//! caches when they are there) and must have the digest the run recorded in
-//! `inputs.sha256`, so the served model reads what it was trained on. So
-//! the README's main job (SASRec, LLM-ESR, HSUGA) is served. Runs with HSU
-//! fusion are refused at load: fusion reads a per-user semantic embedding,
-//! which a user new to the service does not have until the HSU worker of
-//! issue 17's later steps mines one.
+//! self-distillation (LLM-ESR's and GAA's), LLM-ESR's dual view and HSU
+//! fusion. Their semantic inputs are produced the way training produced
+//! them ([`hsuga_experiment::semantic_inputs`], from the caches when they
+//! are there) and must have the digest the run recorded in `inputs.sha256`,
+//! so the served model reads what it was trained on.
+//!
+//! HSU fusion reads a user semantic embedding when it scores. The cold-start
+//! rule: a dataset user reads their training row until their served history
+//! completes an HSU stage past it, then the embedding of their online
+//! interests ([`crate::hsu`]); a user new to the service, and an anonymous
+//! history, read a zero vector until their first stage completes (the
+//! fused layer then adds only its bias, the nearest thing to the plain
+//! backbone the trained layer has).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -22,11 +26,14 @@ use std::sync::{Arc, Mutex};
 
 use hsuga_data::{DatasetConfig, Prepared};
 use hsuga_experiment::RunReport;
+use hsuga_hsu::online::Online;
+use hsuga_model::burn::tensor::{Tensor, TensorData};
 use hsuga_model::{Batcher, Fusion, Model, Recommender, Tables};
 use hsuga_text::Template;
-use hsuga_train::{RunConfig, SemanticInputs};
+use hsuga_train::{ItemText, RunConfig, SemanticInputs, UserSemantic};
 
 use crate::error::ServeError;
+use crate::hsu::{Embed, RunHsu};
 
 /// Turns a run config's `dataset` entry (a name or a path) into the path of
 /// a dataset config, as the command line resolves it.
@@ -51,6 +58,35 @@ struct Scoring {
     model: Recommender,
     tables: Tables,
     batcher: Batcher,
+    device: hsuga_model::burn::tensor::Device,
+}
+
+/// Where a user's semantic embedding came from (fusion runs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmbeddingSource {
+    /// Embedded from the user's online HSU interests.
+    Online,
+    /// The row the run was trained with.
+    Training,
+    /// The zero vector of the cold-start rule.
+    ColdStart,
+}
+
+impl EmbeddingSource {
+    pub fn name(self) -> &'static str {
+        match self {
+            EmbeddingSource::Online => "online",
+            EmbeddingSource::Training => "training",
+            EmbeddingSource::ColdStart => "cold_start",
+        }
+    }
+}
+
+/// The user semantic rows a fusion run was trained with, one per dataset
+/// user, and the cold-start zero vector.
+struct UserRows {
+    rows: Vec<Arc<[f32]>>,
+    zeros: Arc<[f32]>,
 }
 
 /// One loaded run. Requests hold an `Arc<Run>` from start to answer, so a
@@ -65,6 +101,10 @@ pub struct Run {
     items: HashMap<String, u32>,
     users: HashMap<String, usize>,
     scoring: Mutex<Scoring>,
+    /// Fusion runs only.
+    user_rows: Option<UserRows>,
+    /// Runs whose inputs name an HSU config.
+    pub hsu: Option<RunHsu>,
 }
 
 impl Run {
@@ -73,7 +113,6 @@ impl Run {
     pub fn load(dir: &Path, source: &RunSource) -> Result<Self, ServeError> {
         let (config, report) =
             hsuga_experiment::read_finished(dir).map_err(|e| ServeError::Run(e.to_string()))?;
-        refuse_semantic_methods(dir, &config)?;
         if report.build.as_deref() != Some(hsuga_experiment::BUILD) {
             // Info, not a warning: every commit is another build, and the
             // checkpoint loader refuses formats it cannot read anyway.
@@ -104,11 +143,27 @@ impl Run {
         }
         let device = hsuga_model::cpu();
         let num_items = prepared.dataset.num_items;
-        let semantic = if config.method.dual_view {
+        let fuses = config.method.fusion != Fusion::None;
+        let semantic = if config.method.dual_view || fuses {
             semantic_inputs(dir, &config, &dcfg, &prepared, source)?
         } else {
             SemanticInputs::default()
         };
+        let user_rows = match (&semantic.user_semantic, fuses) {
+            (Some(m), true) => Some(UserRows {
+                rows: (0..m.rows).map(|u| Arc::from(m.row(u))).collect(),
+                zeros: vec![0.0; m.dim].into(),
+            }),
+            (None, true) => {
+                return Err(ServeError::run(
+                    dir,
+                    "its model fuses user semantic embeddings (method.fusion), but its \
+                     inputs name none (inputs.user_semantic)",
+                ));
+            }
+            _ => None,
+        };
+        let hsu = hsu_online(dir, &config, &dcfg, &prepared, source, fuses)?;
         let model = hsuga_train::load_best(
             &config.model,
             &config.method,
@@ -142,11 +197,14 @@ impl Run {
                 model,
                 tables,
                 batcher,
+                device,
             }),
+            user_rows,
+            hsu,
         };
         // One forward now: a model that cannot score fails at load, not on
         // the first request (which would also pay for the lazy set-up).
-        run.score(&[&[1][..]]);
+        run.score(&[&[1][..]], &[]);
         Ok(run)
     }
 
@@ -196,15 +254,121 @@ impl Run {
         self.prepared.dataset.user_ids.first().map(String::as_str)
     }
 
+    /// Whether the model reads a user semantic embedding when it scores.
+    pub fn fuses(&self) -> bool {
+        self.user_rows.is_some()
+    }
+
+    /// How many HSU stages the run's training row of a user reflects: the
+    /// offline run cut the user's training history into
+    /// `ceil(len / stage length)` stages (the last maybe partial); a user
+    /// new to the service has none.
+    pub fn trained_stages(&self, raw_user: &str, stage_length: usize) -> usize {
+        self.users
+            .get(raw_user)
+            .map_or(0, |&u| self.prepared.split.train[u].len())
+            .div_ceil(stage_length.max(1))
+    }
+
+    /// The semantic embedding a fusion run scores `user` with (see the
+    /// module's cold-start rule); `None` for runs that do not fuse.
+    pub fn semantic_for(&self, user: Option<&str>) -> Option<(Arc<[f32]>, EmbeddingSource)> {
+        let rows = self.user_rows.as_ref()?;
+        let Some(user) = user else {
+            return Some((rows.zeros.clone(), EmbeddingSource::ColdStart));
+        };
+        if let Some(v) = self.hsu.as_ref().and_then(|h| h.swapped(user)) {
+            return Some((v, EmbeddingSource::Online));
+        }
+        match self.users.get(user).and_then(|&u| rows.rows.get(u)) {
+            Some(v) => Some((v.clone(), EmbeddingSource::Training)),
+            None => Some((rows.zeros.clone(), EmbeddingSource::ColdStart)),
+        }
+    }
+
     /// Scores every item for each history through the model contract's
     /// all-item scoring: row-major `histories.len() × N`, column `j` is
-    /// item `j + 1`. Histories must be non-empty.
-    pub fn score(&self, histories: &[&[u32]]) -> Vec<f32> {
+    /// item `j + 1`. Histories must be non-empty. `semantic` holds each
+    /// row's user embedding for fusion runs (empty: the cold-start zero
+    /// vector for every row); other runs ignore it.
+    pub fn score(&self, histories: &[&[u32]], semantic: &[&[f32]]) -> Vec<f32> {
         let s = self.scoring.lock().unwrap_or_else(|p| p.into_inner());
-        let batch = s.batcher.eval_batch(histories);
+        let mut batch = s.batcher.eval_batch(histories);
+        if let Some(rows) = &self.user_rows {
+            let dim = rows.zeros.len();
+            let b = histories.len();
+            let mut data = Vec::with_capacity(b * dim);
+            for r in 0..b {
+                match semantic.get(r) {
+                    Some(v) if v.len() == dim => data.extend_from_slice(v),
+                    _ => data.extend_from_slice(&rows.zeros),
+                }
+            }
+            batch.user_semantic = Some(Tensor::from_data(
+                TensorData::new(data, [b, dim]),
+                &s.device,
+            ));
+        }
         let reps = s.model.represent_last(&s.tables, &batch);
         hsuga_model::to_f32(s.model.score_all_reps(&s.tables, reps))
     }
+}
+
+/// The HSU online updater of a run whose inputs name an HSU config, bound
+/// to the store, stage length, item texts and embedder its training used.
+fn hsu_online(
+    dir: &Path,
+    config: &RunConfig,
+    dcfg: &DatasetConfig,
+    prepared: &Prepared,
+    source: &RunSource,
+    fuses: bool,
+) -> Result<Option<RunHsu>, ServeError> {
+    let (name, hidden) = match &config.inputs.user_semantic {
+        Some(UserSemantic::Hsu(n)) => (n, false),
+        Some(UserSemantic::HsuHidden(n)) => (n, true),
+        _ => return Ok(None),
+    };
+    let fail = |what: &str, e: &dyn std::fmt::Display| {
+        ServeError::run(dir, format!("HSU config `{name}`: {what}: {e}"))
+    };
+    let path = source.hsu_configs.join(format!("{name}.toml"));
+    let resolved = hsuga_hsu::HsuConfig::load(&path).map_err(|e| fail("loading", &e))?;
+    // As the offline run cut them: over every user's training length.
+    let lengths: Vec<usize> = prepared.split.train.iter().map(Vec::len).collect();
+    let stage_length = resolved.cfg.stages.resolve(&lengths);
+    let template =
+        hsuga_hsu::ItemTemplate::for_dataset(dcfg).map_err(|e| fail("item template", &e))?;
+    let backend =
+        hsuga_hsu::build_backend(&resolved.cfg.backend).map_err(|e| fail("back-end", &e))?;
+    let store = hsuga_hsu::store::default_path(&source.cache_dir, &dcfg.name);
+    let online = Online::new(&resolved, stage_length, template, &store, backend, hidden)
+        .map_err(|e| fail("online updates", &e))?;
+    let embed = match (fuses, hidden, &config.inputs.item_text) {
+        (false, _, _) => None,
+        (true, true, _) => Some(Embed::Hidden),
+        (true, false, Some(ItemText::Embedder(model))) => {
+            if model != hsuga_text::fetch::MINILM_L6_V2.name {
+                return Err(fail(
+                    "embedding interests",
+                    &format!(
+                        "the service embeds with `{}`, the run names `{model}`",
+                        hsuga_text::fetch::MINILM_L6_V2.name
+                    ),
+                ));
+            }
+            let m = hsuga_text::MiniLm::load(&source.models_dir)
+                .map_err(|e| fail("loading the interest embedder", &e))?;
+            Some(Embed::Text(Box::new(m)))
+        }
+        (true, false, _) => {
+            return Err(fail(
+                "embedding interests",
+                &"inputs.item_text names no embedder",
+            ));
+        }
+    };
+    Ok(Some(RunHsu::new(online, name.clone(), embed)))
 }
 
 /// A dual-view run's semantic inputs, produced as its training produced
@@ -245,18 +409,4 @@ fn semantic_inputs(
             ),
         )),
     }
-}
-
-/// Refuses runs whose model reads a per-user semantic input when it scores.
-fn refuse_semantic_methods(dir: &Path, cfg: &RunConfig) -> Result<(), ServeError> {
-    if cfg.method.fusion == Fusion::None {
-        return Ok(());
-    }
-    Err(ServeError::run(
-        dir,
-        "its model scores with semantic inputs: HSU fusion (method.fusion) reads a user \
-         semantic embedding, which users new to the service do not have; this service does \
-         not serve fusion runs yet (any backbone, LLMInit, LLM-ESR's dual view and \
-         self-distillation are served)",
-    ))
 }

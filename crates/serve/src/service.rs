@@ -4,15 +4,18 @@
 //! these and serialise.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use crate::batch::{BatchConfig, MicroBatcher};
 use crate::error::ServeError;
+use crate::hsu::{HsuQueue, Task};
 use crate::metrics::Metrics;
 use crate::run::{Run, RunSource};
 use crate::store::{NewInteraction, Store};
 use crate::types::{
-    InteractionIn, InteractionsAccepted, ItemInfo, Recommendations, RunInfo, ScoredItem, UserInfo,
+    InteractionIn, InteractionsAccepted, InterestStage, ItemInfo, Recommendations, RunInfo,
+    ScoredItem, UserInfo, UserInterests,
 };
 
 /// Bounds on what one request may ask.
@@ -51,7 +54,13 @@ pub struct Options {
     pub token: Option<String>,
     pub limits: Limits,
     pub batch: BatchConfig,
+    /// Most users waiting for the HSU worker; past it, the worker sweeps
+    /// every served user once the queue drains.
+    pub hsu_queue: usize,
 }
+
+/// The default bound of the HSU queue.
+pub const DEFAULT_HSU_QUEUE: usize = 1024;
 
 /// The default store of a run folder: `<run>/interactions.sqlite`.
 pub fn default_state(run: &Path) -> PathBuf {
@@ -70,6 +79,19 @@ pub struct Service {
     pub metrics: Arc<Metrics>,
     /// One reload at a time (loading takes seconds; requests go on).
     reloading: tokio::sync::Mutex<()>,
+    /// Users whose HSU stages are due ([`crate::hsu`]).
+    hsu_queue: Arc<HsuQueue>,
+    /// Set at shutdown: the stage in flight finishes, no other starts.
+    hsu_stop: Arc<AtomicBool>,
+    hsu_worker: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        // Lets the worker thread end (it holds only a weak handle).
+        self.hsu_stop.store(true, Ordering::SeqCst);
+        self.hsu_queue.stop();
+    }
 }
 
 impl Service {
@@ -79,7 +101,11 @@ impl Service {
         let store = Store::open(&opts.state)?;
         warn_unknown_appended(&run, &store);
         let scorer = MicroBatcher::start(opts.batch, metrics.clone())?;
-        Ok(Arc::new(Self {
+        let hsu_queue = Arc::new(HsuQueue::new(
+            opts.hsu_queue,
+            metrics.hsu_queue_depth.clone(),
+        ));
+        let svc = Arc::new(Self {
             run: RwLock::new(Arc::new(run)),
             source,
             store,
@@ -88,7 +114,18 @@ impl Service {
             limits: opts.limits,
             metrics,
             reloading: tokio::sync::Mutex::new(()),
-        }))
+            hsu_queue: hsu_queue.clone(),
+            hsu_stop: Arc::new(AtomicBool::new(false)),
+            hsu_worker: Mutex::new(None),
+        });
+        let weak = Arc::downgrade(&svc);
+        let worker = std::thread::Builder::new()
+            .name("hsuga-hsu".into())
+            .spawn(move || hsu_worker(&hsu_queue, &weak))
+            .map_err(|e| ServeError::Internal(format!("starting the HSU worker: {e}")))?;
+        *svc.hsu_worker.lock().unwrap_or_else(|p| p.into_inner()) = Some(worker);
+        svc.queue_due_users();
+        Ok(svc)
     }
 
     /// The run requests start on now.
@@ -258,7 +295,11 @@ impl Service {
             seen
         };
         let recent = history[history.len().saturating_sub(run.max_len())..].to_vec();
-        let top = self.scorer.top_k(run.clone(), recent, exclude, k).await?;
+        let semantic = run.semantic_for(user.as_deref()).map(|(v, _)| v);
+        let top = self
+            .scorer
+            .top_k(run.clone(), recent, exclude, semantic, k)
+            .await?;
         let items = top
             .into_iter()
             .map(|(i, score)| ScoredItem {
@@ -308,7 +349,8 @@ impl Service {
             .collect();
         let me = self.clone();
         let user = user.to_string();
-        let written = tokio::task::spawn_blocking(move || me.store.append(&user, &new))
+        let who = user.clone();
+        let written = tokio::task::spawn_blocking(move || me.store.append(&who, &new))
             .await
             .map_err(|e| ServeError::Internal(format!("store task: {e}")))??;
         self.metrics
@@ -319,6 +361,9 @@ impl Service {
             .interactions
             .with_label_values(&["duplicate"])
             .inc_by(written.duplicates as u64);
+        if written.accepted > 0 {
+            self.queue_if_due(&run, &user);
+        }
         Ok(InteractionsAccepted {
             accepted: written.accepted,
             duplicates: written.duplicates,
@@ -367,9 +412,194 @@ impl Service {
         warn_unknown_appended(&run, &self.store);
         *self.run.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(run);
         self.metrics.reloads.with_label_values(&["ok"]).inc();
+        // The new run has its own HSU embeddings: rebuild the served users'.
+        self.queue_due_users();
         let info = self.info();
         tracing::info!(run = %info.run, "reloaded");
         Ok(info)
+    }
+
+    /// Reloads the folder of the run served now (SIGHUP): the run last
+    /// loaded, at start or by a reload.
+    pub async fn reload_current(self: &Arc<Self>) -> Result<RunInfo, ServeError> {
+        let dir = self.current().dir.display().to_string();
+        self.reload(&dir).await
+    }
+
+    /// A user's HSU interests: the latest, the stage trail, whether an
+    /// update is pending and which semantic embedding scoring reads.
+    pub fn interests(&self, user: &str) -> Result<UserInterests, ServeError> {
+        self.check_id("user", user)?;
+        let run = self.current();
+        let (history, _) = self
+            .history(&run, user)
+            .ok_or_else(|| ServeError::NotFound(format!("unknown user `{user}`")))?;
+        let h = run.hsu.as_ref().ok_or_else(|| {
+            ServeError::NotFound(format!(
+                "run {} has no HSU interests (its inputs.user_semantic names no HSU config)",
+                run.dir.display()
+            ))
+        })?;
+        let (trail, online) = h.online.trail(user).map_err(|e| ServeError::Store {
+            path: h.online.store().path().display().to_string(),
+            message: e.to_string(),
+        })?;
+        let interests = trail
+            .iter()
+            .rev()
+            .find(|r| r.status == hsuga_hsu::Status::Ok)
+            .map(|r| r.interests.clone())
+            .unwrap_or_default();
+        let stages = trail
+            .into_iter()
+            .map(|r| InterestStage {
+                stage: r.stage,
+                operation: match (r.op, r.stage) {
+                    (Some(op), _) => Some(op.name().to_string()),
+                    (None, 0) => Some("reason".into()),
+                    (None, _) => None,
+                },
+                explanation: r.explanation,
+                items: r.items,
+                interests: r.interests,
+                status: r.status.as_str().to_string(),
+            })
+            .collect();
+        Ok(UserInterests {
+            user: user.to_string(),
+            config: h.config.clone(),
+            variant: if online {
+                h.online.variant().to_string()
+            } else {
+                h.online.offline_variant().to_string()
+            },
+            stage_length: h.online.stage_length(),
+            history_length: history.len(),
+            complete_stages: h.online.complete_stages(history.len()),
+            interests,
+            stages,
+            pending: self.hsu_queue.pending(user),
+            embedding: run
+                .semantic_for(Some(user))
+                .map(|(_, src)| src.name().to_string()),
+        })
+    }
+
+    /// Whether the HSU worker has nothing queued or running.
+    pub fn hsu_idle(&self) -> bool {
+        self.hsu_queue.idle()
+    }
+
+    /// Queues a user whose interactions completed an HSU stage past the
+    /// ones the run was trained with and not yet run.
+    fn queue_if_due(&self, run: &Run, user: &str) {
+        let Some(h) = &run.hsu else { return };
+        let Some((history, _)) = self.history(run, user) else {
+            return;
+        };
+        let complete = h.online.complete_stages(history.len());
+        if h.is_due(
+            user,
+            complete,
+            run.trained_stages(user, h.online.stage_length()),
+        ) {
+            self.hsu_queue.push(user);
+        }
+    }
+
+    /// Queues every user of the interaction store who is due (at start,
+    /// after a reload, after the queue overflowed): the worker runs what is
+    /// not stored and swaps their embeddings in.
+    fn queue_due_users(&self) {
+        let run = self.current();
+        for user in self.store.users() {
+            self.queue_if_due(&run, &user);
+        }
+    }
+
+    /// One worker task: brings a user's HSU stages up to their history and
+    /// swaps their embedding in. Failures are logged and counted; the
+    /// interactions are committed, so the next trigger or start retries.
+    fn hsu_update(&self, user: &str) {
+        let run = self.current();
+        let Some(h) = &run.hsu else { return };
+        let Some((history, _)) = self.history(&run, user) else {
+            return;
+        };
+        let _span = tracing::info_span!("hsu_online", user, stages = history.len()).entered();
+        let update =
+            match h
+                .online
+                .update_user(user, &history, &run.prepared.dataset, &self.hsu_stop)
+            {
+                Ok(u) => u,
+                Err(e) => {
+                    self.metrics.hsu_stages.with_label_values(&["error"]).inc();
+                    tracing::error!(user, "HSU update failed: {e}");
+                    return;
+                }
+            };
+        let stages = &self.metrics.hsu_stages;
+        stages
+            .with_label_values(&["ok"])
+            .inc_by((update.stages_run - update.stages_failed) as u64);
+        stages
+            .with_label_values(&["failed"])
+            .inc_by(update.stages_failed as u64);
+        if let Some(e) = &update.error {
+            stages.with_label_values(&["error"]).inc();
+            tracing::warn!(user, "HSU stage left for the next update: {e}");
+        }
+        if update.complete_stages > run.trained_stages(user, h.online.stage_length()) {
+            match h.refresh(user) {
+                Ok(_) if update.error.is_none() && !update.interrupted => {
+                    h.mark_updated(user, update.complete_stages);
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!(user, "HSU embedding not swapped in: {e}"),
+            }
+        }
+        tracing::debug!(
+            user,
+            run = update.stages_run,
+            seeded = update.stages_seeded,
+            "HSU update"
+        );
+    }
+
+    /// Stops the HSU worker after the stage in flight (graceful shutdown);
+    /// queued users are queued again at the next start.
+    pub async fn drain_hsu(&self) {
+        self.hsu_stop.store(true, Ordering::SeqCst);
+        self.hsu_queue.stop();
+        let handle = self
+            .hsu_worker
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(h) = handle {
+            let joined = tokio::task::spawn_blocking(move || h.join()).await;
+            if !matches!(joined, Ok(Ok(()))) {
+                tracing::error!("the HSU worker ended with a panic");
+            }
+        }
+    }
+}
+
+/// The HSU worker thread: one task at a time, on a weak handle so that
+/// dropping the service ends it.
+fn hsu_worker(queue: &HsuQueue, service: &Weak<Service>) {
+    while let Some(task) = queue.next() {
+        let Some(svc) = service.upgrade() else { break };
+        let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &task {
+            Task::User(user) => svc.hsu_update(user),
+            Task::Sweep => svc.queue_due_users(),
+        }));
+        if done.is_err() {
+            svc.metrics.hsu_stages.with_label_values(&["error"]).inc();
+            tracing::error!("the HSU update panicked; the worker goes on");
+        }
+        queue.finish();
     }
 }
 

@@ -165,6 +165,12 @@ impl Store {
         map.contains_key(user)
     }
 
+    /// Every user with appended interactions.
+    pub fn users(&self) -> Vec<String> {
+        let map = self.appended.read().unwrap_or_else(|p| p.into_inner());
+        map.keys().cloned().collect()
+    }
+
     /// Every user's appended items, for checking them against a new run.
     pub fn all_items(&self) -> Vec<String> {
         let map = self.appended.read().unwrap_or_else(|p| p.into_inner());

@@ -99,6 +99,50 @@ pub struct UserInfo {
     pub from_dataset: usize,
 }
 
+/// One HSU stage of a user's trail (the paper's case-study tables).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct InterestStage {
+    /// 0-based (stage 0 is the paper's "stage 1").
+    pub stage: u32,
+    /// `reason` (the first stage), `add`, `delete`, `update` or `retain`;
+    /// null for a stage whose selection failed or a one-call summary.
+    pub operation: Option<String>,
+    /// Why, as the back-end answered.
+    pub explanation: String,
+    /// Raw item ids of the stage, oldest first.
+    pub items: Vec<String>,
+    /// The interests after this stage.
+    pub interests: Vec<String>,
+    /// `ok`, or `select_failed` / `edit_failed` (previous interests kept).
+    pub status: String,
+}
+
+/// `GET /v1/users/{user}/interests`: a user's HSU interests and trail.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct UserInterests {
+    pub user: String,
+    /// The HSU config the run names.
+    pub config: String,
+    /// The store variant the trail comes from: `<variant>.online` once the
+    /// service has run stages for the user, else the offline run's.
+    pub variant: String,
+    /// Items per stage (as the offline run cut them).
+    pub stage_length: usize,
+    /// The user's history as the model reads it (dataset + appended).
+    pub history_length: usize,
+    /// Complete stages in that history; only complete stages are run.
+    pub complete_stages: usize,
+    /// The latest usable interests (empty when none).
+    pub interests: Vec<String>,
+    pub stages: Vec<InterestStage>,
+    /// Whether the user waits for the HSU worker or is being updated.
+    pub pending: bool,
+    /// Which semantic embedding recommendations read: `online` (embedded
+    /// from the online interests), `training` (the run's own row),
+    /// `cold_start` (zero vector); null when the model reads none.
+    pub embedding: Option<String>,
+}
+
 /// `POST /v1/admin/reload`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

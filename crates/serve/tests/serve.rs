@@ -67,6 +67,7 @@ fn service_with(token: Option<&str>, batch: BatchConfig) -> (Arc<Service>, tempf
             token: token.map(str::to_string),
             limits: Limits::default(),
             batch,
+            hsu_queue: hsuga_serve::DEFAULT_HSU_QUEUE,
         },
     )
     .unwrap();
@@ -262,6 +263,7 @@ async fn interactions_survive_a_restart_on_the_same_store() {
         token: Some(TOKEN.into()),
         limits: Limits::default(),
         batch: BatchConfig::default(),
+        hsu_queue: hsuga_serve::DEFAULT_HSU_QUEUE,
     };
     let svc = Service::new(
         Run::load(dir, &source(cache)).unwrap(),
@@ -563,6 +565,7 @@ async fn the_openapi_document_lists_exactly_the_routes_that_answer() {
         ("GET", "/v1/run"),
         ("GET", "/v1/users/{user}"),
         ("GET", "/v1/users/{user}/recommendations"),
+        ("GET", "/v1/users/{user}/interests"),
         ("POST", "/v1/recommendations"),
         ("POST", "/v1/users/{user}/interactions"),
         ("GET", "/v1/items/{item}"),
@@ -748,7 +751,9 @@ fn unfinished_incomplete_and_unservable_folders_are_refused_by_name() {
         "{e}"
     );
 
-    // A model that reads semantic inputs when it scores.
+    // A fusion model whose user semantic inputs cannot be produced (the
+    // file it names is not there): fusion runs are served, but only with
+    // the inputs they were trained on.
     let (_t, run) = copy_run();
     let cfg = std::fs::read_to_string(run.join("config.toml")).unwrap();
     let edit = |table: &str, key: &str, value: toml::Value| {
@@ -771,7 +776,7 @@ fn unfinished_incomplete_and_unservable_folders_are_refused_by_name() {
     std::fs::write(run.join("config.toml"), doc.to_string()).unwrap();
     let e = load(&run);
     assert!(
-        e.contains("HSU fusion") && e.contains("method.fusion"),
+        e.contains("semantic inputs") && e.contains("u.safetensors"),
         "{e}"
     );
 
@@ -823,7 +828,7 @@ fn a_dual_view_run_is_served_with_its_inputs_and_refused_when_they_change() {
     let report = hsuga_experiment::train_one(&cfg, &dirs, &resolve, Default::default()).unwrap();
     let run = Run::load(&report.dir, &source(&cache)).unwrap();
     assert_eq!(run.num_items(), 1682);
-    let scores = run.score(&[&[1, 2, 3][..]]);
+    let scores = run.score(&[&[1, 2, 3][..]], &[]);
     assert_eq!(scores.len(), 1682);
     assert!(scores.iter().all(|s| s.is_finite()));
     // Other item texts: the model would read other inputs than it trained on.

@@ -1,6 +1,6 @@
 //! `hsuga serve --run DIR`: a finished run behind the HTTP service of
 //! `hsuga-serve`. This module only turns flags into the service's options,
-//! binds, loads and waits for SIGTERM / Ctrl-C.
+//! binds, loads, reloads the run on SIGHUP and waits for SIGTERM / Ctrl-C.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -32,6 +32,10 @@ pub struct ServeArgs {
     /// with (0: only requests already queued share a forward pass).
     #[arg(long, default_value_t = 0.0)]
     batch_window_ms: f64,
+    /// Most users waiting for the HSU worker (runs whose inputs name an HSU
+    /// config); past it, the worker sweeps every served user once it drains.
+    #[arg(long, default_value_t = hsuga_serve::DEFAULT_HSU_QUEUE)]
+    hsu_queue: usize,
     #[command(flatten)]
     inputs: super::experiment::InputArgs,
 }
@@ -74,6 +78,7 @@ pub fn run(args: ServeArgs, g: &Globals) -> Result<()> {
             window: Duration::from_secs_f64(args.batch_window_ms / 1000.0),
             ..BatchConfig::default()
         },
+        hsu_queue: args.hsu_queue,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -92,6 +97,8 @@ pub fn run(args: ServeArgs, g: &Globals) -> Result<()> {
         };
         let state = opts.state.clone();
         let service = Service::new(run, source, opts)?;
+        #[cfg(unix)]
+        let _hup = hsuga_serve::reload_on_sighup(&service).context("listening for SIGHUP")?;
         let info = service.info();
         eprintln!(
             "serving {} ({} on {}: {} items, {} users) on http://{}; interactions in {}; {writes}",
