@@ -32,7 +32,7 @@ pub use report::{DatasetTable, report};
 pub use run_folder::{
     BUILD, INPUTS_DIGEST, RunReport, check_dir, is_finished, read_finished, run_dir,
 };
-pub use runner::{RunOptions, run, train_one};
+pub use runner::{RunOptions, run, train_one, with_pretrained};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExperimentError {

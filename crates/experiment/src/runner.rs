@@ -130,7 +130,7 @@ pub fn run(
 /// resolves to a config of the same name) and fit the method
 /// ([`hsuga_train::pretrained_items`]); every error names the row, the key
 /// and the folder, and comes before this run trains.
-fn with_pretrained(
+pub fn with_pretrained(
     base: &SemanticInputs,
     cfg: &RunConfig,
     dataset: &str,

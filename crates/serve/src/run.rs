@@ -144,7 +144,10 @@ impl Run {
         let device = hsuga_model::cpu();
         let num_items = prepared.dataset.num_items;
         let fuses = config.method.fusion != Fusion::None;
-        let semantic = if config.method.dual_view || fuses {
+        // What the model reads when it scores: the semantic view, the user
+        // rows of fusion, or the frozen text an LLM2Rec / LLMEmb item table
+        // is made from (LLMInit's rows are in its checkpoint).
+        let semantic = if config.method.dual_view || fuses || config.method.text_items() {
             semantic_inputs(dir, &config, &dcfg, &prepared, source)?
         } else {
             SemanticInputs::default()
@@ -385,8 +388,20 @@ fn semantic_inputs(
         models_dir: &source.models_dir,
         hsu_configs: &source.hsu_configs,
     };
-    let semantic = hsuga_experiment::semantic_inputs(&config.inputs, dcfg, prepared, &dirs)
+    let mut semantic = hsuga_experiment::semantic_inputs(&config.inputs, dcfg, prepared, &dirs)
         .map_err(|e| ServeError::run(dir, format!("its semantic inputs: {e}")))?;
+    // LLMEmb's pretrained item table is part of the recorded digest.
+    if let Some(s) = hsuga_experiment::with_pretrained(
+        &semantic,
+        config,
+        &dcfg.name,
+        &prepared.split,
+        &*source.resolve_dataset,
+    )
+    .map_err(|e| ServeError::run(dir, format!("its pretrained run: {e}")))?
+    {
+        semantic = s;
+    }
     let recorded = dir.join(hsuga_experiment::INPUTS_DIGEST);
     match std::fs::read_to_string(&recorded) {
         Ok(d) if d.trim() != semantic.digest() => Err(ServeError::run(

@@ -842,3 +842,59 @@ fn a_dual_view_run_is_served_with_its_inputs_and_refused_when_they_change() {
         "{e}"
     );
 }
+
+/// LLM2Rec and LLMEmb make their item table from frozen item text (and
+/// LLMEmb aligns it to a pretrained SASRec's table, part of the recorded
+/// digest): both load with those inputs (the run's digest matches) and
+/// score every item.
+#[test]
+fn llm2rec_and_llmemb_runs_are_served_with_their_text_items() {
+    let root = tempfile::tempdir().unwrap();
+    let cache = root.path().join("cache");
+    let items = root.path().join("items.safetensors");
+    write_matrix(&items, 1682, 24, 0);
+    let dataset = repo().join("configs/datasets/ml-100k.toml");
+    let dirs = hsuga_experiment::InputDirs {
+        cache_dir: &cache,
+        models_dir: &cache.join("models"),
+        hsu_configs: &repo().join("configs/hsu"),
+    };
+    let resolve = |entry: &str| Ok(PathBuf::from(entry));
+    let train = |name: &str, extra: &str| {
+        let cfg = hsuga_train::RunConfig::from_toml(&format!(
+            "name = \"{name}\"\ndataset = \"{}\"\nout_dir = \"{}\"\n{extra}\
+             [train]\nepochs = 1\nprogress = false\n",
+            dataset.display(),
+            root.path().join("runs").display(),
+        ))
+        .unwrap();
+        hsuga_experiment::train_one(&cfg, &dirs, &resolve, Default::default())
+            .unwrap()
+            .dir
+    };
+    let sasrec = train("sasrec", "[model]\nhidden = 16\nmax_len = 20\n");
+    let text = format!(
+        "[inputs]\nitem_text = {{ file = \"{}\" }}\n",
+        items.display()
+    );
+    let llm2rec = train(
+        "llm2rec",
+        &format!(
+            "[model]\nhidden = 16\nmax_len = 20\nloss = \"ce\"\n[method]\nllm2rec = {{}}\n{text}"
+        ),
+    );
+    let llmemb = train(
+        "llmemb",
+        &format!(
+            "[model]\nhidden = 16\nmax_len = 20\n[method]\nllmemb = {{}}\n\
+             pretrained = {{ run = \"{}\" }}\n{text}",
+            sasrec.display()
+        ),
+    );
+    for dir in [&llm2rec, &llmemb] {
+        let run = Run::load(dir, &source(&cache)).unwrap_or_else(|e| panic!("{e}"));
+        let scores = run.score(&[&[1, 2, 3][..]], &[]);
+        assert_eq!(scores.len(), 1682);
+        assert!(scores.iter().all(|s| s.is_finite()), "{}", dir.display());
+    }
+}
