@@ -128,8 +128,7 @@ fn sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run() {
     // (e.g. epochs read back from `state.json` by a float parser that does
     // not round-trip) is caught.
     let untimed = |dir: &Path| -> Vec<serde_json::Value> {
-        let mut log: Vec<serde_json::Value> =
-            serde_json::from_str(&read(dir, "log.json")).unwrap();
+        let mut log: Vec<serde_json::Value> = serde_json::from_str(&read(dir, "log.json")).unwrap();
         for epoch in &mut log {
             let fields = epoch.as_object_mut().unwrap();
             fields.remove("seconds");

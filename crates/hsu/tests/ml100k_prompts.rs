@@ -216,6 +216,10 @@ fn cot_builds_one_prompt_per_user_from_the_training_items_only() {
             "user {}: the prompt lists exactly the training items, in order",
             users[u].user
         );
-        assert!(want.len() > 16, "user {}: longer than one stage", users[u].user);
+        assert!(
+            want.len() > 16,
+            "user {}: longer than one stage",
+            users[u].user
+        );
     }
 }
