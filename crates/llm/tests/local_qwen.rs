@@ -17,7 +17,7 @@ use std::sync::{Arc, OnceLock};
 use hsuga_llm::local::{GenOptions, LocalConfig, LocalLlm, LocalModel};
 use hsuga_llm::{ChatBackend, ChatRequest, Finish, LlmError, Message};
 
-use greedy::{argmax, log_prob, our_run};
+use greedy::{PROMPTS, argmax, log_prob, our_run};
 
 fn config() -> LocalConfig {
     LocalConfig {
@@ -116,24 +116,6 @@ const LONG_PROMPT_IDS: [u32; 433] = [
     24, 22, 701, 35644, 25, 5586, 11, 29565, 15252, 198, 2753, 13, 16, 15, 10869, 25, 43077, 6059,
     320, 915, 19, 8, 320, 16, 24, 24, 21, 701, 35644, 25, 5586, 11, 40372, 26299, 11, 5004, 198,
     16141, 25, 151645, 198, 151644, 77091, 198,
-];
-
-/// The prompts of the greedy check (system, user) in ChatML, then the
-/// benchmark's 433-token prompt (as in `local_smollm2.rs`).
-const PROMPTS: [(&str, &str); 4] = [
-    ("You are a helpful assistant.", "Name three fruits."),
-    (
-        "You summarise a user's movie interests.",
-        "The user watched: Toy Story (1995), Heat (1995), GoldenEye (1995), Jumanji (1995), Casino (1995). Write their interests as a short list.",
-    ),
-    (
-        "You are a concise assistant.",
-        "Explain in two sentences why the sky is blue.",
-    ),
-    (
-        "Answer with one instruction number.",
-        "Interests: action movies, 90s comedies. New items: Fargo (1996), Scream (1996). Which operation applies? 1 delete, 2 modify, 3 add, 4 retain. Reply as `Instruction: N`.",
-    ),
 ];
 
 /// llama-server's greedy answer to one prompt (up to 40 tokens, ending

@@ -13,7 +13,7 @@ use hsuga_llm::local::{GenOptions, LocalConfig, LocalLlm};
 use hsuga_llm::openai::{OpenAiClient, OpenAiConfig};
 use hsuga_llm::{ChatBackend, ChatRequest, Finish, Message};
 
-use greedy::{argmax, our_run, top2_margin};
+use greedy::{PROMPTS, argmax, our_run, top2_margin};
 
 fn llm() -> Arc<LocalLlm> {
     static LLM: OnceLock<Arc<LocalLlm>> = OnceLock::new();
@@ -129,24 +129,6 @@ fn openai_client_against_the_local_model_over_http() {
     assert_eq!(llm().chat(&req).unwrap().text, r.text);
 }
 
-/// The prompts of the reference check: (system, user); the long one is added
-/// by [`prompts`].
-const PROMPTS: [(&str, &str); 4] = [
-    ("You are a helpful assistant.", "Name three fruits."),
-    (
-        "You summarise a user's movie interests.",
-        "The user watched: Toy Story (1995), Heat (1995), GoldenEye (1995), Jumanji (1995), Casino (1995). Write their interests as a short list.",
-    ),
-    (
-        "You are a concise assistant.",
-        "Explain in two sentences why the sky is blue.",
-    ),
-    (
-        "Answer with one instruction number.",
-        "Interests: action movies, 90s comedies. New items: Fargo (1996), Scream (1996). Which operation applies? 1 delete, 2 modify, 3 add, 4 retain. Reply as `Instruction: N`.",
-    ),
-];
-
 /// Tokens decoded per prompt.
 const NEW_TOKENS: usize = 40;
 
@@ -180,7 +162,7 @@ const LOGIT_TOL: f32 = 1.5;
 /// 1.3 at the prompt's end: the activations' quantisation.)
 const PREFILL_TOL: f32 = LOGIT_TOL;
 
-/// [`PROMPTS`] in ChatML, then the benchmark's 456-token prompt (more than
+/// [`greedy::PROMPTS`] in ChatML, then the benchmark's 456-token prompt (more than
 /// 256 cached keys take another summation order in attention).
 fn prompts(m: &LocalLlm) -> Vec<Vec<u32>> {
     let mut p: Vec<Vec<u32>> = PROMPTS

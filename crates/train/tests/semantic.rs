@@ -7,10 +7,8 @@
 
 mod common;
 
-use std::path::Path;
-
-use common::{gaussian, popularity_ndcg};
-use hsuga_data::{Candidates, DatasetConfig, Prepared, Split};
+use common::{gaussian, ml100k, popularity_ndcg};
+use hsuga_data::Split;
 use hsuga_model::burn::tensor::{Tensor, TensorData};
 use hsuga_model::{
     Backbone, Batcher, DualViewSpec, Extras, Fusion, Model, ModelConfig, Recommender,
@@ -26,14 +24,6 @@ use rand_chacha::ChaCha8Rng;
 
 /// burn's device RNG is process-global: trainings take turns.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn ml100k() -> (Prepared, Candidates, tempfile::TempDir) {
-    let cache = tempfile::tempdir().unwrap();
-    let cfg = DatasetConfig::load(Path::new("../../configs/datasets/ml-100k.toml")).unwrap();
-    let p = hsuga_data::prepare(&cfg, cache.path()).unwrap();
-    let c = hsuga_data::candidates(&p, 100, 42).unwrap();
-    (p, c, cache)
-}
 
 /// A small split: 10 users whose training lengths are 10, 9, …, 1 (+ 2 held out).
 fn toy_split() -> Split {

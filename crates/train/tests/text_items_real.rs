@@ -8,8 +8,8 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{gaussian, popularity_ndcg};
-use hsuga_data::{Candidates, DatasetConfig, Prepared};
+use common::{gaussian, ml100k, popularity_ndcg};
+use hsuga_data::{Candidates, Prepared};
 use hsuga_eval::Metric;
 use hsuga_model::{Backbone, Llm2recConfig, LlmembConfig, Loss, ModelConfig, cpu};
 use hsuga_train::{
@@ -19,14 +19,6 @@ use hsuga_train::{
 
 /// burn's device RNG is process-global: trainings take turns.
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn ml100k() -> (Prepared, Candidates, tempfile::TempDir) {
-    let cache = tempfile::tempdir().unwrap();
-    let cfg = DatasetConfig::load(Path::new("../../configs/datasets/ml-100k.toml")).unwrap();
-    let p = hsuga_data::prepare(&cfg, cache.path()).unwrap();
-    let c = hsuga_data::candidates(&p, 100, 42).unwrap();
-    (p, c, cache)
-}
 
 /// Short histories and few epochs: a CPU-test budget, not the paper's.
 fn model(backbone: Backbone, loss: Loss) -> ModelConfig {

@@ -12,6 +12,24 @@
 use hsuga_llm::local::LocalLlm;
 use hsuga_llm::local::model::Scratch;
 
+/// The prompts of both models' reference checks, (system, user); each test
+/// adds the benchmark's long prompt after them.
+pub const PROMPTS: [(&str, &str); 4] = [
+    ("You are a helpful assistant.", "Name three fruits."),
+    (
+        "You summarise a user's movie interests.",
+        "The user watched: Toy Story (1995), Heat (1995), GoldenEye (1995), Jumanji (1995), Casino (1995). Write their interests as a short list.",
+    ),
+    (
+        "You are a concise assistant.",
+        "Explain in two sentences why the sky is blue.",
+    ),
+    (
+        "Answer with one instruction number.",
+        "Interests: action movies, 90s comedies. New items: Fargo (1996), Scream (1996). Which operation applies? 1 delete, 2 modify, 3 add, 4 retain. Reply as `Instruction: N`.",
+    ),
+];
+
 pub fn argmax(l: &[f32]) -> u32 {
     let mut best = 0;
     for (i, &v) in l.iter().enumerate() {

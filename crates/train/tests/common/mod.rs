@@ -1,6 +1,8 @@
 //! Helpers shared by the real-data training tests.
 
-use hsuga_data::{Candidates, Phase, Prepared};
+use std::path::Path;
+
+use hsuga_data::{Candidates, DatasetConfig, Phase, Prepared};
 use hsuga_eval::{Metric, Protocol, Scorer, evaluate};
 use hsuga_train::Matrix;
 use rand::{Rng, SeedableRng};
@@ -66,4 +68,14 @@ pub fn gaussian(rows: usize, dim: usize, seed: u64) -> Matrix {
         row.iter_mut().for_each(|x| *x /= n);
     }
     Matrix { rows, dim, data }
+}
+
+/// ML-100K prepared in a fresh cache, with seed 42's 100 negatives per user.
+#[allow(dead_code)]
+pub fn ml100k() -> (Prepared, Candidates, tempfile::TempDir) {
+    let cache = tempfile::tempdir().unwrap();
+    let cfg = DatasetConfig::load(Path::new("../../configs/datasets/ml-100k.toml")).unwrap();
+    let p = hsuga_data::prepare(&cfg, cache.path()).unwrap();
+    let c = hsuga_data::candidates(&p, 100, 42).unwrap();
+    (p, c, cache)
 }
