@@ -17,7 +17,7 @@ use std::sync::{Arc, OnceLock};
 use hsuga_llm::local::{GenOptions, LocalConfig, LocalLlm, LocalModel};
 use hsuga_llm::{ChatBackend, ChatRequest, Finish, LlmError, Message};
 
-use greedy::{PROMPTS, argmax, log_prob, our_run};
+use greedy::{argmax, log_prob, our_run, prompts};
 
 fn config() -> LocalConfig {
     LocalConfig {
@@ -218,21 +218,6 @@ const REFERENCES: [Reference; 5] = [
         ],
     },
 ];
-
-fn prompts(m: &LocalLlm) -> Vec<Vec<u32>> {
-    let mut p: Vec<Vec<u32>> = PROMPTS
-        .iter()
-        .map(|(system, user)| {
-            m.encode(&m.chat_prompt(&[Message::system(*system), Message::user(*user)]))
-                .unwrap()
-        })
-        .collect();
-    p.push(
-        m.encode(include_str!("../../../benches/reference/llm_prompt.txt"))
-            .unwrap(),
-    );
-    p
-}
 
 #[test]
 fn tokenizer_matches_llama_server() {

@@ -13,7 +13,7 @@ use hsuga_llm::local::{GenOptions, LocalConfig, LocalLlm};
 use hsuga_llm::openai::{OpenAiClient, OpenAiConfig};
 use hsuga_llm::{ChatBackend, ChatRequest, Finish, Message};
 
-use greedy::{PROMPTS, argmax, our_run, top2_margin};
+use greedy::{argmax, our_run, prompts, top2_margin};
 
 fn llm() -> Arc<LocalLlm> {
     static LLM: OnceLock<Arc<LocalLlm>> = OnceLock::new();
@@ -161,23 +161,6 @@ const LOGIT_TOL: f32 = 1.5;
 /// the same reasons. (The f32 and the Q8 prefill themselves differ by up to
 /// 1.3 at the prompt's end: the activations' quantisation.)
 const PREFILL_TOL: f32 = LOGIT_TOL;
-
-/// [`greedy::PROMPTS`] in ChatML, then the benchmark's 456-token prompt (more than
-/// 256 cached keys take another summation order in attention).
-fn prompts(m: &LocalLlm) -> Vec<Vec<u32>> {
-    let mut p: Vec<Vec<u32>> = PROMPTS
-        .iter()
-        .map(|(system, user)| {
-            m.encode(&m.chat_prompt(&[Message::system(*system), Message::user(*user)]))
-                .unwrap()
-        })
-        .collect();
-    p.push(
-        m.encode(include_str!("../../../benches/reference/llm_prompt.txt"))
-            .unwrap(),
-    );
-    p
-}
 
 /// candle-transformers' own quantized llama (`quantized_llama`, candle's
 /// tensor ops and quantized matmuls) on the weights our decoder uses: the

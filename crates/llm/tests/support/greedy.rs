@@ -9,6 +9,7 @@
 //! flip).
 #![allow(dead_code)]
 
+use hsuga_llm::Message;
 use hsuga_llm::local::LocalLlm;
 use hsuga_llm::local::model::Scratch;
 
@@ -96,4 +97,21 @@ pub fn our_run(
         last.copy_from_slice(&s.hidden);
     }
     out
+}
+
+/// [`PROMPTS`] in the model's chat template, then the benchmark's long
+/// prompt (past 256 cached keys attention sums in another order).
+pub fn prompts(m: &LocalLlm) -> Vec<Vec<u32>> {
+    let mut p: Vec<Vec<u32>> = PROMPTS
+        .iter()
+        .map(|(system, user)| {
+            m.encode(&m.chat_prompt(&[Message::system(*system), Message::user(*user)]))
+                .unwrap()
+        })
+        .collect();
+    p.push(
+        m.encode(include_str!("../../../../benches/reference/llm_prompt.txt"))
+            .unwrap(),
+    );
+    p
 }
