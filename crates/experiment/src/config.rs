@@ -281,7 +281,8 @@ impl ExperimentConfig {
 /// Checks each `method.pretrained = { row = … }` against the grid: the row
 /// exists, is not tuned (one run per seed to read), reads no trained run
 /// itself (its runs train in the grid's first stage), and is a SASRec with
-/// an ID item table and the same hidden size (LLMEmb's `E_srs`). Its runs
+/// an ID item table and the same hidden size (LLMEmb's `E_srs`), or, for
+/// CITIES, a plain backbone row with this row's `[model]`. Its runs
 /// are found per dataset and seed when the grid runs
 /// ([`for_seed`]).
 fn check_pretrained_rows(rows: &[ResolvedMethod]) -> Result<(), ExperimentError> {
@@ -306,6 +307,23 @@ fn check_pretrained_rows(rows: &[ResolvedMethod]) -> Result<(), ExperimentError>
         }
         if source.method.pretrained.is_some() {
             return bad("that row reads a trained run itself; chains are not supported".into());
+        }
+        if r.method.cities.is_some() {
+            // CITIES evaluates that row's backbone unchanged.
+            if source.method != MethodConfig::default() {
+                return bad(
+                    "that row has method parts; CITIES starts from a plain backbone row".into(),
+                );
+            }
+            let diff = hsuga_train::cities::model_differences(&source.model, &r.model);
+            if !diff.is_empty() {
+                return bad(format!(
+                    "that row's [model] differs from this one's ({}); CITIES evaluates that \
+                     backbone unchanged, so they must match",
+                    diff.join("; ")
+                ));
+            }
+            continue;
         }
         if source.model.kind() != hsuga_model::Backbone::Sasrec || source.method.text_items() {
             return bad(format!(

@@ -125,7 +125,8 @@ pub fn run(
 }
 
 /// `base` with the item table of the run that `cfg.method.pretrained`
-/// names (LLMEmb's `E_srs`), or `None` when the method reads no trained
+/// names (LLMEmb's `E_srs`; CITIES's starting table, checked with
+/// [`hsuga_train::cities::pretrained_table`]), or `None` when the method reads no trained
 /// run. The run must be finished, on the same dataset (its `dataset` entry
 /// resolves to a config of the same name) and fit the method
 /// ([`hsuga_train::pretrained_items`]); every error names the row, the key
@@ -167,8 +168,13 @@ pub fn with_pretrained(
             theirs.map_or("which does not resolve".to_string(), |n| format!("`{n}`"))
         )));
     }
-    let items = hsuga_train::pretrained_items(&stored, dir, split.num_items, cfg.model.hidden)
-        .map_err(|e| ExperimentError::Config(format!("method `{}`: {e}", cfg.name)))?;
+    let items = if cfg.method.cities.is_some() {
+        // CITIES: the whole backbone, with this row's [model].
+        hsuga_train::cities::pretrained_table(&stored, dir, &cfg.model, split.num_items)
+    } else {
+        hsuga_train::pretrained_items(&stored, dir, split.num_items, cfg.model.hidden)
+    }
+    .map_err(|e| ExperimentError::Config(format!("method `{}`: {e}", cfg.name)))?;
     let mut s = base.clone();
     s.pretrained_items = Some(items);
     Ok(Some(s))

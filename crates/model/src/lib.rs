@@ -13,6 +13,7 @@
 
 pub mod batch;
 pub mod bert4rec;
+pub mod cities;
 pub mod config;
 pub mod contract;
 pub mod dropout;
@@ -20,16 +21,20 @@ pub mod dual;
 pub mod error;
 pub mod fusion;
 pub mod gru4rec;
+pub mod icsrec;
 pub mod llm2rec;
 pub mod llmemb;
+pub mod rcl;
 pub mod recommender;
 pub mod registry;
+pub mod rlmrec;
 pub mod sasrec;
 pub mod transformer;
 
 pub use batch::{Batcher, Examples, Reading, SeqBatch, TrainBatch};
 pub use bert4rec::{Bert4rec, Bert4recConfig};
 pub use burn;
+pub use cities::{Cities, CitiesConfig, CitiesHead, Contexts};
 pub use config::{Loss, ModelConfig, drop_foreign_keys};
 pub use contract::Model;
 pub use dropout::seed_dropout;
@@ -37,10 +42,13 @@ pub use dual::DualViewSpec;
 pub use error::ModelError;
 pub use fusion::Fusion;
 pub use gru4rec::{Gru4rec, Gru4recConfig};
+pub use icsrec::IcsrecConfig;
 pub use llm2rec::{Llm2rec, Llm2recConfig, Llm2recSpec};
 pub use llmemb::{Llmemb, LlmembConfig, LlmembSpec, contrastive_loss2};
+pub use rcl::RclConfig;
 pub use recommender::{Extras, Recommender, SequenceEncoder, Tables, TextItems, TextItemsSpec};
 pub use registry::{Backbone, BackboneConfig, Encoder};
+pub use rlmrec::{Rlmrec, RlmrecConfig, RlmrecSpec, UserDenominator};
 pub use sasrec::{Sasrec, SasrecConfig};
 
 /// The CPU device everything runs on by default (burn's Flex backend, with

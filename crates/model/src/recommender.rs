@@ -19,6 +19,7 @@ use crate::fusion::{Fusion, FusionLayer};
 use crate::llm2rec::{Llm2rec, Llm2recSpec};
 use crate::llmemb::{Llmemb, LlmembSpec};
 use crate::registry::Encoder;
+use crate::rlmrec::{Rlmrec, RlmrecSpec};
 
 /// What every backbone offers: per-position representations of a history
 /// and the item table that scores them.
@@ -94,6 +95,8 @@ pub struct Extras<'a> {
     pub fusion: Option<(Fusion, usize)>,
     /// An item table from frozen text that replaces the ID table.
     pub text_items: Option<TextItemsSpec<'a>>,
+    /// RLMRec's projectors (trained by its objective; scoring unchanged).
+    pub rlmrec: Option<RlmrecSpec>,
 }
 
 /// The inputs of a [`TextItems`] system.
@@ -197,6 +200,9 @@ pub struct Recommender {
     pub fusion: Option<FusionLayer>,
     /// LLM2Rec's or LLMEmb's item table, replacing the encoder's.
     pub text_items: Option<TextItems>,
+    /// RLMRec's semantic → collaborative projectors ([`crate::rlmrec`]):
+    /// read by its training objective only, never by scoring.
+    pub rlmrec: Option<Rlmrec>,
     #[module(skip)]
     loss: Loss,
     num_items: usize,
@@ -280,11 +286,16 @@ impl Recommender {
             Some(spec) => Some(TextItems::new(spec, cfg.hidden, n, vocab, device)?),
             None => None,
         };
+        let rlmrec = match &extras.rlmrec {
+            Some(spec) => Some(Rlmrec::new(spec, d_rep, device)?),
+            None => None,
+        };
         Ok(Self {
             encoder,
             dual,
             fusion,
             text_items,
+            rlmrec,
             loss: cfg.loss,
             num_items: n,
         })

@@ -18,7 +18,7 @@
 use std::path::Path;
 
 use hsuga_eval::EvalConfig;
-use hsuga_model::{Fusion, Llm2recConfig, LlmembConfig, Loss, ModelConfig};
+use hsuga_model::{CitiesConfig, Fusion, Llm2recConfig, LlmembConfig, Loss, ModelConfig};
 use hsuga_retrieval::RetrievalConfig;
 use serde::{Deserialize, Serialize};
 
@@ -297,6 +297,12 @@ impl DistillConfig {
 /// | HSUGA | LLM-ESR + GAA with `inputs.user_semantic = "hsu:…"` |
 /// | LLM2Rec (w/o CSFT/IEM) | `llm2rec = {}` with `model.loss = "ce"` and `inputs.item_text` |
 /// | LLMEmb (w/o SCFT) | `llmemb = {}`, `pretrained = { run = "<SASRec run folder>" }` (or `{ row = "SASRec" }` in a grid) and `inputs.item_text` |
+/// | RLMRec (Con) | `rlmrec = {}` with `inputs.item_text` and `inputs.user_semantic` |
+/// | RCL | `rcl = {}` |
+/// | RCL + HSU | `rcl = {}`, `fusion = "gate"` with `inputs.user_semantic` |
+/// | ICSRec | `icsrec = {}` with `model.loss = "ce"` |
+/// | ICSRec + HSU | `icsrec = {}`, `fusion = "gate"` with `inputs.user_semantic` |
+/// | CITIES | `cities = {}`, `pretrained = { run = "<backbone run folder>" }` (or `{ row = "SASRec" }`), same `[model]` as that run |
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MethodConfig {
@@ -328,6 +334,26 @@ pub struct MethodConfig {
     /// `E_srs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pretrained: Option<Pretrained>,
+    /// RLMRec-Con: InfoNCE between collaborative vectors and projected
+    /// semantic ones ([`hsuga_model::rlmrec`], `crate::rlmrec_objective`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rlmrec: Option<hsuga_model::RlmrecConfig>,
+    /// RCL: relative contrast with strong (same last item) and weak
+    /// (similar history) positives ([`hsuga_model::rcl`],
+    /// `crate::rcl_objective`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rcl: Option<hsuga_model::RclConfig>,
+    /// ICSRec: coarse (same-target) and fine (k-means intent) contrast
+    /// with false-negative masking beside the full-softmax CE
+    /// ([`hsuga_model::icsrec`], `crate::icsrec_objective`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icsrec: Option<hsuga_model::IcsrecConfig>,
+    /// CITIES: the tail items' rows of the trained backbone named by
+    /// `pretrained` are inferred from their training contexts by a network
+    /// trained on head items; the backbone is not retrained
+    /// ([`hsuga_model::cities`], `crate::cities`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cities: Option<CitiesConfig>,
 }
 
 /// Where a method's trained source run is (`method.pretrained`).
@@ -352,7 +378,10 @@ pub enum Pretrained {
 impl MethodConfig {
     /// Whether the method reads item text embeddings.
     pub fn needs_item_text(&self) -> bool {
-        self.item_init == ItemInit::Pca || self.dual_view || self.text_items()
+        self.item_init == ItemInit::Pca
+            || self.dual_view
+            || self.text_items()
+            || self.rlmrec.is_some()
     }
 
     /// Whether an item table from text replaces the ID table (LLM2Rec,
@@ -363,12 +392,12 @@ impl MethodConfig {
 
     /// Whether the method reads a trained run (`method.pretrained`).
     pub fn needs_pretrained(&self) -> bool {
-        self.llmemb.is_some()
+        self.llmemb.is_some() || self.cities.is_some()
     }
 
     /// Whether the method reads user semantic embeddings.
     pub fn needs_user_semantic(&self) -> bool {
-        self.distill.is_some() || self.fusion != Fusion::None
+        self.distill.is_some() || self.fusion != Fusion::None || self.rlmrec.is_some()
     }
 
     /// Appended to the checkpoint tag, so that weights never load into a
@@ -394,6 +423,10 @@ impl MethodConfig {
         if self.llmemb.is_some() {
             t.push_str("/llmemb");
         }
+        // RCL adds no weights: its checkpoints are the backbone's.
+        if self.rlmrec.is_some() {
+            t.push_str("/rlmrec");
+        }
         t
     }
 
@@ -412,20 +445,57 @@ impl MethodConfig {
                  text: they take neither method.dual_view nor method.item_init = \"pca\"",
             );
         }
+        // Every part but CITIES's own two keys at its default, whatever
+        // parts are added later.
+        let others = MethodConfig {
+            cities: None,
+            pretrained: None,
+            ..self.clone()
+        };
+        if self.cities.is_some() && others != MethodConfig::default() {
+            return bad(
+                "method.cities overwrites the tail rows of a trained plain backbone and \
+                 retrains nothing: it takes no other method part (item_init, dual_view, \
+                 fusion, distill, or another system)",
+            );
+        }
         if let Some(e) = &self.llmemb {
             e.validate()?;
+        }
+        if let Some(r) = &self.rlmrec {
+            if self.dual_view || self.text_items() {
+                return bad("method.rlmrec aligns the backbone's ID item table and its \
+                     representation with the semantic vectors: it takes neither \
+                     method.dual_view nor method.llm2rec / method.llmemb");
+            }
+            r.validate()?;
+        }
+        if let Some(r) = &self.rcl {
+            r.validate()?;
+        }
+        if let Some(c) = &self.icsrec {
+            c.validate()?;
+        }
+        // CITIES trains no backbone, so a training objective would be
+        // silently ignored.
+        if self.cities.is_some() && (self.rlmrec.is_some() || self.rcl.is_some()) {
+            return bad(
+                "method.cities retrains no backbone: it takes neither method.rlmrec nor \
+                 method.rcl",
+            );
         }
         match (&self.pretrained, self.needs_pretrained()) {
             (None, true) => {
                 return bad(
-                    "method.llmemb aligns to a trained SASRec's items: it needs \
+                    "method.llmemb and method.cities read a trained backbone run: it needs \
                      method.pretrained = { run = \"<run folder>\" } (in an experiment, or \
                      { row = \"<row>\" })",
                 );
             }
             (Some(_), false) => {
                 return bad(
-                    "method.pretrained is read only by method.llmemb; this method reads it \
+                    "method.pretrained is read only by method.llmemb and method.cities; this \
+                     method reads it \
                      nowhere (remove it or add the method part)",
                 );
             }
@@ -446,6 +516,16 @@ impl MethodConfig {
             return Err(TrainError::Config(format!(
                 "method.llm2rec trains with full-softmax cross-entropy (the official \
                  downstream stage): set model.loss = \"ce\" (got \"{}\")",
+                format!("{:?}", model.loss).to_lowercase()
+            )));
+        }
+        if let Some(c) = &self.cities {
+            c.validate(model.hidden)?;
+        }
+        if self.icsrec.is_some() && model.loss != Loss::Ce {
+            return Err(TrainError::Config(format!(
+                "method.icsrec trains with full-softmax cross-entropy (the official rec \
+                 loss): set model.loss = \"ce\" (got \"{}\")",
                 format!("{:?}", model.loss).to_lowercase()
             )));
         }
@@ -624,6 +704,13 @@ impl InputsConfig {
         let bad = |m: &str| Err(TrainError::Config(m.to_string()));
         let user = self.user_semantic.as_ref();
         let embedded = matches!(self.item_text, Some(ItemText::Embedder(_)));
+        if method.rlmrec.is_some() && (self.item_text.is_none() || user.is_none()) {
+            return bad(
+                "method.rlmrec aligns items with their text and users with their semantic \
+                 vectors: it needs both inputs.item_text and inputs.user_semantic (e.g. \
+                 \"item-mean\" or { hsu = \"<hsu config>\" })",
+            );
+        }
         if method.needs_item_text() && self.item_text.is_none() {
             return bad(
                 "method.item_init = \"pca\", method.dual_view, method.llm2rec and \
@@ -640,7 +727,8 @@ impl InputsConfig {
         }
         if user.is_some() && !method.needs_user_semantic() {
             return bad(
-                "inputs.user_semantic is read only by method.distill or method.fusion; \
+                "inputs.user_semantic is read only by method.distill or method.fusion (or \
+                 method.rlmrec); \
                  this method has neither (remove the input or add the method part)",
             );
         }

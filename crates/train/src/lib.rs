@@ -12,12 +12,17 @@
 //! [`pretrained_items`]).
 
 pub mod checkpoint;
+pub mod cities;
 pub mod config;
 pub mod distill;
 pub mod epoch_commit;
 pub mod error;
+pub mod icsrec_objective;
 pub mod log;
+pub mod objective;
 pub mod progress;
+pub mod rcl_objective;
+pub mod rlmrec_objective;
 pub mod scoring;
 pub mod semantic;
 pub mod trainer;
@@ -28,6 +33,7 @@ pub use config::{
 };
 pub use distill::Distiller;
 pub use error::TrainError;
+pub use objective::{EpochStart, Objective, Step};
 pub use progress::Progress;
 pub use scoring::{ModelScorer, attach_users, represent_users};
 pub use semantic::{Matrix, SemanticInputs, item_mean, pretrained_items};

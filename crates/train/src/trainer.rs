@@ -23,7 +23,7 @@ use hsuga_model::burn::tensor::Device;
 use hsuga_model::burn::tensor::{Tensor, TensorData};
 use hsuga_model::{
     Batcher, DualViewSpec, Extras, Llm2recSpec, LlmembSpec, Model, ModelConfig, Recommender,
-    TextItemsSpec,
+    RlmrecSpec, TextItemsSpec,
 };
 use indicatif::ProgressBar;
 use rand::SeedableRng;
@@ -119,11 +119,11 @@ pub struct Job<'a> {
 }
 
 /// Held while a model draws its initial weights from burn's global RNG.
-static INIT: Mutex<()> = Mutex::new(());
+pub(crate) static INIT: Mutex<()> = Mutex::new(());
 
 /// burn initialises weights lazily, on first use; this draws them all at
 /// once, while [`INIT`] is held.
-struct Materialize;
+pub(crate) struct Materialize;
 
 impl ModuleVisitor for Materialize {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
@@ -287,6 +287,13 @@ impl Builder<'_> {
                 })),
                 _ => None,
             },
+            rlmrec: match (&self.method.rlmrec, text, &self.semantic.user_semantic) {
+                (Some(_), Some(t), Some(u)) => Some(RlmrecSpec {
+                    user_dim: u.dim,
+                    item_dim: t.dim,
+                }),
+                _ => None,
+            },
         };
         Ok(Recommender::with_extras(
             self.model,
@@ -301,6 +308,10 @@ impl Builder<'_> {
 /// tests it.
 pub fn fit(job: &Job<'_>) -> Result<Outcome, TrainError> {
     check_settings(job.model, job.train, job.eval, job.method, None)?;
+    // CITIES retrains no backbone: its own stage, same outputs.
+    if let Some(c) = &job.method.cities {
+        return crate::cities::fit(job, c);
+    }
     let metrics = job.eval.metrics();
     let select = job.eval.select;
     let selecting = job.eval.protocol.selecting();
@@ -362,6 +373,15 @@ pub fn fit(job: &Job<'_>) -> Result<Outcome, TrainError> {
         adam = adam.with_weight_decay(Some(WeightDecayConfig::new(s.weight_decay as f32)));
     }
     let mut optim = adam.init();
+    // Systems' own losses beside the model's (RLMRec, RCL): see objective.
+    let mut objectives = crate::objective::build(
+        job.method,
+        job.semantic,
+        split,
+        job.model.max_len,
+        job.seed,
+        &ad,
+    )?;
     let batcher = Batcher::new(job.model, num_items, &ad);
     let eval_batcher = Batcher::new(job.model, num_items, &job.device);
     let min_len = job.model.backbone.reading().min_train_len();
@@ -409,6 +429,18 @@ pub fn fit(job: &Job<'_>) -> Result<Outcome, TrainError> {
         rng.set_stream(epoch as u64);
         hsuga_model::seed_dropout(epoch_seed(job.seed, epoch));
         let batches = epoch_batches(split, min_len, s, &mut rng);
+        if !objectives.is_empty() {
+            let plain = model.valid();
+            let mut orng = crate::objective::epoch_rng(job.seed, epoch);
+            for o in objectives.iter_mut() {
+                o.start_epoch(crate::objective::EpochStart {
+                    epoch,
+                    model: &plain,
+                    split,
+                    rng: &mut orng,
+                });
+            }
+        }
         let bar = if s.progress {
             job.progress.epoch_bar(epoch, batches.len() as u64)
         } else {
@@ -428,7 +460,19 @@ pub fn fit(job: &Job<'_>) -> Result<Outcome, TrainError> {
                 continue;
             }
             attach_users(&mut tb.input, users_ad.as_ref(), users);
-            let (rank_loss, student) = model.train_forward(&tb);
+            let (mut rank_loss, student) = model.train_forward(&tb);
+            for o in objectives.iter_mut() {
+                let step = crate::objective::Step {
+                    model: &model,
+                    users,
+                    batch: &tb,
+                    student: &student,
+                    batcher: &batcher,
+                    split,
+                    user_semantic: users_ad.as_ref(),
+                };
+                rank_loss = rank_loss + o.loss(&step);
+            }
             let loss = match distiller.as_mut() {
                 Some(d) => {
                     let (teacher, _) = d.teacher(users, |list| {
