@@ -21,7 +21,15 @@
 //! ```text
 //! cargo bench -p hsuga-serve --bench serve_load -- [--seconds 10]
 //!     [--mixed-seconds 60] [--out benches/serve_results.md]
+//!     [--max-batch 128] [--window-ms 0] [--no-mixed]
+//! cargo bench -p hsuga-serve --bench serve_load -- --run <run folder>
+//!     [--binary target/release/hsuga] [--cache-dir DIR] [--window-ms 0]
+//!     [--seconds 10] --out <file>
 //! ```
+//! The second form serves any finished run (e.g. Beauty SASRec) with the
+//! `hsuga` binary as a process of its own, so the resident memory it
+//! reports (`VmRSS`, `VmHWM`) is the server's alone; the clients and the
+//! bare model run in the bench process on the same cores.
 //! Needs MiniLM (`hsuga models fetch all-minilm-l6-v2`) for the fusion run;
 //! the embedding caches of `$HSUGA_CACHE_DIR` (or `~/.cache/hsuga`) are
 //! copied into the bench's own cache when present.
@@ -48,12 +56,23 @@ mod allocator;
 const TOKEN: &str = "serve-load-bench";
 
 /// How to read the service / bare ratio and the latency at 64 clients.
-const PADDING_NOTE: &str = "A bare batch left-pads every history to its longest, so a fixed batch of random users costs more per history than a lone one (bare histories/s fall with the batch size); the service's batches are smaller and mixed, which is how its ratio can pass 1. With N clients always waiting, mean latency is N / throughput (Little's law): at 64 clients and about 1,200 requests/s that is about 50 ms of queueing, so a p99 under 10 ms at 64 clients needs more cores, not less overhead.";
+const PADDING_NOTE: &str = "A forward pass left-pads every history to the batch's longest and pays for the padding. \"bare\" is `Run::score` on a fixed batch of random users (at ML-100K's max length 200, most batches pad to 200); \"bare, by length\" is what the service's scorer does (`hsuga_serve::batch::score_by_length`: rows sorted by length, cut into sub-batches where no row is padded past twice its length), and the ratio is taken over the better of the two. With N closed-loop clients always waiting, mean latency is N / throughput (Little's law): a p99 under 10 ms at 64 clients needs at least 6,400 requests/s, several times what the model itself scores on two cores.";
 
 struct Args {
     seconds: f64,
     mixed_seconds: f64,
     out: PathBuf,
+    /// The scorer's batching (in-process mode; `--window-ms` also goes to
+    /// an external server).
+    max_batch: usize,
+    window_ms: f64,
+    /// Skip the mixed-load phase (in-process mode).
+    no_mixed: bool,
+    /// External mode: serve this finished run folder with `binary` as its
+    /// own process (so its resident memory is the server's alone).
+    run: Option<PathBuf>,
+    binary: Option<PathBuf>,
+    cache_dir: Option<PathBuf>,
 }
 
 fn repo() -> PathBuf {
@@ -65,6 +84,12 @@ fn parse() -> Result<Args, String> {
         seconds: 10.0,
         mixed_seconds: 60.0,
         out: repo().join("benches/serve_results.md"),
+        max_batch: BatchConfig::default().max_batch,
+        window_ms: 0.0,
+        no_mixed: false,
+        run: None,
+        binary: None,
+        cache_dir: None,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -81,6 +106,27 @@ fn parse() -> Result<Args, String> {
             "--seconds" => a.seconds = num(&value)?,
             "--mixed-seconds" => a.mixed_seconds = num(&value)?,
             "--out" => a.out = PathBuf::from(value),
+            "--max-batch" => {
+                a.max_batch =
+                    value.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                        format!("--max-batch: expected a count > 0, got {value:?}")
+                    })?;
+            }
+            "--window-ms" => {
+                a.window_ms = value
+                    .parse()
+                    .ok()
+                    .filter(|w: &f64| *w >= 0.0)
+                    .ok_or_else(|| format!("--window-ms: expected ms >= 0, got {value:?}"))?;
+            }
+            "--no-mixed" => {
+                a.no_mixed = true;
+                i += 1;
+                continue;
+            }
+            "--run" => a.run = Some(PathBuf::from(value)),
+            "--binary" => a.binary = Some(PathBuf::from(value)),
+            "--cache-dir" => a.cache_dir = Some(PathBuf::from(value)),
             // `cargo bench` passes --bench to every bench binary.
             "--bench" => {
                 i += 1;
@@ -149,7 +195,7 @@ struct Server {
 }
 
 impl Server {
-    fn start(run: &Path, cache: &Path, state: &Path) -> Self {
+    fn start(run: &Path, cache: &Path, state: &Path, batch: BatchConfig) -> Self {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -162,7 +208,7 @@ impl Server {
                 state: state.join("interactions.sqlite"),
                 token: Some(TOKEN.into()),
                 limits: Limits::default(),
-                batch: BatchConfig::default(),
+                batch,
                 hsu_queue: hsuga_serve::DEFAULT_HSU_QUEUE,
             },
         )
@@ -205,11 +251,16 @@ impl Server {
 struct Conn {
     addr: SocketAddr,
     reader: Option<BufReader<TcpStream>>,
+    last_body: Vec<u8>,
 }
 
 impl Conn {
     fn new(addr: SocketAddr) -> Self {
-        Self { addr, reader: None }
+        Self {
+            addr,
+            reader: None,
+            last_body: Vec::new(),
+        }
     }
 
     /// Sends one request and reads the answer; returns the status.
@@ -224,6 +275,12 @@ impl Conn {
             self.reader = None;
         }
         result
+    }
+
+    /// `GET path`'s body (the server's metrics, in external mode).
+    fn fetch(&mut self, path: &str) -> Result<String, String> {
+        self.call("GET", path, None)?;
+        Ok(String::from_utf8_lossy(&self.last_body).into_owned())
     }
 
     fn exchange(&mut self, method: &str, path: &str, body: Option<&str>) -> Result<u16, String> {
@@ -273,6 +330,7 @@ impl Conn {
         reader
             .read_exact(&mut buf)
             .map_err(|e| format!("read body: {e}"))?;
+        self.last_body = buf;
         Ok(status)
     }
 }
@@ -377,8 +435,15 @@ fn cpu_model() -> String {
     from_lscpu.unwrap_or_else(|| "unknown (no lscpu)".into())
 }
 
-/// The bare model: histories/s of `Run::score` at one batch size.
-fn bare_throughput(run: &Run, histories: &[Vec<u32>], batch: usize, seconds: f64) -> f64 {
+/// The bare model: histories/s of `Run::score` at one batch size (or of
+/// the service's length-sorted sub-batches, `by_length`).
+fn bare_throughput(
+    run: &Run,
+    histories: &[Vec<u32>],
+    batch: usize,
+    seconds: f64,
+    by_length: bool,
+) -> f64 {
     let mut done = 0usize;
     let start = Instant::now();
     let mut i = 0;
@@ -386,7 +451,11 @@ fn bare_throughput(run: &Run, histories: &[Vec<u32>], batch: usize, seconds: f64
         let rows: Vec<&[u32]> = (0..batch)
             .map(|k| histories[(i + k) % histories.len()].as_slice())
             .collect();
-        let scores = run.score(&rows, &[]);
+        let scores = if by_length {
+            hsuga_serve::batch::score_by_length(run, &rows, &[])
+        } else {
+            run.score(&rows, &[])
+        };
         std::hint::black_box(&scores);
         done += batch;
         i += batch;
@@ -395,12 +464,241 @@ fn bare_throughput(run: &Run, histories: &[Vec<u32>], batch: usize, seconds: f64
 }
 
 fn metric(service: &Service, name: &str) -> f64 {
-    service
-        .metrics
-        .render()
-        .lines()
+    metric_in(&service.metrics.render(), name)
+}
+
+fn metric_in(text: &str, name: &str) -> f64 {
+    text.lines()
         .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
         .unwrap_or(0.0)
+}
+
+/// One row of the service-vs-bare table per client count: the bare model's
+/// histories/s at a batch of that size, then the service under that many
+/// closed-loop clients; `metrics` reads the server's Prometheus text.
+fn levels(
+    addr: SocketAddr,
+    run: &Run,
+    seconds: f64,
+    metrics: &dyn Fn() -> String,
+    mut between: impl FnMut(),
+) -> Vec<String> {
+    let users = run.num_users();
+    let max_len = run.max_len();
+    let histories: Vec<Vec<u32>> = (0..users)
+        .map(|u| {
+            let h = &run.prepared.dataset.sequences[u];
+            h[h.len().saturating_sub(max_len)..].to_vec()
+        })
+        .collect();
+    let user_ids: Arc<Vec<String>> = Arc::new(run.prepared.dataset.user_ids.clone());
+    let mut rows = Vec::new();
+    for clients in [1usize, 8, 64] {
+        let bare = bare_throughput(run, &histories, clients, seconds.min(5.0), false);
+        let sorted = bare_throughput(run, &histories, clients, seconds.min(5.0), true);
+        between();
+        let ids = user_ids.clone();
+        let before = metrics();
+        let (t, secs) = load(addr, clients, seconds, move |rng, _| {
+            let u = &ids[rng.random_range(0..ids.len())];
+            ("GET", format!("/v1/users/{u}/recommendations?k=10"), None)
+        });
+        let after = metrics();
+        let delta = |name: &str| metric_in(&after, name) - metric_in(&before, name);
+        let rows_sum = delta("hsuga_scoring_batch_rows_sum");
+        let passes = delta("hsuga_scoring_batch_rows_count");
+        let rps = t.latencies_us.len() as f64 / secs;
+        eprintln!(
+            "clients {clients}: {rps:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, bare {bare:.0} \
+             histories/s ({sorted:.0} by length), errors {}",
+            t.quantile_ms(0.5),
+            t.quantile_ms(0.99),
+            t.errors
+        );
+        rows.push(format!(
+            "| {clients} | {rps:.0} | {:.2} | {:.2} | {:.2} | {:.1} | {bare:.0} | {sorted:.0} | {:.2} | {} |",
+            t.quantile_ms(0.5),
+            t.quantile_ms(0.95),
+            t.quantile_ms(0.99),
+            if passes > 0.0 { rows_sum / passes } else { 0.0 },
+            rps / bare.max(sorted),
+            t.errors
+        ));
+        between();
+    }
+    rows
+}
+
+/// `VmRSS` and `VmHWM` (peak) of a process, in MiB.
+fn rss_of(pid: u32) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+            .map_or(f64::NAN, |kb| kb / 1024.0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// External mode: `binary serve --run <run>` as a process of its own on
+/// loopback; the clients and the bare model run in this process. Returns
+/// the report's section.
+fn external(args: &Args, run_dir: &Path, binary: &Path) -> String {
+    let state = tempfile::tempdir().expect("temp dir");
+    let mut cmd = std::process::Command::new(binary);
+    cmd.current_dir(repo());
+    if let Some(c) = &args.cache_dir {
+        cmd.arg("--cache-dir").arg(c);
+    }
+    let mut child = cmd
+        .args(["serve", "--addr", "127.0.0.1:0"])
+        .arg("--run")
+        .arg(run_dir)
+        .arg("--state")
+        .arg(state.path().join("interactions.sqlite"))
+        .args(["--batch-window-ms", &args.window_ms.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting {}: {e}", binary.display()));
+    let pid = child.id();
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let addr: SocketAddr = loop {
+        let line = lines
+            .next()
+            .expect("the server ended before serving")
+            .expect("reading the server's stderr");
+        eprintln!("server: {line}");
+        if let Some(rest) = line.split_once(" on http://").map(|(_, r)| r) {
+            break rest.split(';').next().unwrap().parse().expect("address");
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    let (rss_loaded, hwm_loaded) = rss_of(pid);
+    let cache = args
+        .cache_dir
+        .clone()
+        .unwrap_or_else(hsuga_data::default_cache_dir);
+    let src = RunSource {
+        cache_dir: cache.clone(),
+        models_dir: hsuga_text::fetch::default_models_dir(),
+        hsu_configs: repo().join("configs/hsu"),
+        resolve_dataset: Arc::new(|entry: &str| {
+            let p = PathBuf::from(entry);
+            Ok(if p.is_relative() && p.extension().is_some() {
+                repo().join(p)
+            } else if p.extension().is_none() {
+                repo()
+                    .join("configs/datasets")
+                    .join(format!("{entry}.toml"))
+            } else {
+                p
+            })
+        }),
+    };
+    let run = Run::load(run_dir, &src).expect("loading the run for the bare model");
+    // The server's RSS while the load runs: sampled every 100 ms.
+    let peak_during = Arc::new(Mutex::new(0f64));
+    let sampling = Arc::new(AtomicBool::new(true));
+    let sampler = {
+        let (peak, sampling) = (peak_during.clone(), sampling.clone());
+        std::thread::spawn(move || {
+            while sampling.load(Ordering::Relaxed) {
+                let (rss, _) = rss_of(pid);
+                let mut p = peak.lock().unwrap_or_else(|e| e.into_inner());
+                *p = p.max(rss);
+                drop(p);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    let fetch_metrics = move || {
+        let mut c = Conn::new(addr);
+        c.fetch("/metrics").unwrap_or_default()
+    };
+    let mut idle = Vec::new();
+    let mut ticks = Vec::new();
+    let rows = levels(addr, &run, args.seconds, &fetch_metrics, || {
+        idle.push(rss_of(pid).0);
+        ticks.push((cpu_ticks(pid), Instant::now()));
+    });
+    // `between` runs just before and just after each level's load.
+    let server_cpu: Vec<String> = ticks
+        .chunks(2)
+        .map(|w| {
+            let (t0, i0) = w[0];
+            let (t1, i1) = w[1];
+            let cores = (t1 - t0) as f64 / clock_ticks() / (i1 - i0).as_secs_f64();
+            format!("{cores:.2}")
+        })
+        .collect();
+    sampling.store(false, Ordering::Relaxed);
+    let _ = sampler.join();
+    let (rss_end, hwm_end) = rss_of(pid);
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    let _ = child.wait();
+    let peak_during = *peak_during.lock().unwrap_or_else(|e| e.into_inner());
+    let idle_max = idle.iter().copied().fold(f64::NAN, f64::max);
+    let cpu = cpu_model();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!(
+        "## {name} ({backbone}, max length {max_len}; {items} items, {users} users): \
+         service vs bare model\n\n\
+         `{binary} serve --run {run_dir}` as its own process (batch window {window} ms), \
+         `GET /v1/users/{{user}}/recommendations?k=10` for random dataset users from \
+         closed-loop clients in the bench process, {secs:.0} s per level; \"bare\" is \
+         `Run::score` in the bench process at a batch size equal to the number of \
+         clients, measured just before each level. CPU: **{cpu}**, {cores} cores \
+         visible, shared by server, clients and bare model.\n\n\
+         | clients | requests/s | p50 ms | p95 ms | p99 ms | mean histories per forward | \
+         bare histories/s | bare, by length | service / best bare | errors |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n{rows}\n\n\
+         CPU the server process used during each level (utime + stime over the \
+         level's wall time, in cores of the 2) at 1 / 8 / 64 clients: {server_cpu}.\n\n\
+         Resident memory of the server process alone (`/proc/<pid>/status`):\n\n\
+         | point | MiB |\n|---|---|\n\
+         | VmRSS once serving (run loaded, idle) | {rss_loaded:.0} |\n\
+         | VmRSS idle between levels (highest) | {idle_max:.0} |\n\
+         | VmRSS under load (highest of 100 ms samples) | {peak_during:.0} |\n\
+         | VmRSS after the levels | {rss_end:.0} |\n\
+         | VmHWM (peak since start, loading included) at ready / at the end | \
+         {hwm_loaded:.0} / {hwm_end:.0} |\n",
+        name = run.config.name,
+        backbone = run.config.model.kind().name(),
+        max_len = run.max_len(),
+        items = run.num_items(),
+        users = run.num_users(),
+        binary = binary.display(),
+        run_dir = run_dir.display(),
+        window = args.window_ms,
+        secs = args.seconds,
+        rows = rows.join("\n"),
+        server_cpu = server_cpu.join(" / "),
+    )
+}
+
+/// utime + stime of a process, in clock ticks (`/proc/<pid>/stat`).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at 3.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let num = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    num(11) + num(12)
+}
+
+/// Clock ticks per second (`getconf CLK_TCK`; 100 on Linux).
+fn clock_ticks() -> f64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
 }
 
 fn main() {
@@ -411,6 +709,26 @@ fn main() {
             eprintln!("serve_load: {e}");
             std::process::exit(2);
         }
+    };
+    if let Some(run) = args.run.clone() {
+        let binary = args
+            .binary
+            .clone()
+            .unwrap_or_else(|| repo().join("target/release/hsuga"));
+        let section = external(&args, &run, &binary);
+        match std::fs::write(&args.out, &section) {
+            Ok(()) => eprintln!("serve_load: wrote {}", args.out.display()),
+            Err(e) => {
+                eprintln!("serve_load: writing {}: {e}", args.out.display());
+                print!("{section}");
+            }
+        }
+        return;
+    }
+    let batch = BatchConfig {
+        window: Duration::from_secs_f64(args.window_ms / 1000.0),
+        max_batch: args.max_batch,
+        ..BatchConfig::default()
     };
     let root = tempfile::tempdir().expect("temp dir");
     let cache = root.path().join("cache");
@@ -431,53 +749,40 @@ fn main() {
     // 1. SASRec: service vs bare model.
     let sasrec = train(root.path(), &cache, "bench-sasrec", "");
     let state = root.path().join("state-sasrec");
-    let server = Server::start(&sasrec, &cache, &state);
+    let server = Server::start(&sasrec, &cache, &state, batch);
     let rss_loaded = vm_rss_mib();
     let run = server.service.current();
-    let users = run.num_users();
-    let max_len = run.max_len();
-    let histories: Vec<Vec<u32>> = (0..users)
-        .map(|u| {
-            let h = &run.prepared.dataset.sequences[u];
-            h[h.len().saturating_sub(max_len)..].to_vec()
-        })
-        .collect();
-    let user_ids: Arc<Vec<String>> = Arc::new(run.prepared.dataset.user_ids.clone());
-    let mut rows = Vec::new();
-    for clients in [1usize, 8, 64] {
-        let bare = bare_throughput(&run, &histories, clients, args.seconds.min(5.0));
-        let ids = user_ids.clone();
-        let batches_before = (
-            metric(&server.service, "hsuga_scoring_batch_rows_sum"),
-            metric(&server.service, "hsuga_scoring_batch_rows_count"),
-        );
-        let (t, secs) = load(server.addr, clients, args.seconds, move |rng, _| {
-            let u = &ids[rng.random_range(0..ids.len())];
-            ("GET", format!("/v1/users/{u}/recommendations?k=10"), None)
-        });
-        let rows_sum = metric(&server.service, "hsuga_scoring_batch_rows_sum") - batches_before.0;
-        let passes = metric(&server.service, "hsuga_scoring_batch_rows_count") - batches_before.1;
-        let rps = t.latencies_us.len() as f64 / secs;
-        eprintln!(
-            "clients {clients}: {rps:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, bare {bare:.0} \
-             histories/s, errors {}",
-            t.quantile_ms(0.5),
-            t.quantile_ms(0.99),
-            t.errors
-        );
-        rows.push(format!(
-            "| {clients} | {rps:.0} | {:.2} | {:.2} | {:.2} | {:.1} | {bare:.0} | {:.2} | {} |",
-            t.quantile_ms(0.5),
-            t.quantile_ms(0.95),
-            t.quantile_ms(0.99),
-            if passes > 0.0 { rows_sum / passes } else { 0.0 },
-            rps / bare,
-            t.errors
-        ));
-    }
+    let svc = server.service.clone();
+    let rows = levels(
+        server.addr,
+        &run,
+        args.seconds,
+        &move || svc.metrics.render(),
+        || {},
+    );
     let rss_after_sasrec = vm_rss_mib();
     drop(run);
     server.shutdown();
+
+    if args.no_mixed {
+        let section = format!(
+            "## ML-100K SASRec, in process, max batch {}, window {} ms\n\n\
+             | clients | requests/s | p50 ms | p95 ms | p99 ms | mean histories per forward | \
+             bare histories/s | bare, by length | service / best bare | errors |\n\
+             |---|---|---|---|---|---|---|---|---|---|\n{}\n",
+            args.max_batch,
+            args.window_ms,
+            rows.join("\n")
+        );
+        match std::fs::write(&args.out, &section) {
+            Ok(()) => eprintln!("serve_load: wrote {}", args.out.display()),
+            Err(e) => {
+                eprintln!("serve_load: writing {}: {e}", args.out.display());
+                print!("{section}");
+            }
+        }
+        return;
+    }
 
     // 2. Mixed load on a fusion run with the rules back-end.
     let fusion = train(
@@ -488,7 +793,7 @@ fn main() {
          [inputs]\nitem_text = \"all-minilm-l6-v2\"\nuser_semantic = { hsu = \"rules\" }\n",
     );
     let state = root.path().join("state-fusion");
-    let server = Server::start(&fusion, &cache, &state);
+    let server = Server::start(&fusion, &cache, &state, batch);
     let rss_fusion_loaded = vm_rss_mib();
     let run = server.service.current();
     let ids: Arc<Vec<String>> = Arc::new(run.prepared.dataset.user_ids.clone());
@@ -578,8 +883,8 @@ fn main() {
          measured in the same run; the ratio is service requests/s over bare \
          histories/s.\n\n\
          | clients | requests/s | p50 ms | p95 ms | p99 ms | mean histories per forward | \
-         bare histories/s | service / bare | errors |\n\
-         |---|---|---|---|---|---|---|---|---|\n{}\n\n{PADDING_NOTE}\n\n",
+         bare histories/s | bare, by length | service / best bare | errors |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n{}\n\n{PADDING_NOTE}\n\n",
         rows.join("\n"),
         secs = args.seconds,
     ));

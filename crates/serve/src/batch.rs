@@ -150,6 +150,42 @@ fn worker(rx: Receiver<Job>, cfg: BatchConfig, metrics: &Metrics) {
     }
 }
 
+/// [`Run::score`] in sub-batches of similar history length, rows in the
+/// order given. A forward pass left-pads every row to the batch's longest
+/// history and pays for the padding (attention is quadratic in it), so one
+/// pass over 64 random ML-100K users (most padded to 200) cost more per
+/// history than passes over rows of like length; rows are sorted by length
+/// and a sub-batch ends where a row is no longer than half the sub-batch's
+/// longest, so no row is padded to more than twice its length (or to its
+/// length plus one, for the shortest).
+pub fn score_by_length(run: &Run, histories: &[&[u32]], semantic: &[&[f32]]) -> Vec<f32> {
+    let n = run.num_items() as usize;
+    let mut order: Vec<usize> = (0..histories.len()).collect();
+    order.sort_by_key(|&r| std::cmp::Reverse(histories[r].len()));
+    let mut out = vec![0f32; histories.len() * n];
+    let mut start = 0;
+    while start < order.len() {
+        let longest = histories[order[start]].len();
+        let mut end = start + 1;
+        while end < order.len() && histories[order[end]].len() * 2 > longest {
+            end += 1;
+        }
+        let rows = &order[start..end];
+        let h: Vec<&[u32]> = rows.iter().map(|&r| histories[r]).collect();
+        let sem: Vec<&[f32]> = if semantic.is_empty() {
+            Vec::new()
+        } else {
+            rows.iter().map(|&r| semantic[r]).collect()
+        };
+        let scores = run.score(&h, &sem);
+        for (i, &r) in rows.iter().enumerate() {
+            out[r * n..(r + 1) * n].copy_from_slice(&scores[i * n..(i + 1) * n]);
+        }
+        start = end;
+    }
+    out
+}
+
 fn score_batch(run: &Run, jobs: Vec<Job>) {
     let histories: Vec<&[u32]> = jobs.iter().map(|j| j.history.as_slice()).collect();
     let semantic: Vec<&[f32]> = jobs
@@ -157,7 +193,9 @@ fn score_batch(run: &Run, jobs: Vec<Job>) {
         .map(|j| j.semantic.as_deref().unwrap_or(&[]))
         .collect();
     let n = run.num_items() as usize;
-    match catch_unwind(AssertUnwindSafe(|| run.score(&histories, &semantic))) {
+    match catch_unwind(AssertUnwindSafe(|| {
+        score_by_length(run, &histories, &semantic)
+    })) {
         Ok(scores) => {
             for (row, job) in jobs.into_iter().enumerate() {
                 let top = top_k(&scores[row * n..(row + 1) * n], &job.exclude, job.k);

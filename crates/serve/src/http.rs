@@ -214,7 +214,7 @@ async fn run_info(State(svc): Svc) -> Json<RunInfo> {
 }
 
 #[utoipa::path(get, path = "/v1/users/{user}/recommendations", tag = "recommend",
-    params(("user" = String, Path, description = "Raw user id"), RecommendQuery),
+    params(("user" = String, Path, description = "Raw user id", min_length = 1, max_length = 256), RecommendQuery),
     responses(
         (status = 200, description = "Top-K items, best first", body = Recommendations),
         (status = 400, description = "A bad k or query parameter", body = ErrorBody),
@@ -249,7 +249,7 @@ async fn recommend_history(
 }
 
 #[utoipa::path(post, path = "/v1/users/{user}/interactions", tag = "feedback",
-    params(("user" = String, Path, description = "Raw user id; a new one is created")),
+    params(("user" = String, Path, description = "Raw user id; a new one is created", min_length = 1, max_length = 256)),
     request_body = InteractionsRequest,
     security(("bearer" = [])),
     responses(
@@ -269,28 +269,31 @@ async fn add_interactions(
 }
 
 #[utoipa::path(get, path = "/v1/items/{item}", tag = "recommend",
-    params(("item" = String, Path, description = "Raw item id")),
+    params(("item" = String, Path, description = "Raw item id", min_length = 1, max_length = 256)),
     responses(
         (status = 200, description = "The item", body = ItemInfo),
+        (status = 400, description = "An empty or over-long id", body = ErrorBody),
         (status = 404, description = "Unknown item", body = ErrorBody)))]
 async fn item(State(svc): Svc, Params(item): Params<String>) -> Result<Json<ItemInfo>, ServeError> {
     Ok(Json(svc.item(&item)?))
 }
 
 #[utoipa::path(get, path = "/v1/users/{user}", tag = "recommend",
-    params(("user" = String, Path, description = "Raw user id")),
+    params(("user" = String, Path, description = "Raw user id", min_length = 1, max_length = 256)),
     responses(
         (status = 200, description = "The user's history as the model reads it", body = UserInfo),
+        (status = 400, description = "An empty or over-long id", body = ErrorBody),
         (status = 404, description = "Unknown user", body = ErrorBody)))]
 async fn user(State(svc): Svc, Params(user): Params<String>) -> Result<Json<UserInfo>, ServeError> {
     Ok(Json(svc.user(&user)?))
 }
 
 #[utoipa::path(get, path = "/v1/users/{user}/interests", tag = "recommend",
-    params(("user" = String, Path, description = "Raw user id")),
+    params(("user" = String, Path, description = "Raw user id", min_length = 1, max_length = 256)),
     responses(
         (status = 200, description = "The user's HSU interests, stage trail, whether an \
             update is pending and which semantic embedding scoring reads", body = UserInterests),
+        (status = 400, description = "An empty or over-long id", body = ErrorBody),
         (status = 404, description = "Unknown user, or a run without HSU interests", body = ErrorBody),
         (status = 500, description = "The HSU store failed", body = ErrorBody)))]
 async fn interests(
@@ -308,6 +311,8 @@ async fn interests(
         (status = 400, description = "Malformed body", body = ErrorBody),
         (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
         (status = 403, description = "Admin routes are disabled (no token configured)", body = ErrorBody),
+        (status = 413, description = "Body over the limit", body = ErrorBody),
+        (status = 415, description = "Not application/json", body = ErrorBody),
         (status = 422, description = "The folder cannot be served; the old run stays", body = ErrorBody)))]
 async fn reload(
     State(svc): Svc,

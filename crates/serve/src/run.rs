@@ -146,8 +146,14 @@ impl Run {
         let fuses = config.method.fusion != Fusion::None;
         // What the model reads when it scores: the semantic view, the user
         // rows of fusion, or the frozen text an LLM2Rec / LLMEmb item table
-        // is made from (LLMInit's rows are in its checkpoint).
-        let semantic = if config.method.dual_view || fuses || config.method.text_items() {
+        // is made from (LLMInit's rows are in its checkpoint); RLMRec's
+        // projectors take their widths from the inputs, though scoring
+        // never reads them.
+        let semantic = if config.method.dual_view
+            || fuses
+            || config.method.text_items()
+            || config.method.rlmrec.is_some()
+        {
             semantic_inputs(dir, &config, &dcfg, &prepared, source)?
         } else {
             SemanticInputs::default()
@@ -314,6 +320,29 @@ impl Run {
         }
         let reps = s.model.represent_last(&s.tables, &batch);
         hsuga_model::to_f32(s.model.score_all_reps(&s.tables, reps))
+    }
+}
+
+impl Drop for Run {
+    /// An HSU back-end may own a tokio runtime (the OpenAI client's
+    /// transport keeps one for blocking callers), and tokio panics when a
+    /// runtime is dropped inside an async context, which is where the last
+    /// handle on a run is usually let go: a reload swapping runs in its
+    /// handler, a request finishing on the old run, the end of `hsuga
+    /// serve`'s `block_on` (found by the llama-server test: exit status
+    /// 101 after SIGTERM). There the back-end is dropped on a thread of its
+    /// own.
+    fn drop(&mut self) {
+        if let Some(hsu) = self.hsu.take()
+            && tokio::runtime::Handle::try_current().is_ok()
+        {
+            let dropped = std::thread::Builder::new()
+                .name("hsuga-drop-hsu".into())
+                .spawn(move || drop(hsu));
+            if let Err(e) = dropped {
+                tracing::error!("cannot drop the HSU back-end off the async runtime: {e}");
+            }
+        }
     }
 }
 

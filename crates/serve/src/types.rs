@@ -11,6 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 #[into_params(parameter_in = Query)]
 pub struct RecommendQuery {
     /// How many items (1 to the service's bound, 1000 by default; default 10).
+    #[param(minimum = 1, maximum = 1000)]
     pub k: Option<i64>,
     /// Keep items the user has interacted with (default false).
     pub include_seen: Option<bool>,
@@ -20,10 +21,13 @@ pub struct RecommendQuery {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HistoryRequest {
-    /// Raw item ids, oldest first; must not be empty.
+    /// Raw item ids, oldest first; must not be empty. Ids the catalogue
+    /// lacks are a 422 naming them.
+    #[schema(min_items = 1, max_items = 10000)]
     pub history: Vec<String>,
     /// How many items (default 10).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 1000)]
     pub k: Option<i64>,
     /// Keep the history's own items in the answer (default false).
     #[serde(default)]
@@ -52,7 +56,7 @@ pub struct Recommendations {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InteractionIn {
-    /// Raw item id; must be in the run's catalogue.
+    /// Raw item id; must be in the run's catalogue (else a 422 naming it).
     pub item: String,
     /// When it happened (seconds since the epoch, as the dataset's); stored,
     /// not used for ordering (appended items follow arrival order).
@@ -61,6 +65,7 @@ pub struct InteractionIn {
     /// A client id for idempotency: an id already stored is a duplicate and
     /// is not applied again. Unique across all users.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 256)]
     pub event_id: Option<String>,
 }
 
@@ -68,6 +73,7 @@ pub struct InteractionIn {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InteractionsRequest {
+    #[schema(min_items = 1, max_items = 1000)]
     pub items: Vec<InteractionIn>,
 }
 

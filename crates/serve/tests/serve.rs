@@ -599,6 +599,79 @@ async fn the_openapi_document_lists_exactly_the_routes_that_answer() {
     assert_eq!(schema["additionalProperties"], false, "{schema}");
 }
 
+/// The bounds the document states are the ones the service enforces
+/// (`Limits::default()`, what `hsuga serve` runs with): schemathesis
+/// (`benches/serve_fuzz.sh`) generates requests from the document, and a
+/// bound stated in only one place made it find schema-valid requests
+/// refused with a 400 (`k=-9223372036854775808`, `"history": []`,
+/// `"items": []`).
+#[tokio::test]
+async fn the_documented_bounds_are_the_enforced_ones() {
+    let (svc, _state) = service();
+    let limits = Limits::default();
+    let doc = get(&svc, "/openapi.json").await.body;
+    let schemas = &doc["components"]["schemas"];
+    let k_param = doc["paths"]["/v1/users/{user}/recommendations"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "k")
+        .unwrap()["schema"]
+        .clone();
+    let user_param = doc["paths"]["/v1/users/{user}"]["get"]["parameters"][0]["schema"].clone();
+    let checks = [
+        (&k_param["minimum"], 1),
+        (&k_param["maximum"], limits.max_k),
+        (&schemas["HistoryRequest"]["properties"]["k"]["minimum"], 1),
+        (
+            &schemas["HistoryRequest"]["properties"]["k"]["maximum"],
+            limits.max_k,
+        ),
+        (
+            &schemas["HistoryRequest"]["properties"]["history"]["minItems"],
+            1,
+        ),
+        (
+            &schemas["HistoryRequest"]["properties"]["history"]["maxItems"],
+            limits.max_history,
+        ),
+        (
+            &schemas["InteractionsRequest"]["properties"]["items"]["minItems"],
+            1,
+        ),
+        (
+            &schemas["InteractionsRequest"]["properties"]["items"]["maxItems"],
+            limits.max_interactions,
+        ),
+        (
+            &schemas["InteractionIn"]["properties"]["event_id"]["maxLength"],
+            limits.max_id_bytes,
+        ),
+        (&user_param["minLength"], 1),
+        (&user_param["maxLength"], limits.max_id_bytes),
+    ];
+    for (i, (got, want)) in checks.iter().enumerate() {
+        assert_eq!(got.as_u64(), Some(*want as u64), "bound {i}: {doc}");
+    }
+    // And the service draws the line exactly there.
+    let max_k = limits.max_k;
+    for (k, status) in [
+        (1, StatusCode::OK),
+        (max_k, StatusCode::OK),
+        (max_k + 1, StatusCode::BAD_REQUEST),
+    ] {
+        let a = get(&svc, &format!("/v1/users/1/recommendations?k={k}")).await;
+        assert_eq!(a.status, status, "k={k}: {}", a.text);
+    }
+    let a = get(&svc, "/v1/users/1/recommendations?k=0").await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.text);
+    let long = "u".repeat(limits.max_id_bytes + 1);
+    assert_eq!(
+        get(&svc, &format!("/v1/users/{long}")).await.status,
+        StatusCode::BAD_REQUEST
+    );
+}
+
 #[tokio::test]
 async fn metrics_count_and_time_each_route_by_its_template() {
     let (svc, _state) = service();
@@ -896,5 +969,36 @@ fn llm2rec_and_llmemb_runs_are_served_with_their_text_items() {
         let scores = run.score(&[&[1, 2, 3][..]], &[]);
         assert_eq!(scores.len(), 1682);
         assert!(scores.iter().all(|s| s.is_finite()), "{}", dir.display());
+    }
+}
+
+/// The scorer's length-sorted sub-batches give every row the scores a
+/// forward pass of that row alone gives, in the order asked, for histories
+/// of very different lengths (so the batch is cut into several passes).
+#[test]
+fn scoring_by_length_keeps_each_rows_scores_and_order() {
+    let (dir, cache) = trained();
+    let run = Run::load(dir, &source(cache)).unwrap();
+    let n = run.num_items() as usize;
+    let histories: Vec<Vec<u32>> = [1usize, 20, 3, 12, 2, 20, 7, 1]
+        .iter()
+        .enumerate()
+        .map(|(r, &len)| {
+            (0..len)
+                .map(|i| ((r * 37 + i * 11) % n) as u32 + 1)
+                .collect()
+        })
+        .collect();
+    let rows: Vec<&[u32]> = histories.iter().map(Vec::as_slice).collect();
+    let got = hsuga_serve::batch::score_by_length(&run, &rows, &[]);
+    assert_eq!(got.len(), rows.len() * n);
+    for (r, h) in rows.iter().enumerate() {
+        let alone = run.score(&[h], &[]);
+        let max_diff = alone
+            .iter()
+            .zip(&got[r * n..(r + 1) * n])
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(max_diff < 1e-3, "row {r} (length {}): {max_diff}", h.len());
     }
 }
