@@ -476,14 +476,6 @@ impl MethodConfig {
         if let Some(c) = &self.icsrec {
             c.validate()?;
         }
-        // CITIES trains no backbone, so a training objective would be
-        // silently ignored.
-        if self.cities.is_some() && (self.rlmrec.is_some() || self.rcl.is_some()) {
-            return bad(
-                "method.cities retrains no backbone: it takes neither method.rlmrec nor \
-                 method.rcl",
-            );
-        }
         match (&self.pretrained, self.needs_pretrained()) {
             (None, true) => {
                 return bad(

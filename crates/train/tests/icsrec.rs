@@ -7,13 +7,13 @@
 
 mod common;
 
-use common::{gaussian, ml100k, popularity_ndcg};
-use hsuga_data::{Candidates, Phase, Prepared};
-use hsuga_eval::{Metric, Protocol, Scorer, evaluate};
+use common::{gaussian, ml100k, popularity_ndcg, popularity_valid, settings, turn};
+use hsuga_data::{Candidates, Prepared};
+use hsuga_eval::{Metric, Scorer};
 use hsuga_model::burn::tensor::{Tensor, TensorData};
 use hsuga_model::{
-    Backbone, Batcher, Extras, Fusion, IcsrecConfig, Loss, Model, ModelConfig, Recommender,
-    SequenceEncoder, cpu, to_f32,
+    Batcher, Extras, Fusion, IcsrecConfig, Loss, Model, ModelConfig, Recommender, SequenceEncoder,
+    cpu, to_f32,
 };
 use hsuga_train::icsrec_objective::IcsrecObjective;
 use hsuga_train::objective::epoch_rng;
@@ -22,66 +22,12 @@ use hsuga_train::{
     SemanticInputs, Step, TrainError, TrainSettings, attach_users, fit, item_mean, load_best,
 };
 
-/// burn's device RNG is process-global: trainings take turns.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn turn() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// A short-window SASRec with ICSRec's full-softmax CE: a CPU-test budget.
+/// The shared short-window SASRec with ICSRec's full-softmax CE.
 fn small() -> ModelConfig {
     ModelConfig {
-        max_len: 20,
-        dropout: 0.2,
         loss: Loss::Ce,
-        ..ModelConfig::from(Backbone::Sasrec)
+        ..common::small()
     }
-}
-
-fn settings(epochs: usize) -> TrainSettings {
-    TrainSettings {
-        epochs,
-        progress: false,
-        ..TrainSettings::default()
-    }
-}
-
-/// Validation NDCG@10 of ranking by training popularity.
-fn popularity_valid(p: &Prepared, c: &Candidates) -> f64 {
-    struct Pop(Vec<u32>);
-    impl Scorer for Pop {
-        type Encoded = usize;
-        fn num_items(&self) -> usize {
-            self.0.len() - 1
-        }
-        fn encode(&self, users: &[usize], _: &[&[u32]]) -> usize {
-            users.len()
-        }
-        fn score_candidates(&self, _: &usize, cand: &[Vec<u32>]) -> Vec<f32> {
-            cand.iter()
-                .flat_map(|r| r.iter().map(|&i| self.0[i as usize] as f32))
-                .collect()
-        }
-        fn score_all(&self, b: &usize) -> Vec<f32> {
-            (0..*b)
-                .flat_map(|_| self.0[1..].iter().map(|&p| p as f32))
-                .collect()
-        }
-    }
-    evaluate(
-        &Pop(p.split.train_popularity()),
-        &p.split,
-        &p.groups,
-        c,
-        Phase::Valid,
-        Protocol::Sampled,
-        512,
-        |_, _| {},
-    )
-    .sampled
-    .unwrap()
-    .mean(Metric::Ndcg(10))
 }
 
 fn icsrec(cfg: IcsrecConfig) -> MethodConfig {

@@ -7,12 +7,12 @@
 
 mod common;
 
-use common::{gaussian, ml100k, popularity_ndcg};
-use hsuga_data::{Candidates, Phase, Prepared};
-use hsuga_eval::{Metric, Protocol, Scorer, evaluate};
+use common::{gaussian, ml100k, popularity_ndcg, popularity_valid, settings, small, turn};
+use hsuga_data::{Candidates, Prepared};
+use hsuga_eval::{Metric, Scorer};
 use hsuga_model::burn::tensor::{Tensor, TensorData};
 use hsuga_model::{
-    Backbone, Batcher, Extras, Fusion, Model, ModelConfig, RclConfig, Recommender, RlmrecConfig,
+    Batcher, Extras, Fusion, Model, ModelConfig, RclConfig, Recommender, RlmrecConfig,
     UserDenominator, cpu, to_f32,
 };
 use hsuga_train::objective::epoch_rng;
@@ -21,67 +21,6 @@ use hsuga_train::{
     EpochStart, Job, Matrix, MethodConfig, ModelScorer, Objective, Outcome, RunConfig,
     SemanticInputs, Step, TrainSettings, attach_users, fit, item_mean, load_best,
 };
-
-/// burn's device RNG is process-global: trainings take turns.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn turn() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// A short-window SASRec (the project's hidden 64): a CPU-test budget.
-fn small() -> ModelConfig {
-    ModelConfig {
-        max_len: 20,
-        dropout: 0.2,
-        ..ModelConfig::from(Backbone::Sasrec)
-    }
-}
-
-fn settings(epochs: usize) -> TrainSettings {
-    TrainSettings {
-        epochs,
-        progress: false,
-        ..TrainSettings::default()
-    }
-}
-
-/// Validation NDCG@10 of ranking by training popularity.
-fn popularity_valid(p: &Prepared, c: &Candidates) -> f64 {
-    struct Pop(Vec<u32>);
-    impl Scorer for Pop {
-        type Encoded = usize;
-        fn num_items(&self) -> usize {
-            self.0.len() - 1
-        }
-        fn encode(&self, users: &[usize], _: &[&[u32]]) -> usize {
-            users.len()
-        }
-        fn score_candidates(&self, _: &usize, cand: &[Vec<u32>]) -> Vec<f32> {
-            cand.iter()
-                .flat_map(|r| r.iter().map(|&i| self.0[i as usize] as f32))
-                .collect()
-        }
-        fn score_all(&self, b: &usize) -> Vec<f32> {
-            (0..*b)
-                .flat_map(|_| self.0[1..].iter().map(|&p| p as f32))
-                .collect()
-        }
-    }
-    evaluate(
-        &Pop(p.split.train_popularity()),
-        &p.split,
-        &p.groups,
-        c,
-        Phase::Valid,
-        Protocol::Sampled,
-        512,
-        |_, _| {},
-    )
-    .sampled
-    .unwrap()
-    .mean(Metric::Ndcg(10))
-}
 
 fn rcl() -> MethodConfig {
     MethodConfig {
@@ -325,7 +264,7 @@ fn bad_rcl_keys_fail_at_load() {
         ("[method]\nrcl = { percentil = 90 }\n", "percentil"),
         (
             "[method]\nrcl = {}\ncities = {}\npretrained = { run = \"r\" }\n",
-            "takes neither method.rlmrec nor method.rcl",
+            "it takes no other method part",
         ),
         (
             "[method]\nrcl = {}\nfusion = \"gate\"\n",

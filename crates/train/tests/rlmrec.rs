@@ -8,75 +8,16 @@
 
 mod common;
 
-use common::{gaussian, ml100k, popularity_ndcg};
+use common::{gaussian, ml100k, popularity_ndcg, popularity_valid, settings, small, turn};
 use hsuga_data::{Candidates, Phase, Prepared};
-use hsuga_eval::{Metric, Protocol, Scorer, evaluate};
+use hsuga_eval::{Metric, Protocol, evaluate};
 use hsuga_model::{Backbone, ModelConfig, RlmrecConfig, UserDenominator, cpu};
 use hsuga_train::{
     Job, MethodConfig, ModelScorer, Outcome, RunConfig, SemanticInputs, TrainSettings, fit,
     item_mean, load_best,
 };
 
-/// burn's device RNG is process-global: trainings take turns.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// A short-window SASRec (the project's hidden 64): a CPU-test budget,
-/// not the paper's.
-pub fn small() -> ModelConfig {
-    ModelConfig {
-        hidden: 64,
-        max_len: 20,
-        dropout: 0.2,
-        ..ModelConfig::from(Backbone::Sasrec)
-    }
-}
-
 const EPOCHS: usize = 10;
-
-fn settings(epochs: usize) -> TrainSettings {
-    TrainSettings {
-        epochs,
-        progress: false,
-        ..TrainSettings::default()
-    }
-}
-
-/// Validation NDCG@10 of ranking by training popularity.
-fn popularity_valid(p: &Prepared, c: &Candidates) -> f64 {
-    struct Pop(Vec<u32>);
-    impl Scorer for Pop {
-        type Encoded = usize;
-        fn num_items(&self) -> usize {
-            self.0.len() - 1
-        }
-        fn encode(&self, users: &[usize], _: &[&[u32]]) -> usize {
-            users.len()
-        }
-        fn score_candidates(&self, _: &usize, cand: &[Vec<u32>]) -> Vec<f32> {
-            cand.iter()
-                .flat_map(|r| r.iter().map(|&i| self.0[i as usize] as f32))
-                .collect()
-        }
-        fn score_all(&self, b: &usize) -> Vec<f32> {
-            (0..*b)
-                .flat_map(|_| self.0[1..].iter().map(|&p| p as f32))
-                .collect()
-        }
-    }
-    evaluate(
-        &Pop(p.split.train_popularity()),
-        &p.split,
-        &p.groups,
-        c,
-        Phase::Valid,
-        Protocol::Sampled,
-        512,
-        |_, _| {},
-    )
-    .sampled
-    .unwrap()
-    .mean(Metric::Ndcg(10))
-}
 
 fn semantic(p: &Prepared) -> SemanticInputs {
     let text = gaussian(p.split.num_items as usize, 64, 7);
@@ -136,7 +77,7 @@ fn report(label: &str, out: &Outcome, pop: f64) -> f64 {
 
 #[test]
 fn rlmrec_learns_ml100k_and_its_projectors_load_back() {
-    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = turn();
     let (p, c, _cache) = ml100k();
     let pop = popularity_valid(&p, &c);
     let sem = semantic(&p);
@@ -201,7 +142,7 @@ fn rlmrec_learns_ml100k_and_its_projectors_load_back() {
 /// encoder). `kd_weight` at its default: the losses differ.
 #[test]
 fn rlmrec_term_enters_the_loss_and_leaves_the_backbones_streams_alone() {
-    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = turn();
     let (p, c, _cache) = ml100k();
     let sem = semantic(&p);
     let plain = run(
@@ -288,7 +229,7 @@ fn rlmrec_without_its_inputs_or_with_bad_keys_fails_at_load() {
 #[test]
 #[ignore]
 fn beauty_epoch_time_of_the_user_denominators() {
-    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = turn();
     let cache = tempfile::tempdir().unwrap();
     let cfg =
         hsuga_data::DatasetConfig::load(std::path::Path::new("../../configs/datasets/beauty.toml"))

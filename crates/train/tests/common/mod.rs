@@ -4,7 +4,8 @@ use std::path::Path;
 
 use hsuga_data::{Candidates, DatasetConfig, Phase, Prepared};
 use hsuga_eval::{Metric, Protocol, Scorer, evaluate};
-use hsuga_train::Matrix;
+use hsuga_model::{Backbone, ModelConfig};
+use hsuga_train::{Matrix, TrainSettings};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -35,13 +36,24 @@ impl Scorer for Popularity {
 /// Test NDCG@10 of ranking by training popularity: the floor a model must
 /// beat, through the same evaluation path as the models.
 pub fn popularity_ndcg(p: &Prepared, c: &Candidates) -> f64 {
+    popularity_at(p, c, Phase::Test)
+}
+
+/// Validation NDCG@10 of ranking by training popularity (the floor a
+/// learning test compares its selected epoch with).
+#[allow(dead_code)] // not every test binary compares on validation
+pub fn popularity_valid(p: &Prepared, c: &Candidates) -> f64 {
+    popularity_at(p, c, Phase::Valid)
+}
+
+fn popularity_at(p: &Prepared, c: &Candidates, phase: Phase) -> f64 {
     let pop = Popularity(p.split.train_popularity());
     evaluate(
         &pop,
         &p.split,
         &p.groups,
         c,
-        Phase::Test,
+        phase,
         Protocol::Sampled,
         512,
         |_, _| {},
@@ -49,6 +61,35 @@ pub fn popularity_ndcg(p: &Prepared, c: &Candidates) -> f64 {
     .sampled
     .expect("sampled protocol")
     .mean(Metric::Ndcg(10))
+}
+
+/// burn's device RNG is process-global: trainings in one test binary take
+/// turns.
+#[allow(dead_code)]
+pub fn turn() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A short-window SASRec (the project's hidden 64): a CPU-test budget, not
+/// the paper's.
+#[allow(dead_code)]
+pub fn small() -> ModelConfig {
+    ModelConfig {
+        max_len: 20,
+        dropout: 0.2,
+        ..ModelConfig::from(Backbone::Sasrec)
+    }
+}
+
+/// `epochs` epochs, no progress bars, every other setting the default.
+#[allow(dead_code)]
+pub fn settings(epochs: usize) -> TrainSettings {
+    TrainSettings {
+        epochs,
+        progress: false,
+        ..TrainSettings::default()
+    }
 }
 
 /// `rows × dim` random Gaussian directions (Box–Muller), unit-normalised:
