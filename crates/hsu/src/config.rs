@@ -309,6 +309,9 @@ impl Resolved {
         }
         if let BackendConfig::Local(l) = &mut backend {
             l.workers = 0;
+            // Batching changes speed, not answers (left out when default).
+            l.batch = 1;
+            l.batch_window_ms = hsuga_llm::local::DEFAULT_BATCH_WINDOW_MS;
         }
         let described = serde_json::json!({
             "backend": backend,

@@ -14,7 +14,15 @@
 //! selection call) only prefills the rest.
 //! With `want_hidden` it returns the mean of the final-norm hidden states at
 //! the generated tokens' positions — the official HSUGA code's user embedding.
+//!
+//! With `batch = N > 1` ([`LocalConfig::batch`]) the chat requests of
+//! concurrent callers (HSU's worker threads) are gathered and decoded
+//! together, up to N at once, by one loop on `threads` threads
+//! ([`batch`]): every step's weight products take all active sequences'
+//! rows at once, each sequence attends to its own KV cache, finished ones
+//! are answered at once and waiting requests join at the next step.
 
+mod batch;
 pub mod model;
 pub mod q8;
 pub mod tokenizer;
@@ -24,7 +32,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use candle_core::quantized::gguf_file;
-use rand::SeedableRng;
 use rand::distr::Distribution;
 use rand::distr::weighted::WeightedIndex;
 use serde::{Deserialize, Serialize};
@@ -33,6 +40,8 @@ use crate::{
     BackendId, ChatBackend, ChatRequest, ChatResponse, Finish, LlmError, Message, Role, Usage,
 };
 use model::{Arch, Llama, Scratch};
+
+pub use batch::{BatchStats, MAX_BATCH, MAX_BATCH_WINDOW_MS};
 
 /// The chat models hsuga fetches (`hsuga models fetch NAME`); each name is
 /// its folder in the models directory.
@@ -106,6 +115,63 @@ pub struct LocalConfig {
     /// Penalty on tokens among the last 64 generated (ours: 1.1 — SmolLM2-135M
     /// falls into loops without one; 1.0 = off).
     pub repeat_penalty: f32,
+    /// Sequences decoded together (1 = off, the default: each call generates
+    /// alone on its caller's thread). With N > 1, concurrent calls are
+    /// gathered and run through one batched decoding loop on `threads`
+    /// threads: CPU decoding is bound by reading the weights from memory,
+    /// and a batched step reads them once for all N sequences (measured
+    /// figures in `benches/llm_results.md`). `workers` must then be at least
+    /// N (the HSU engine keeps `workers` users in flight; fewer never fill a
+    /// batch). 1 to [`MAX_BATCH`]. Left out of the serialised config when 1
+    /// (older configuration hashes stay the same); HSU's configuration hash
+    /// ignores it, like `workers`: it changes speed, not answers.
+    #[serde(skip_serializing_if = "is_one")]
+    pub batch: usize,
+    /// With `batch > 1`: how long an idle batch loop waits, after a first
+    /// request, for more to fill the batch before it starts (later requests
+    /// join a running batch at the next token step without waiting). 0 to
+    /// [`MAX_BATCH_WINDOW_MS`].
+    #[serde(skip_serializing_if = "is_default_window")]
+    pub batch_window_ms: u64,
+}
+
+fn is_one(v: &usize) -> bool {
+    *v == 1
+}
+
+/// [`LocalConfig::batch_window_ms`]'s default: the HSU engine's workers ask
+/// within a few milliseconds of each other at the start of a run.
+pub const DEFAULT_BATCH_WINDOW_MS: u64 = 20;
+
+fn is_default_window(v: &u64) -> bool {
+    *v == DEFAULT_BATCH_WINDOW_MS
+}
+
+impl LocalConfig {
+    /// Rejects settings that cannot work, naming the `[backend]` key.
+    pub fn validate(&self) -> Result<(), LlmError> {
+        let bad = |m: String| Err(LlmError::Config(m));
+        if self.batch == 0 || self.batch > MAX_BATCH {
+            return bad(format!(
+                "backend.batch = {}: must be 1 (no batching) to {MAX_BATCH}",
+                self.batch
+            ));
+        }
+        if self.batch_window_ms > MAX_BATCH_WINDOW_MS {
+            return bad(format!(
+                "backend.batch_window_ms = {}: must be 0 to {MAX_BATCH_WINDOW_MS}",
+                self.batch_window_ms
+            ));
+        }
+        if self.batch > 1 && self.workers < self.batch {
+            return bad(format!(
+                "backend.batch = {} needs backend.workers ≥ {0} (it is {}): HSU keeps \
+                 `workers` users in flight, so a batch of {0} would never fill",
+                self.batch, self.workers
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for LocalConfig {
@@ -118,6 +184,8 @@ impl Default for LocalConfig {
             requantize_q8: true,
             f32_prefill: true,
             repeat_penalty: 1.1,
+            batch: 1,
+            batch_window_ms: DEFAULT_BATCH_WINDOW_MS,
         }
     }
 }
@@ -151,7 +219,9 @@ pub struct Generation {
 const QWEN_DEFAULT_SYSTEM: &str =
     "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.";
 
-/// Recent prompts whose keys/values are kept for prefix reuse.
+/// Recent prompts whose keys/values are kept for prefix reuse (at least;
+/// a batch of N keeps 2N, so that every sequence in flight finds its own
+/// previous call's prompt).
 const PREFIX_CACHE_ENTRIES: usize = 8;
 /// Shorter shared prefixes are not worth a lookup.
 const MIN_PREFIX_REUSE: usize = 16;
@@ -159,10 +229,19 @@ const MIN_PREFIX_REUSE: usize = 16;
 type PrefixEntry = (Vec<u32>, model::Cache);
 
 pub struct LocalLlm {
-    prefixes: std::sync::Mutex<Vec<PrefixEntry>>,
+    core: Arc<Core>,
     /// The threads of one generation when `threads > 1`.
     pool: Option<rayon::ThreadPool>,
-    model: Arc<Llama>,
+    /// The batched decoding loop, with `batch > 1`.
+    batcher: Option<batch::Batcher>,
+}
+
+/// The loaded model and what every generation shares: the tokenizer and
+/// the prefix cache (shared with the batched decoding loop's thread).
+struct Core {
+    prefixes: std::sync::Mutex<Vec<PrefixEntry>>,
+    prefix_entries: usize,
+    model: Llama,
     tok: tokenizers::Tokenizer,
     stops: Vec<u32>,
     /// The system message the model's chat template adds to a conversation
@@ -175,16 +254,28 @@ pub struct LocalLlm {
 impl std::fmt::Debug for LocalLlm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LocalLlm")
-            .field("name", &self.name)
-            .field("model", &self.model)
+            .field("name", &self.core.name)
+            .field("model", &self.core.model)
+            .field("batch", &self.core.cfg.batch)
             .finish()
     }
 }
 
+/// A rayon pool of `threads` threads for generations.
+fn new_pool(threads: usize, name: &'static str) -> Result<rayon::ThreadPool, LlmError> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.max(1))
+        .thread_name(move |i| format!("{name}-{i}"))
+        .build()
+        .map_err(|e| LlmError::Model(format!("thread pool: {e}")))
+}
+
 impl LocalLlm {
     /// Loads [`LocalConfig::model_path`], else [`LocalConfig::model`] from
-    /// the models folder (fetching it when missing). Errors name the file.
+    /// the models folder (fetching it when missing). Errors name the file,
+    /// or the `[backend]` key of a setting that cannot work.
     pub fn load(cfg: &LocalConfig) -> Result<Self, LlmError> {
+        cfg.validate()?;
         let path = match &cfg.model_path {
             Some(p) => p.clone(),
             None => {
@@ -228,19 +319,13 @@ impl LocalLlm {
                     .unwrap_or_default()
             });
         let pool = if cfg.threads > 1 {
-            Some(
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(cfg.threads)
-                    .thread_name(|i| format!("llm-{i}"))
-                    .build()
-                    .map_err(|e| LlmError::Model(format!("thread pool: {e}")))?,
-            )
+            Some(new_pool(cfg.threads, "llm")?)
         } else {
             None
         };
-        Ok(Self {
+        let core = Arc::new(Core {
             prefixes: std::sync::Mutex::new(Vec::new()),
-            pool,
+            prefix_entries: PREFIX_CACHE_ENTRIES.max(2 * cfg.batch),
             tok,
             stops,
             default_system: match arch {
@@ -249,18 +334,100 @@ impl LocalLlm {
             },
             cfg: cfg.clone(),
             name: format!("{name} {:?}", model.weight_dtype),
-            model: Arc::new(model),
+            model,
+        });
+        let batcher = if cfg.batch > 1 {
+            Some(batch::Batcher::start(
+                core.clone(),
+                new_pool(cfg.threads, "llm-batch")?,
+            )?)
+        } else {
+            None
+        };
+        Ok(Self {
+            core,
+            pool,
+            batcher,
         })
     }
 
     pub fn model(&self) -> &Llama {
-        &self.model
+        &self.core.model
     }
 
     /// ChatML, as the model's chat template writes it (SmolLM2's and
     /// Qwen2.5's differ only in Qwen's default system message), ending with
     /// the assistant turn's header.
     pub fn chat_prompt(&self, messages: &[Message]) -> String {
+        self.core.chat_prompt(messages)
+    }
+
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>, LlmError> {
+        self.core.encode(text)
+    }
+
+    pub fn decode(&self, ids: &[u32]) -> Result<String, LlmError> {
+        self.core.decode(ids)
+    }
+
+    /// Runs `f` on this model's generation threads: the pool of `threads`,
+    /// or a one-thread pool of its own.
+    fn on_pool<T: Send>(
+        &self,
+        f: impl FnOnce() -> Result<T, LlmError> + Send,
+    ) -> Result<T, LlmError> {
+        match &self.pool {
+            // The calling thread joins the pool, so that the per-token splits
+            // are picked up by its spinning workers instead of being sent
+            // from outside.
+            Some(pool) => pool.install(f),
+            // One thread: a pool of its own per call (cheap next to a
+            // generation), so that candle's prefill GEMMs stay on one thread
+            // instead of spreading over the global pool while other workers
+            // generate; a shared one-thread pool would serialise the workers.
+            None => new_pool(1, "llm")?.install(f),
+        }
+    }
+
+    /// Generates from prompt token ids, alone (never through the batch).
+    pub fn generate(&self, prompt: &[u32], o: &GenOptions) -> Result<Generation, LlmError> {
+        self.on_pool(|| self.core.generate_on(prompt, o))
+    }
+
+    /// Generates from several prompts in one batched decoding loop on this
+    /// model's threads (all at once, whatever [`LocalConfig::batch`] says);
+    /// one result per prompt, in order. A prompt that cannot run (empty,
+    /// longer than the context) fails alone.
+    pub fn generate_batch(
+        &self,
+        prompts: &[Vec<u32>],
+        opts: &[GenOptions],
+    ) -> Vec<Result<Generation, LlmError>> {
+        assert_eq!(prompts.len(), opts.len(), "one GenOptions per prompt");
+        let threads = self.core.cfg.threads.max(1);
+        match self.on_pool(|| Ok(batch::run_all(&self.core, prompts, opts, threads))) {
+            Ok(r) => r,
+            Err(e) => prompts
+                .iter()
+                .map(|_| Err(LlmError::Model(e.to_string())))
+                .collect(),
+        }
+    }
+
+    /// How full the batched loop's steps were (`None` without `batch > 1`).
+    pub fn batch_stats(&self) -> Option<BatchStats> {
+        self.batcher.as_ref().map(|b| b.stats())
+    }
+
+    /// Forgets the cached prompt prefixes (benchmarks measure cold prefill;
+    /// answers can differ in the last float bits with and without reuse).
+    pub fn clear_prefix_cache(&self) {
+        self.core.clear_prefix_cache()
+    }
+}
+
+impl Core {
+    fn chat_prompt(&self, messages: &[Message]) -> String {
         let mut s = String::new();
         if let Some(system) = self.default_system
             && !messages.first().is_some_and(|m| m.role == Role::System)
@@ -279,7 +446,7 @@ impl LocalLlm {
         s
     }
 
-    pub fn encode(&self, text: &str) -> Result<Vec<u32>, LlmError> {
+    fn encode(&self, text: &str) -> Result<Vec<u32>, LlmError> {
         Ok(self
             .tok
             .encode(text, false)
@@ -288,98 +455,24 @@ impl LocalLlm {
             .to_vec())
     }
 
-    pub fn decode(&self, ids: &[u32]) -> Result<String, LlmError> {
+    fn decode(&self, ids: &[u32]) -> Result<String, LlmError> {
         self.tok
             .decode(ids, true)
             .map_err(|e| LlmError::Model(e.to_string()))
     }
 
-    /// Generates from prompt token ids.
-    pub fn generate(&self, prompt: &[u32], o: &GenOptions) -> Result<Generation, LlmError> {
-        match &self.pool {
-            // The calling thread joins the pool, so that the per-token splits
-            // are picked up by its spinning workers instead of being sent
-            // from outside.
-            Some(pool) => pool.install(|| self.generate_on(prompt, o)),
-            // One thread: a pool of its own per call (cheap next to a
-            // generation), so that candle's prefill GEMMs stay on one thread
-            // instead of spreading over the global pool while other workers
-            // generate; a shared one-thread pool would serialise the workers.
-            None => rayon::ThreadPoolBuilder::new()
-                .num_threads(1)
-                .build()
-                .map_err(|e| LlmError::Model(format!("thread pool: {e}")))?
-                .install(|| self.generate_on(prompt, o)),
-        }
-    }
-
     fn generate_on(&self, prompt: &[u32], o: &GenOptions) -> Result<Generation, LlmError> {
         let threads = self.cfg.threads.max(1);
-        if prompt.is_empty() {
-            return Err(LlmError::Model("empty prompt".into()));
-        }
-        let ctx = self.model.cfg.context;
-        if prompt.len() + 1 > ctx {
-            return Err(LlmError::Model(format!(
-                "prompt of {} tokens does not fit the context of {ctx}",
-                prompt.len()
-            )));
-        }
-        let max_new = o.max_tokens.min(ctx - prompt.len());
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(o.seed);
-        let t0 = Instant::now();
-        // Prefix cache: reuse the keys/values of the longest shared start with
-        // a recent prompt (the system message and worked examples are shared
-        // by every call of a kind; an edit call extends its selection call).
-        let (mut cache, reused) = self.cached_prefix(prompt);
-        cache.reserve(prompt.len() - reused + max_new);
+        let mut seq = self.prefill(prompt, o, threads)?;
         let mut s = Scratch::default();
-        let hidden = self
-            .model
-            .forward(&prompt[reused..], &mut cache, &mut s, threads)?;
-        self.remember(prompt, &cache);
-        let mut last = hidden[hidden.len() - self.model.cfg.n_embd..].to_vec();
-        let prefill = t0.elapsed();
-        let t1 = Instant::now();
-        let mut out: Vec<u32> = Vec::new();
-        // Sum of the final-norm hidden states at the generated tokens.
-        let mut hidden_sum = vec![0f32; if o.want_hidden { last.len() } else { 0 }];
-        let mut n_hidden = 0usize;
-        let mut finish = Finish::Length;
-        while out.len() < max_new {
-            self.model.logits(&last, &mut s, threads);
-            let next = self.pick(&mut s.logits, &out, o, &mut rng)?;
-            if o.stop_at_eos && self.stops.contains(&next) {
-                finish = Finish::Stop;
-                break;
-            }
-            out.push(next);
-            if out.len() == max_new {
-                break;
-            }
-            self.model.step(next, &mut cache, &mut s, threads)?;
-            last.copy_from_slice(&s.hidden);
-            if o.want_hidden {
-                for (a, h) in hidden_sum.iter_mut().zip(&s.hidden) {
-                    *a += h;
-                }
-                n_hidden += 1;
+        while !seq.done() {
+            self.model.logits(&seq.last, &mut s, threads);
+            if let Some(next) = self.advance(&mut seq, &mut s.logits)? {
+                self.model.step(next, &mut seq.cache, &mut s, threads)?;
+                seq.absorb(&s.hidden);
             }
         }
-        let decode = t1.elapsed();
-        let hidden_mean = (n_hidden > 0).then(|| {
-            let scale = (1.0 / n_hidden as f64) as f32;
-            hidden_sum.iter().map(|v| v * scale).collect()
-        });
-        Ok(Generation {
-            text: self.decode(&out)?,
-            tokens: out,
-            finish,
-            prompt_tokens: prompt.len(),
-            prefill,
-            decode,
-            hidden_mean,
-        })
+        self.finish(seq)
     }
 
     /// A cache holding the longest prefix of `prompt` seen recently (always
@@ -399,9 +492,7 @@ impl LocalLlm {
         }
     }
 
-    /// Forgets the cached prompt prefixes (benchmarks measure cold prefill;
-    /// answers can differ in the last float bits with and without reuse).
-    pub fn clear_prefix_cache(&self) {
+    fn clear_prefix_cache(&self) {
         self.prefixes
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -412,7 +503,7 @@ impl LocalLlm {
         let mut recent = self.prefixes.lock().unwrap_or_else(|p| p.into_inner());
         recent.retain(|(t, _)| !prompt.starts_with(t));
         recent.push((prompt.to_vec(), cache.clone()));
-        let excess = recent.len().saturating_sub(PREFIX_CACHE_ENTRIES);
+        let excess = recent.len().saturating_sub(self.prefix_entries);
         recent.drain(..excess);
     }
 
@@ -464,24 +555,25 @@ impl ChatBackend for LocalLlm {
     fn id(&self) -> BackendId {
         BackendId {
             backend: "local".into(),
-            model: self.name.clone(),
+            model: self.core.name.clone(),
         }
     }
 
     fn chat(&self, req: &ChatRequest) -> Result<ChatResponse, LlmError> {
         let t = Instant::now();
         let prompt = self.encode(&self.chat_prompt(&req.messages))?;
-        let g = self.generate(
-            &prompt,
-            &GenOptions {
-                max_tokens: req.max_tokens as usize,
-                temperature: req.temperature,
-                seed: req.seed.unwrap_or(0),
-                repeat_penalty: self.cfg.repeat_penalty,
-                want_hidden: req.want_hidden,
-                stop_at_eos: true,
-            },
-        )?;
+        let o = GenOptions {
+            max_tokens: req.max_tokens as usize,
+            temperature: req.temperature,
+            seed: req.seed.unwrap_or(0),
+            repeat_penalty: self.core.cfg.repeat_penalty,
+            want_hidden: req.want_hidden,
+            stop_at_eos: true,
+        };
+        let g = match &self.batcher {
+            Some(b) => b.generate(prompt, o)?,
+            None => self.generate(&prompt, &o)?,
+        };
         Ok(ChatResponse {
             usage: Usage {
                 prompt_tokens: g.prompt_tokens as u32,
@@ -493,5 +585,59 @@ impl ChatBackend for LocalLlm {
             latency: t.elapsed(),
             hidden_mean: g.hidden_mean,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(cfg: LocalConfig) -> String {
+        match cfg.validate() {
+            Err(LlmError::Config(m)) => m,
+            other => panic!("expected a configuration error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn batch_settings_out_of_range_are_errors_naming_the_key() {
+        assert!(LocalConfig::default().validate().is_ok());
+        let batched = |batch, workers| LocalConfig {
+            batch,
+            workers,
+            ..Default::default()
+        };
+        assert!(batched(8, 8).validate().is_ok());
+        assert!(batched(MAX_BATCH, MAX_BATCH).validate().is_ok());
+        assert!(err(batched(0, 2)).contains("backend.batch = 0"));
+        let m = err(batched(MAX_BATCH + 1, 100));
+        assert!(
+            m.contains(&format!("backend.batch = {}", MAX_BATCH + 1)),
+            "{m}"
+        );
+        let m = err(batched(8, 2));
+        assert!(
+            m.contains("backend.workers") && m.contains("backend.batch = 8"),
+            "{m}"
+        );
+        let m = err(LocalConfig {
+            batch_window_ms: MAX_BATCH_WINDOW_MS + 1,
+            ..Default::default()
+        });
+        assert!(m.contains("backend.batch_window_ms"), "{m}");
+    }
+
+    #[test]
+    fn batch_settings_parse_and_stay_out_of_old_serialisations() {
+        let c: LocalConfig =
+            serde_json::from_value(serde_json::json!({"batch": 4, "workers": 4})).unwrap();
+        assert_eq!((c.batch, c.workers), (4, 4));
+        assert_eq!(c.batch_window_ms, DEFAULT_BATCH_WINDOW_MS);
+        // The defaults are left out, so configuration hashes of runs from
+        // before these settings existed stay the same.
+        let v = serde_json::to_value(LocalConfig::default()).unwrap();
+        assert!(v.get("batch").is_none() && v.get("batch_window_ms").is_none());
+        assert_eq!(serde_json::to_value(&c).unwrap()["batch"], 4);
+        assert!(serde_json::from_value::<LocalConfig>(serde_json::json!({"batches": 4})).is_err());
     }
 }

@@ -32,6 +32,9 @@ use rayon::prelude::*;
 use super::q8::{Q8Matrix, Q8Vec};
 use crate::LlmError;
 
+mod batched;
+pub use batched::BatchScratch;
+
 type Result<T> = std::result::Result<T, LlmError>;
 
 /// The GGUF architectures this decoder runs (`general.architecture`).

@@ -190,6 +190,99 @@ impl Q8Matrix {
             .for_each(|(i, o)| self.rows_into(kernel, i * chunk, xq, o));
     }
 
+    /// The same product for `n` input vectors at once (batched decoding):
+    /// `xs` is `(n, cols)` row-major, `out` `(n, rows)`, `out[i * rows + r]
+    /// = W[r] · x_i`. `xq` holds the inputs' quantised copies.
+    ///
+    /// Why it pays: decoding is bound by streaming the weights from memory.
+    /// Here each packed group of four rows (a few KB) is read from memory
+    /// once and then, from the L1 cache, multiplied with all `n` inputs. Each
+    /// `(row, input)` pair runs the very kernel and summation order of
+    /// [`Q8Matrix::matvec`], so batching changes no bit of a product.
+    pub fn matmul(
+        &self,
+        xs: &[f32],
+        n: usize,
+        xq: &mut Vec<Q8Vec>,
+        out: &mut [f32],
+        threads: usize,
+    ) {
+        self.matmul_with(Kernel::best(), xs, n, xq, out, threads)
+    }
+
+    fn matmul_with(
+        &self,
+        kernel: Kernel,
+        xs: &[f32],
+        n: usize,
+        xq: &mut Vec<Q8Vec>,
+        out: &mut [f32],
+        threads: usize,
+    ) {
+        assert_eq!(xs.len(), n * self.cols);
+        assert_eq!(out.len(), n * self.rows);
+        xq.resize_with(n.max(xq.len()), Q8Vec::default);
+        for (x, q) in xs.chunks_exact(self.cols).zip(xq.iter_mut()) {
+            q.quantize(x, self.input);
+        }
+        let xq = &xq[..n];
+        let groups = self.rows.div_ceil(GROUP);
+        let out_ptr = SharedOut(out.as_mut_ptr());
+        let run = |g0: usize, g1: usize| {
+            let mut r4 = [0f32; GROUP];
+            for g in g0..g1 {
+                let live = (self.rows - g * GROUP).min(GROUP);
+                for (i, x) in xq.iter().enumerate() {
+                    self.group_into(kernel, g, x, &mut r4);
+                    // SAFETY: rows `g*4..g*4+live` of input `i` are inside
+                    // `out` (its length was asserted), and each group is
+                    // written by exactly one task, so no two tasks touch
+                    // the same element.
+                    unsafe {
+                        let dst = out_ptr.at(i * self.rows + g * GROUP);
+                        std::ptr::copy_nonoverlapping(r4.as_ptr(), dst, live);
+                    }
+                }
+            }
+        };
+        if threads <= 1 || self.rows < 256 {
+            run(0, groups);
+            return;
+        }
+        let chunk = groups.div_ceil(threads * 4);
+        (0..groups.div_ceil(chunk))
+            .into_par_iter()
+            .for_each(|c| run(c * chunk, ((c + 1) * chunk).min(groups)));
+    }
+
+    /// The four rows of packed group `g` times one input, as
+    /// [`Q8Matrix::rows_into`] computes them.
+    #[inline]
+    fn group_into(&self, kernel: Kernel, g: usize, x: &Q8Vec, out: &mut [f32; GROUP]) {
+        assert!(x.qs.len() == self.cols && x.input == self.input);
+        #[cfg(target_arch = "x86_64")]
+        if kernel == Kernel::Avx2 {
+            assert!(avx2::available(), "the AVX2 kernel needs AVX2 and FMA");
+            // SAFETY: AVX2 and FMA are present; `g` is a group of the
+            // (padded) matrix and `x` has its column count (asserted).
+            *out = unsafe {
+                match self.input {
+                    Input::Q8_0 => avx2::group_q8_0(self, g, x),
+                    Input::Q8K => avx2::group_q8k(self, g, x),
+                }
+            };
+            return;
+        }
+        for (k, o) in out.iter_mut().enumerate() {
+            let r = g * GROUP + k;
+            *o = if r < self.rows {
+                self.dot_scalar(r, x)
+            } else {
+                0.0
+            };
+        }
+    }
+
     /// Rows `row0..row0 + out.len()`; `row0` starts a group.
     fn rows_into(&self, kernel: Kernel, row0: usize, x: &Q8Vec, out: &mut [f32]) {
         assert!(row0.is_multiple_of(GROUP) && row0 + out.len() <= self.rows);
@@ -230,6 +323,24 @@ impl Q8Matrix {
             };
         }
         sum
+    }
+}
+
+/// `out`'s base pointer, shared by the tasks of one [`Q8Matrix::matmul`]
+/// (each writes only its own groups' elements).
+#[derive(Clone, Copy)]
+struct SharedOut(*mut f32);
+
+// SAFETY: the tasks write disjoint elements (see `matmul_with`).
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    /// # Safety
+    /// `i` must be inside the slice the pointer came from.
+    unsafe fn at(self, i: usize) -> *mut f32 {
+        // SAFETY: as the caller promises.
+        unsafe { self.0.add(i) }
     }
 }
 
@@ -549,6 +660,47 @@ mod tests {
                     let exact: f32 = (0..cols).map(|c| w[r * cols + c] * xf[c]).sum();
                     let scale: f32 = (0..cols).map(|c| (w[r * cols + c] * xf[c]).abs()).sum();
                     assert!((o - exact).abs() < 0.03 * scale, "{o} {exact} {scale}");
+                }
+            }
+        }
+    }
+
+    /// The batched product against one matrix–vector product per input,
+    /// for each kernel, one and two threads, row counts with a partial last
+    /// group, both input formats. Tolerance 0: both run the same kernel on
+    /// the same quantised values in the same order (a pairing bug — input
+    /// `i`'s row written to input `j`, a skipped group — moves whole values).
+    #[test]
+    fn batched_product_equals_one_product_per_input() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        for (rows, cols) in [(37, 96), (1030, 64), (300, 512)] {
+            let m = Q8Matrix::quantize(rows, cols, &data(rows * cols, 21));
+            for n in [1, 3, 8] {
+                let xs = data(n * cols, 22 + n as u32);
+                for &k in &Kernel::available() {
+                    for threads in [1, 2] {
+                        let mut out = vec![f32::NAN; n * rows];
+                        let mut xq = Vec::new();
+                        pool.install(|| m.matmul_with(k, &xs, n, &mut xq, &mut out, threads));
+                        for i in 0..n {
+                            let mut one = vec![0f32; rows];
+                            m.matvec_with(
+                                k,
+                                &xs[i * cols..(i + 1) * cols],
+                                &mut Q8Vec::default(),
+                                &mut one,
+                                1,
+                            );
+                            assert_eq!(
+                                &out[i * rows..(i + 1) * rows],
+                                &one[..],
+                                "{k:?} {rows}x{cols}, n = {n}, input {i}, {threads} thread(s)"
+                            );
+                        }
+                    }
                 }
             }
         }
