@@ -25,10 +25,11 @@ fi
 
 cargo test --workspace "$@"
 
-venv=target/schemathesis-venv
+target=${CARGO_TARGET_DIR:-target}
+venv=$target/schemathesis-venv
 if [[ ! -x $venv/bin/schemathesis ]]; then
     python3 -m venv "$venv"
     "$venv/bin/pip" install -q schemathesis==4.32.5
 fi
-SCHEMATHESIS=$venv/bin/schemathesis HSUGA_FUZZ_DIR=target/serve-fuzz \
-    benches/serve_fuzz.sh target/debug/hsuga
+SCHEMATHESIS=$venv/bin/schemathesis HSUGA_FUZZ_DIR=$target/serve-fuzz \
+    benches/serve_fuzz.sh "$target/debug/hsuga"
