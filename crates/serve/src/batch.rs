@@ -9,6 +9,8 @@
 //! a reload) are scored apart, each on the run it started with. A panic in
 //! a forward answers that batch with an error and the thread goes on.
 
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
@@ -216,28 +218,66 @@ fn score_batch(run: &Run, jobs: Vec<Job>) {
     }
 }
 
+/// Ranks `a` before `b`: the higher score first, the lower id on a tie.
+fn better(a: &Scored, b: &Scored) -> Ordering {
+    b.1.total_cmp(&a.1).then(a.0.cmp(&b.0))
+}
+
+/// A kept candidate, ordered so that a max-heap's top is the worst kept.
+struct Kept(Scored);
+
+impl PartialEq for Kept {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Kept {}
+impl PartialOrd for Kept {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Kept {
+    fn cmp(&self, other: &Self) -> Ordering {
+        better(&self.0, &other.0)
+    }
+}
+
 /// The `k` highest-scoring items of one row (column `j` = item `j + 1`),
 /// best first, leaving out the sorted ids in `exclude`. Ties go to the
 /// lower id, and a NaN score ranks below every number, so answers are
 /// deterministic.
+///
+/// One pass with a heap of the `k` best so far: an item is looked up in
+/// `exclude` only when it would enter the heap, and nothing of the row's
+/// size is allocated. (Collecting, filtering and selecting over every item
+/// cost about a third of a request on Beauty's 12,101 items, on the one
+/// scoring thread, after its forward pass.)
 pub fn top_k(scores: &[f32], exclude: &[u32], k: usize) -> Vec<Scored> {
-    let mut cand: Vec<Scored> = scores
-        .iter()
-        .enumerate()
-        .map(|(j, &s)| (j as u32 + 1, if s.is_nan() { f32::NEG_INFINITY } else { s }))
-        .filter(|(i, _)| exclude.binary_search(i).is_err())
-        .collect();
-    let better = |a: &Scored, b: &Scored| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
-    let k = k.min(cand.len());
     if k == 0 {
         return Vec::new();
     }
-    if k < cand.len() {
-        cand.select_nth_unstable_by(k - 1, better);
-        cand.truncate(k);
+    let mut heap: BinaryHeap<Kept> = BinaryHeap::with_capacity(k.min(scores.len()) + 1);
+    for (j, &s) in scores.iter().enumerate() {
+        let c: Scored = (j as u32 + 1, if s.is_nan() { f32::NEG_INFINITY } else { s });
+        if heap.len() == k
+            && heap
+                .peek()
+                .is_some_and(|w| better(&c, &w.0) != Ordering::Less)
+        {
+            continue;
+        }
+        if exclude.binary_search(&c.0).is_ok() {
+            continue;
+        }
+        heap.push(Kept(c));
+        if heap.len() > k {
+            heap.pop();
+        }
     }
-    cand.sort_unstable_by(better);
-    cand
+    let mut out: Vec<Scored> = heap.into_iter().map(|kept| kept.0).collect();
+    out.sort_unstable_by(better);
+    out
 }
 
 #[cfg(test)]
@@ -255,5 +295,51 @@ mod tests {
         assert_eq!(all.len(), 5);
         assert_eq!(all.last().unwrap().0, 3);
         assert!(top_k(&scores, &[], 0).is_empty());
+    }
+
+    /// The heap's answer equals the `k` first of the whole row sorted by
+    /// (score descending, id ascending) without the excluded ids, on rows
+    /// full of ties, NaNs and negative zeros, for k below, at and past the
+    /// row's size.
+    #[test]
+    fn top_k_equals_the_head_of_the_fully_sorted_row() {
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for round in 0..200 {
+            let n = 1 + (next() % 300) as usize;
+            let scores: Vec<f32> = (0..n)
+                .map(|_| match next() % 10 {
+                    0 => f32::NAN,
+                    1 => -0.0,
+                    _ => (next() % 7) as f32 - 3.0,
+                })
+                .collect();
+            let mut exclude: Vec<u32> = (1..=n as u32).filter(|_| next() % 4 == 0).collect();
+            exclude.dedup();
+            let mut full: Vec<Scored> = (1..=n as u32)
+                .filter(|i| !exclude.contains(i))
+                .map(|i| {
+                    let s = scores[i as usize - 1];
+                    (i, if s.is_nan() { f32::NEG_INFINITY } else { s })
+                })
+                .collect();
+            full.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            for k in [1, 3, 10, n, n + 5] {
+                let want: Vec<Scored> = full.iter().copied().take(k).collect();
+                let got = top_k(&scores, &exclude, k);
+                assert_eq!(
+                    got.iter().map(|c| (c.0, c.1.to_bits())).collect::<Vec<_>>(),
+                    want.iter()
+                        .map(|c| (c.0, c.1.to_bits()))
+                        .collect::<Vec<_>>(),
+                    "round {round}, n {n}, k {k}"
+                );
+            }
+        }
     }
 }
