@@ -7,13 +7,13 @@
 
 mod common;
 
-use common::{gaussian, ml100k, popularity_ndcg, popularity_valid, settings, small, turn};
-use hsuga_data::{Candidates, Prepared};
+use common::{gaussian, ml100k, popularity_ndcg, popularity_valid, run, settings, small, turn};
+use hsuga_data::Prepared;
 use hsuga_eval::{Metric, Scorer};
 use hsuga_model::burn::tensor::{Tensor, TensorData};
 use hsuga_model::{
-    Batcher, Extras, Fusion, Model, ModelConfig, RclConfig, Recommender, RlmrecConfig,
-    UserDenominator, cpu, to_f32,
+    Batcher, Extras, Fusion, Model, RclConfig, Recommender, RlmrecConfig, UserDenominator, cpu,
+    to_f32,
 };
 use hsuga_train::objective::epoch_rng;
 use hsuga_train::rcl_objective::RclObjective;
@@ -39,33 +39,6 @@ fn rcl_hsu() -> MethodConfig {
 /// Users as the mean of their training items' random "text".
 fn users(p: &Prepared) -> Matrix {
     item_mean(&p.split, &gaussian(p.split.num_items as usize, 64, 7))
-}
-
-#[allow(clippy::too_many_arguments)]
-fn run(
-    p: &Prepared,
-    c: &Candidates,
-    model: &ModelConfig,
-    method: &MethodConfig,
-    semantic: &SemanticInputs,
-    epochs: usize,
-    dir: Option<&std::path::Path>,
-) -> Outcome {
-    fit(&Job {
-        model,
-        train: &settings(epochs),
-        eval: &Default::default(),
-        method,
-        semantic,
-        seed: 42,
-        split: &p.split,
-        groups: &p.groups,
-        candidates: c,
-        run_dir: dir,
-        device: cpu(),
-        progress: Default::default(),
-    })
-    .unwrap()
 }
 
 #[test]

@@ -43,21 +43,7 @@ fn run(
     epochs: usize,
     dir: Option<&std::path::Path>,
 ) -> Outcome {
-    fit(&Job {
-        model: &small(),
-        train: &settings(epochs),
-        eval: &Default::default(),
-        method,
-        semantic,
-        seed: 42,
-        split: &p.split,
-        groups: &p.groups,
-        candidates: c,
-        run_dir: dir,
-        device: cpu(),
-        progress: Default::default(),
-    })
-    .unwrap()
+    common::run(p, c, &small(), method, semantic, epochs, dir)
 }
 
 fn report(label: &str, out: &Outcome, pop: f64) -> f64 {

@@ -8,13 +8,13 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{gaussian, ml100k, popularity_ndcg};
+use common::{gaussian, ml100k, popularity_ndcg, run, settings};
 use hsuga_data::{Candidates, Prepared};
 use hsuga_eval::Metric;
 use hsuga_model::{Backbone, Llm2recConfig, LlmembConfig, Loss, ModelConfig, cpu};
 use hsuga_train::{
     DistillConfig, Job, Matrix, MethodConfig, ModelScorer, Outcome, Pretrained, RunConfig,
-    SemanticInputs, TrainSettings, fit, item_mean, load_best, pretrained_items,
+    SemanticInputs, fit, item_mean, load_best, pretrained_items,
 };
 
 /// burn's device RNG is process-global: trainings take turns.
@@ -32,41 +32,6 @@ fn model(backbone: Backbone, loss: Loss) -> ModelConfig {
 
 /// Epochs per training in these tests.
 const EPOCHS: usize = 6;
-
-fn train(epochs: usize) -> TrainSettings {
-    TrainSettings {
-        epochs,
-        progress: false,
-        ..TrainSettings::default()
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn run(
-    p: &Prepared,
-    c: &Candidates,
-    model: &ModelConfig,
-    method: &MethodConfig,
-    semantic: &SemanticInputs,
-    epochs: usize,
-    dir: Option<&Path>,
-) -> Outcome {
-    fit(&Job {
-        model,
-        train: &train(epochs),
-        eval: &Default::default(),
-        method,
-        semantic,
-        seed: 42,
-        split: &p.split,
-        groups: &p.groups,
-        candidates: c,
-        run_dir: dir,
-        device: cpu(),
-        progress: Default::default(),
-    })
-    .unwrap()
-}
 
 /// The loss fell and test NDCG@10 beats popularity.
 fn learned(label: &str, out: &Outcome, pop: f64) {
@@ -200,7 +165,7 @@ fn source(p: &Prepared, c: &Candidates) -> &'static Source {
             negatives: 100,
             out_dir: "runs".into(),
             model: sasrec,
-            train: train(EPOCHS),
+            train: settings(EPOCHS),
             eval: Default::default(),
             method: MethodConfig::default(),
             inputs: Default::default(),
@@ -335,7 +300,7 @@ fn llmemb_refuses_a_pretrained_run_it_cannot_align_to() {
     };
     let e = fit(&Job {
         model: &model(Backbone::Sasrec, Loss::Bce),
-        train: &train(1),
+        train: &settings(1),
         eval: &Default::default(),
         method: &method,
         semantic: &SemanticInputs {

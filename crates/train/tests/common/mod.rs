@@ -5,7 +5,7 @@ use std::path::Path;
 use hsuga_data::{Candidates, DatasetConfig, Phase, Prepared};
 use hsuga_eval::{Metric, Protocol, Scorer, evaluate};
 use hsuga_model::{Backbone, ModelConfig};
-use hsuga_train::{Matrix, TrainSettings};
+use hsuga_train::{Job, Matrix, MethodConfig, Outcome, SemanticInputs, TrainSettings, fit};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -119,4 +119,33 @@ pub fn ml100k() -> (Prepared, Candidates, tempfile::TempDir) {
     let p = hsuga_data::prepare(&cfg, cache.path()).unwrap();
     let c = hsuga_data::candidates(&p, 100, 42).unwrap();
     (p, c, cache)
+}
+
+/// One seed-42 `fit` on ML-100K with [`settings`]`(epochs)`, in memory or
+/// in `dir`.
+#[allow(dead_code)]
+pub fn run(
+    p: &Prepared,
+    c: &Candidates,
+    model: &ModelConfig,
+    method: &MethodConfig,
+    semantic: &SemanticInputs,
+    epochs: usize,
+    dir: Option<&Path>,
+) -> Outcome {
+    fit(&Job {
+        model,
+        train: &settings(epochs),
+        eval: &Default::default(),
+        method,
+        semantic,
+        seed: 42,
+        split: &p.split,
+        groups: &p.groups,
+        candidates: c,
+        run_dir: dir,
+        device: hsuga_model::cpu(),
+        progress: Default::default(),
+    })
+    .unwrap()
 }
