@@ -10,34 +10,20 @@
 //! copied in when present, to spare embedding the catalogue again: their
 //! store keys include the texts, so a stale copy is recomputed, not read.
 
+mod common;
+
+use common::{models_dir, repo, source};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use hsuga_serve::{BatchConfig, Limits, Options, Run, RunSource, Service, router};
+use hsuga_serve::{BatchConfig, Limits, Options, Run, Service, router};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
 const TOKEN: &str = "hsu-online-test-token";
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn models_dir() -> PathBuf {
-    hsuga_text::fetch::default_models_dir()
-}
-
-fn source(cache: &Path) -> RunSource {
-    RunSource {
-        cache_dir: cache.to_path_buf(),
-        models_dir: models_dir(),
-        hsu_configs: repo().join("configs/hsu"),
-        resolve_dataset: Arc::new(|entry: &str| Ok(PathBuf::from(entry))),
-    }
-}
 
 fn copy_tree(from: &Path, to: &Path) {
     let Ok(entries) = std::fs::read_dir(from) else {

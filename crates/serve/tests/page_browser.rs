@@ -14,31 +14,17 @@
 //! `$CHROMIUM`) and MiniLM (`hsuga models fetch all-minilm-l6-v2`); fails,
 //! saying how to install it, when Chromium is missing.
 
+mod common;
+
+use common::{models_dir, repo, source};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-use hsuga_serve::{BatchConfig, Limits, Options, Run, RunSource, Service};
+use hsuga_serve::{BatchConfig, Limits, Options, Run, Service};
 
 const TOKEN: &str = "page-browser-test-token";
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn models_dir() -> PathBuf {
-    hsuga_text::fetch::default_models_dir()
-}
-
-fn source(cache: &Path) -> RunSource {
-    RunSource {
-        cache_dir: cache.to_path_buf(),
-        models_dir: models_dir(),
-        hsu_configs: repo().join("configs/hsu"),
-        resolve_dataset: Arc::new(|entry: &str| Ok(PathBuf::from(entry))),
-    }
-}
 
 /// The browser: `$CHROMIUM`, else the first of Debian's and the usual
 /// names on PATH.
