@@ -42,13 +42,17 @@ command -v "$st" >/dev/null || {
     echo "serve_fuzz: schemathesis not found; python3 -m venv V && V/bin/pip install schemathesis, then SCHEMATHESIS=V/bin/schemathesis" >&2
     exit 2
 }
+# Absolute paths: schemathesis runs from the work folder (below), where a
+# path relative to the repository (CI's default target/) would not resolve.
+st=$(realpath "$(command -v "$st")")
 work=${HSUGA_FUZZ_DIR:-/tmp/hsuga-serve-fuzz}
+mkdir -p "$work"
+work=$(realpath "$work")
 max_examples=${HSUGA_FUZZ_MAX_EXAMPLES:-100}
 seed=${HSUGA_FUZZ_SEED:-42}
 token=${HSUGA_FUZZ_TOKEN:-$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')}
 export HSUGA_FUZZ_TOKEN=$token
 
-mkdir -p "$work"
 cache=$work/cache
 run=$work/runs/fuzz/seed-42
 user_cache=${HSUGA_CACHE_DIR:-$HOME/.cache/hsuga}
