@@ -21,15 +21,19 @@
 //! ```text
 //! cargo bench -p hsuga-serve --bench serve_load -- [--seconds 10]
 //!     [--mixed-seconds 60] [--out benches/serve_results.md]
-//!     [--max-batch 128] [--window-ms 0] [--no-mixed]
+//!     [--max-batch 128] [--window-ms 0] [--no-mixed] [--wrk]
 //! cargo bench -p hsuga-serve --bench serve_load -- --run <run folder>
 //!     [--binary target/release/hsuga] [--cache-dir DIR] [--window-ms 0]
-//!     [--seconds 10] --out <file>
+//!     [--seconds 10] [--wrk] --out <file>
 //! ```
 //! The second form serves any finished run (e.g. Beauty SASRec) with the
 //! `hsuga` binary as a process of its own, so the resident memory it
 //! reports (`VmRSS`, `VmHWM`) is the server's alone; the clients and the
-//! bare model run in the bench process on the same cores.
+//! bare model run in the bench process on the same cores. With `--wrk` the
+//! clients are Debian's `wrk` instead (one event-loop thread for all
+//! connections, `benches/serve_wrk.lua` picking random users): on two cores
+//! the bench's 64 client threads take CPU the server would otherwise get,
+//! while `wrk` keeps 64 connections busy on a fraction of one core.
 //! Needs MiniLM (`hsuga models fetch all-minilm-l6-v2`) for the fusion run;
 //! the embedding caches of `$HSUGA_CACHE_DIR` (or `~/.cache/hsuga`) are
 //! copied into the bench's own cache when present.
@@ -73,6 +77,8 @@ struct Args {
     run: Option<PathBuf>,
     binary: Option<PathBuf>,
     cache_dir: Option<PathBuf>,
+    /// External mode: load from `wrk` instead of the bench's own threads.
+    wrk: bool,
 }
 
 fn repo() -> PathBuf {
@@ -90,6 +96,7 @@ fn parse() -> Result<Args, String> {
         run: None,
         binary: None,
         cache_dir: None,
+        wrk: false,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -121,6 +128,11 @@ fn parse() -> Result<Args, String> {
             }
             "--no-mixed" => {
                 a.no_mixed = true;
+                i += 1;
+                continue;
+            }
+            "--wrk" => {
+                a.wrk = true;
                 i += 1;
                 continue;
             }
@@ -451,12 +463,11 @@ fn bare_throughput(
         let rows: Vec<&[u32]> = (0..batch)
             .map(|k| histories[(i + k) % histories.len()].as_slice())
             .collect();
-        let scores = if by_length {
-            hsuga_serve::batch::score_by_length(run, &rows, &[])
+        if by_length {
+            std::hint::black_box(hsuga_serve::batch::score_by_length(run, &rows, &[]));
         } else {
-            run.score(&rows, &[])
-        };
-        std::hint::black_box(&scores);
+            std::hint::black_box(run.score(&rows, &[]));
+        }
         done += batch;
         i += batch;
     }
@@ -480,6 +491,7 @@ fn levels(
     addr: SocketAddr,
     run: &Run,
     seconds: f64,
+    wrk: bool,
     metrics: &dyn Fn() -> String,
     mut between: impl FnMut(),
 ) -> Vec<String> {
@@ -492,6 +504,8 @@ fn levels(
         })
         .collect();
     let user_ids: Arc<Vec<String>> = Arc::new(run.prepared.dataset.user_ids.clone());
+    let users_file = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(users_file.path(), user_ids.join("\n") + "\n").expect("writing user ids");
     let mut rows = Vec::new();
     for clients in [1usize, 8, 64] {
         let bare = bare_throughput(run, &histories, clients, seconds.min(5.0), false);
@@ -499,34 +513,94 @@ fn levels(
         between();
         let ids = user_ids.clone();
         let before = metrics();
-        let (t, secs) = load(addr, clients, seconds, move |rng, _| {
-            let u = &ids[rng.random_range(0..ids.len())];
-            ("GET", format!("/v1/users/{u}/recommendations?k=10"), None)
-        });
+        let level = if wrk {
+            wrk_load(addr, clients, seconds, users_file.path())
+        } else {
+            let (t, secs) = load(addr, clients, seconds, move |rng, _| {
+                let u = &ids[rng.random_range(0..ids.len())];
+                ("GET", format!("/v1/users/{u}/recommendations?k=10"), None)
+            });
+            Level {
+                rps: t.latencies_us.len() as f64 / secs,
+                p50: t.quantile_ms(0.5),
+                p95: t.quantile_ms(0.95),
+                p99: t.quantile_ms(0.99),
+                errors: t.errors,
+            }
+        };
         let after = metrics();
         let delta = |name: &str| metric_in(&after, name) - metric_in(&before, name);
         let rows_sum = delta("hsuga_scoring_batch_rows_sum");
         let passes = delta("hsuga_scoring_batch_rows_count");
-        let rps = t.latencies_us.len() as f64 / secs;
+        let Level {
+            rps,
+            p50,
+            p95,
+            p99,
+            errors,
+        } = level;
         eprintln!(
-            "clients {clients}: {rps:.0} req/s, p50 {:.2} ms, p99 {:.2} ms, bare {bare:.0} \
-             histories/s ({sorted:.0} by length), errors {}",
-            t.quantile_ms(0.5),
-            t.quantile_ms(0.99),
-            t.errors
+            "clients {clients}: {rps:.0} req/s, p50 {p50:.2} ms, p99 {p99:.2} ms, bare {bare:.0} \
+             histories/s ({sorted:.0} by length), errors {errors}",
         );
         rows.push(format!(
-            "| {clients} | {rps:.0} | {:.2} | {:.2} | {:.2} | {:.1} | {bare:.0} | {sorted:.0} | {:.2} | {} |",
-            t.quantile_ms(0.5),
-            t.quantile_ms(0.95),
-            t.quantile_ms(0.99),
+            "| {clients} | {rps:.0} | {p50:.2} | {p95:.2} | {p99:.2} | {:.1} | {bare:.0} | {sorted:.0} | {:.2} | {errors} |",
             if passes > 0.0 { rows_sum / passes } else { 0.0 },
             rps / bare.max(sorted),
-            t.errors
         ));
         between();
     }
     rows
+}
+
+/// One load level's outcome, from either load generator.
+struct Level {
+    rps: f64,
+    p50: f64,
+    p95: f64,
+    p99: f64,
+    /// Non-2xx answers and failed connections.
+    errors: u64,
+}
+
+/// One level from `wrk` (one thread, `clients` keep-alive connections),
+/// random users from `users` (one raw id per line) through
+/// `benches/serve_wrk.lua`, whose `done` prints one `hsuga-wrk` line.
+fn wrk_load(addr: SocketAddr, clients: usize, seconds: f64, users: &Path) -> Level {
+    let out = std::process::Command::new("wrk")
+        .args(["-t1", &format!("-c{clients}")])
+        .arg(format!("-d{}s", seconds.ceil() as u64))
+        .arg("-s")
+        .arg(repo().join("benches/serve_wrk.lua"))
+        .arg(format!("http://{addr}"))
+        .env("HSUGA_WRK_USERS", users)
+        .output()
+        .expect("running wrk (Debian: apt-get install wrk)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "wrk failed: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("hsuga-wrk "))
+        .unwrap_or_else(|| panic!("no hsuga-wrk line in wrk's output:\n{text}"));
+    let field = |name: &str| -> f64 {
+        line.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {line:?}"))
+    };
+    let requests = field("requests");
+    let errors = field("errors") as u64;
+    Level {
+        rps: (requests - errors as f64) / (field("duration_us") / 1e6),
+        p50: field("p50_us") / 1e3,
+        p95: field("p95_us") / 1e3,
+        p99: field("p99_us") / 1e3,
+        errors,
+    }
 }
 
 /// `VmRSS` and `VmHWM` (peak) of a process, in MiB.
@@ -620,7 +694,7 @@ fn external(args: &Args, run_dir: &Path, binary: &Path) -> String {
     };
     let mut idle = Vec::new();
     let mut ticks = Vec::new();
-    let rows = levels(addr, &run, args.seconds, &fetch_metrics, || {
+    let rows = levels(addr, &run, args.seconds, args.wrk, &fetch_metrics, || {
         idle.push(rss_of(pid).0);
         ticks.push((cpu_ticks(pid), Instant::now()));
     });
@@ -650,7 +724,7 @@ fn external(args: &Args, run_dir: &Path, binary: &Path) -> String {
          service vs bare model\n\n\
          `{binary} serve --run {run_dir}` as its own process (batch window {window} ms), \
          `GET /v1/users/{{user}}/recommendations?k=10` for random dataset users from \
-         closed-loop clients in the bench process, {secs:.0} s per level; \"bare\" is \
+         {clients_from}, {secs:.0} s per level; \"bare\" is \
          `Run::score` in the bench process at a batch size equal to the number of \
          clients, measured just before each level. CPU: **{cpu}**, {cores} cores \
          visible, shared by server, clients and bare model.\n\n\
@@ -676,6 +750,11 @@ fn external(args: &Args, run_dir: &Path, binary: &Path) -> String {
         run_dir = run_dir.display(),
         window = args.window_ms,
         secs = args.seconds,
+        clients_from = if args.wrk {
+            "`wrk` (one thread, one keep-alive connection per client, `benches/serve_wrk.lua`)"
+        } else {
+            "closed-loop clients in the bench process"
+        },
         rows = rows.join("\n"),
         server_cpu = server_cpu.join(" / "),
     )
@@ -757,6 +836,7 @@ fn main() {
         server.addr,
         &run,
         args.seconds,
+        args.wrk,
         &move || svc.metrics.render(),
         || {},
     );
