@@ -20,6 +20,7 @@
 //!
 //! Errors are [`TextError`]; messages say what to do next.
 
+pub mod bert;
 pub mod config;
 pub mod embedder;
 pub mod error;

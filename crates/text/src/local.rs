@@ -1,5 +1,5 @@
-//! The in-process sentence embedder: all-MiniLM-L6-v2 on candle-transformers'
-//! BERT, as sentence-transformers runs it.
+//! The in-process sentence embedder: all-MiniLM-L6-v2 on our BERT encoder
+//! ([`crate::bert`]), as sentence-transformers runs it.
 //!
 //! Pipeline: tokenize (WordPiece, lower-casing, `[CLS] … [SEP]`), truncate at
 //! [`MiniLm::max_tokens`] (256, the model's `max_seq_length`; the shipped
@@ -14,16 +14,16 @@ use std::path::Path;
 
 use candle_core::{D, DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config};
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
+use crate::bert::{Bert, BertConfig};
 use crate::embedder::{TextEmbedder, check_texts};
 use crate::error::{Result, TextError};
 use crate::fetch::{MINILM_L6_V2, verify};
 
 /// all-MiniLM-L6-v2 loaded in-process.
 pub struct MiniLm {
-    model: BertModel,
+    model: Bert,
     tokenizer: Tokenizer,
     device: Device,
     dim: usize,
@@ -63,7 +63,10 @@ impl MiniLm {
         let cfg_path = dir.join("config.json");
         let cfg_text =
             std::fs::read_to_string(&cfg_path).map_err(|e| TextError::io(&cfg_path, e))?;
-        let config: Config = serde_json::from_str(&cfg_text)
+        let config: BertConfig = serde_json::from_str(&cfg_text)
+            .map_err(|e| TextError::Config(format!("{}: {e}", cfg_path.display())))?;
+        config
+            .check()
             .map_err(|e| TextError::Config(format!("{}: {e}", cfg_path.display())))?;
         let tok_path = dir.join("tokenizer.json");
         let mut tokenizer = Tokenizer::from_file(&tok_path)
@@ -85,7 +88,7 @@ impl MiniLm {
         // SAFETY: the file is memory-mapped read-only; it was verified by hash
         // and nothing in hsuga writes it while loaded.
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &device)? };
-        let model = BertModel::load(vb, &config)?;
+        let model = Bert::load(vb, &config)?;
         Ok(Self {
             model,
             tokenizer,
@@ -232,8 +235,7 @@ impl MiniLm {
     fn forward(&self, ids: Vec<u32>, mask: Vec<u32>, b: usize, t: usize) -> Result<Vec<Vec<f32>>> {
         let ids = Tensor::from_vec(ids, (b, t), &self.device)?;
         let mask = Tensor::from_vec(mask, (b, t), &self.device)?;
-        let types = ids.zeros_like()?;
-        let hidden = self.model.forward(&ids, &types, Some(&mask))?; // [b, t, d]
+        let hidden = self.model.forward(&ids, &mask)?; // [b, t, d]
         let maskf = mask.to_dtype(DType::F32)?.unsqueeze(2)?; // [b, t, 1]
         let summed = hidden.broadcast_mul(&maskf)?.sum(1)?; // [b, d]
         let counts = maskf.sum(1)?; // [b, 1]

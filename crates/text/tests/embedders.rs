@@ -24,6 +24,56 @@ fn minilm() -> &'static Arc<MiniLm> {
     })
 }
 
+/// Our BERT encoder ([`hsuga_text::bert`]) against candle-transformers'
+/// `BertModel` on the same weights: every real token's state agrees on a
+/// batch whose rows are padded to different lengths.
+#[test]
+fn our_bert_matches_candle_transformers_token_by_token() {
+    use candle_core::{DType, Device, Tensor};
+    use candle_nn::VarBuilder;
+    let _ = minilm(); // fetched
+    let dir = default_models_dir().join(MINILM_L6_V2.name);
+    let cfg_text = std::fs::read_to_string(dir.join("config.json")).unwrap();
+    let ours_cfg: hsuga_text::bert::BertConfig = serde_json::from_str(&cfg_text).unwrap();
+    let theirs_cfg: candle_transformers::models::bert::Config =
+        serde_json::from_str(&cfg_text).unwrap();
+    let dev = Device::Cpu;
+    // SAFETY: read-only map of the verified weights, not written while loaded.
+    let vb = unsafe {
+        VarBuilder::from_mmaped_safetensors(&[dir.join("model.safetensors")], DType::F32, &dev)
+            .unwrap()
+    };
+    let ours = hsuga_text::bert::Bert::load(vb.clone(), &ours_cfg).unwrap();
+    let theirs = candle_transformers::models::bert::BertModel::load(vb, &theirs_cfg).unwrap();
+    let (b, t) = (3usize, 9usize);
+    let lens = [9usize, 4, 1];
+    let mut ids = vec![0u32; b * t];
+    let mut mask = vec![0u32; b * t];
+    for (r, &len) in lens.iter().enumerate() {
+        for i in 0..len {
+            ids[r * t + i] = 101 + (r * 977 + i * 131) as u32 % 20_000;
+            mask[r * t + i] = 1;
+        }
+    }
+    let ids = Tensor::from_vec(ids, (b, t), &dev).unwrap();
+    let mask = Tensor::from_vec(mask, (b, t), &dev).unwrap();
+    let got = ours.forward(&ids, &mask).unwrap().to_vec3::<f32>().unwrap();
+    let want = theirs
+        .forward(&ids, &ids.zeros_like().unwrap(), Some(&mask))
+        .unwrap()
+        .to_vec3::<f32>()
+        .unwrap();
+    let mut worst = 0f32;
+    for (r, &len) in lens.iter().enumerate() {
+        for i in 0..len {
+            for (g, w) in got[r][i].iter().zip(&want[r][i]) {
+                worst = worst.max((g - w).abs());
+            }
+        }
+    }
+    assert!(worst < 1e-4, "largest difference on a real token: {worst}");
+}
+
 #[derive(Deserialize)]
 struct Fixture {
     max_tokens: usize,

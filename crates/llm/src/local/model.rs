@@ -771,8 +771,8 @@ impl Llama {
                     .contiguous()?)
             };
             let (k, v) = (all(&cache.k[li])?, all(&cache.v[li])?);
-            let k = candle_transformers::utils::repeat_kv(k, nh / nkv)?.contiguous()?;
-            let v = candle_transformers::utils::repeat_kv(v, nh / nkv)?.contiguous()?;
+            let k = repeat_kv(k, nh / nkv)?;
+            let v = repeat_kv(v, nh / nkv)?;
             let att = (q.matmul(&k.t()?)? / (hd as f64).sqrt())?; // (1, nh, seq, kv)
             let att = att.broadcast_add(&mask)?;
             let att = candle_nn::ops::softmax_last_dim(&att)?;
@@ -881,6 +881,19 @@ impl Llama {
         self.output
             .matvec(hidden, &mut s.xq, &mut s.logits, threads);
     }
+}
+
+/// Grouped-query attention: each of the `nkv` key/value heads repeated
+/// `n` times in place, `(b, nkv, s, hd)` → `(b, nkv·n, s, hd)` (head `h`
+/// reads kv head `h / n`), contiguous.
+fn repeat_kv(x: Tensor, n: usize) -> candle_core::Result<Tensor> {
+    if n == 1 {
+        return x.contiguous();
+    }
+    let (b, nkv, s, hd) = x.dims4()?;
+    // n copies along the sequence axis, then each kv head's n copies read
+    // as n heads: one contiguous copy, no strided broadcast.
+    Tensor::cat(&vec![&x; n], 2)?.reshape((b, nkv * n, s, hd))
 }
 
 #[cfg(test)]
