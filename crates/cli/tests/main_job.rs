@@ -94,7 +94,7 @@ fn the_readme_main_job_runs_end_to_end() {
     let exp = runs.join("quickstart-ml-100k");
     let mut folders = vec!["SASRec".to_string()];
     for row in ["LLM-ESR", "HSUGA"] {
-        for alpha in ["0.1", "0.05", "0.01"] {
+        for alpha in ["0.1", "0.01"] {
             folders.push(format!("{row}@alpha={alpha}"));
         }
     }
