@@ -308,11 +308,12 @@ fn check_pretrained_rows(rows: &[ResolvedMethod]) -> Result<(), ExperimentError>
         if source.method.pretrained.is_some() {
             return bad("that row reads a trained run itself; chains are not supported".into());
         }
-        if r.method.cities.is_some() {
-            // CITIES evaluates that row's backbone unchanged.
+        if r.method.reads_pretrained_backbone() {
+            // CITIES evaluates that row's backbone unchanged; MELT trains it on.
             if source.method != MethodConfig::default() {
                 return bad(
-                    "that row has method parts; CITIES starts from a plain backbone row".into(),
+                    "that row has method parts; CITIES and MELT start from a plain backbone row"
+                        .into(),
                 );
             }
             let diff = hsuga_train::cities::model_differences(&source.model, &r.model);

@@ -168,8 +168,8 @@ pub fn with_pretrained(
             theirs.map_or("which does not resolve".to_string(), |n| format!("`{n}`"))
         )));
     }
-    let items = if cfg.method.cities.is_some() {
-        // CITIES: the whole backbone, with this row's [model].
+    let items = if cfg.method.reads_pretrained_backbone() {
+        // CITIES, MELT: the whole backbone, with this row's [model].
         hsuga_train::cities::pretrained_table(&stored, dir, &cfg.model, split.num_items)
     } else {
         hsuga_train::pretrained_items(&stored, dir, split.num_items, cfg.model.hidden)

@@ -18,6 +18,7 @@ use crate::error::ModelError;
 use crate::fusion::{Fusion, FusionLayer};
 use crate::llm2rec::{Llm2rec, Llm2recSpec};
 use crate::llmemb::{Llmemb, LlmembSpec};
+use crate::melt::Melt;
 use crate::registry::Encoder;
 use crate::rlmrec::{Rlmrec, RlmrecSpec};
 
@@ -97,6 +98,9 @@ pub struct Extras<'a> {
     pub text_items: Option<TextItemsSpec<'a>>,
     /// RLMRec's projectors (trained by its objective; scoring unchanged).
     pub rlmrec: Option<RlmrecSpec>,
+    /// MELT's two branches (trained by its objective; `W_U` transfers
+    /// tail users at inference).
+    pub melt: bool,
 }
 
 /// The inputs of a [`TextItems`] system.
@@ -203,6 +207,10 @@ pub struct Recommender {
     /// RLMRec's semantic → collaborative projectors ([`crate::rlmrec`]):
     /// read by its training objective only, never by scoring.
     pub rlmrec: Option<Rlmrec>,
+    /// MELT's user and item branches ([`crate::melt`]): trained by its
+    /// objective; at inference `W_U` transfers the tail users'
+    /// representations ([`Model::represent_last`]).
+    pub melt: Option<Melt>,
     #[module(skip)]
     loss: Loss,
     num_items: usize,
@@ -290,12 +298,23 @@ impl Recommender {
             Some(spec) => Some(Rlmrec::new(spec, d_rep, device)?),
             None => None,
         };
+        if extras.melt
+            && (dual.is_some() || fusion.is_some() || text_items.is_some() || rlmrec.is_some())
+        {
+            return Err(ModelError::Input(
+                "MELT's branches read the plain backbone's representation: it takes no dual \
+                 view, fusion, item table from text or RLMRec"
+                    .into(),
+            ));
+        }
+        let melt = extras.melt.then(|| Melt::new(cfg.hidden, device));
         Ok(Self {
             encoder,
             dual,
             fusion,
             text_items,
             rlmrec,
+            melt,
             loss: cfg.loss,
             num_items: n,
         })
@@ -436,7 +455,19 @@ impl Model for Recommender {
                     .expect("a fusing model needs SeqBatch::user_semantic");
                 f.forward(h.reshape([b, 1, d]), s).reshape([b, d])
             }
-            None => h,
+            // MELT: the tail users' transfer, by each row's flag when the
+            // caller attached one (the user's training length), else by
+            // the history's length (see `crate::melt`).
+            None => match &self.melt {
+                Some(m) => {
+                    let tail = match &batch.user_semantic {
+                        Some(flags) => flags.clone(),
+                        None => m.tail_by_length(batch.items.clone(), self.num_items),
+                    };
+                    m.transfer(h, tail)
+                }
+                None => h,
+            },
         }
     }
 

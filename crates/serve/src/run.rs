@@ -103,6 +103,11 @@ pub struct Run {
     scoring: Mutex<Scoring>,
     /// Fusion runs only.
     user_rows: Option<UserRows>,
+    /// MELT runs only: its τ_u. A user whose whole history is at most
+    /// this long is a tail user, scored with MELT's transfer; the service
+    /// decides it from the full history (the model sees only the last
+    /// `max_len` items, which may all be shorter than τ_u).
+    melt_tau_u: Option<f64>,
     /// Runs whose inputs name an HSU config.
     pub hsu: Option<RunHsu>,
 }
@@ -183,6 +188,7 @@ impl Run {
         )
         .map_err(|e| ServeError::run(dir, e))?;
         let tables = model.tables();
+        let melt_tau_u = model.melt.as_ref().map(|m| m.tau_u());
         let batcher = Batcher::new(&config.model, num_items, &device);
         let items = (1..=num_items)
             .map(|i| (prepared.dataset.item_ids[i as usize - 1].clone(), i))
@@ -209,6 +215,7 @@ impl Run {
                 device,
             }),
             user_rows,
+            melt_tau_u,
             hsu,
         };
         // One forward now: a model that cannot score fails at load, not on
@@ -295,14 +302,34 @@ impl Run {
         }
     }
 
+    /// A MELT run's per-row input for a user whose whole history has
+    /// `history_len` items: `[1.0]` for a tail user (at most τ_u items),
+    /// `[0.0]` otherwise; `None` for other runs.
+    pub fn melt_tail_flag(&self, history_len: usize) -> Option<Arc<[f32]>> {
+        let tau_u = self.melt_tau_u?;
+        let tail = history_len as f64 <= tau_u;
+        Some(vec![if tail { 1.0 } else { 0.0 }].into())
+    }
+
     /// Scores every item for each history through the model contract's
     /// all-item scoring: row-major `histories.len() × N`, column `j` is
     /// item `j + 1`. Histories must be non-empty. `semantic` holds each
     /// row's user embedding for fusion runs (empty: the cold-start zero
-    /// vector for every row); other runs ignore it.
+    /// vector for every row), or each row's [`Self::melt_tail_flag`] for
+    /// MELT runs (empty: the model's rule on the histories given); other
+    /// runs ignore it.
     pub fn score(&self, histories: &[&[u32]], semantic: &[&[f32]]) -> Vec<f32> {
         let s = self.scoring.lock().unwrap_or_else(|p| p.into_inner());
         let mut batch = s.batcher.eval_batch(histories);
+        if self.melt_tau_u.is_some() && semantic.len() == histories.len() {
+            let flags: Vec<f32> = semantic
+                .iter()
+                .map(|v| v.first().copied().unwrap_or(0.0))
+                .collect();
+            let b = flags.len();
+            batch.user_semantic =
+                Some(Tensor::from_data(TensorData::new(flags, [b, 1]), &s.device));
+        }
         if let Some(rows) = &self.user_rows {
             let dim = rows.zeros.len();
             let b = histories.len();

@@ -295,7 +295,9 @@ impl Service {
             seen
         };
         let recent = history[history.len().saturating_sub(run.max_len())..].to_vec();
-        let semantic = run.semantic_for(user.as_deref()).map(|(v, _)| v);
+        let semantic = run
+            .melt_tail_flag(history.len())
+            .or_else(|| run.semantic_for(user.as_deref()).map(|(v, _)| v));
         let top = self
             .scorer
             .top_k(run.clone(), recent, exclude, semantic, k)

@@ -1003,3 +1003,88 @@ fn scoring_by_length_keeps_each_rows_scores_and_order() {
         assert!(max_diff < 1e-3, "row {r} (length {}): {max_diff}", h.len());
     }
 }
+
+/// A MELT run is served, and whether a user is scored with MELT's tail
+/// transfer follows their whole history against the run's τ_u, not the
+/// last `max_len` items the model reads: on ML-100K τ_u is about 170 and
+/// this run reads 20, so by the window alone every user would be a tail
+/// user.
+#[tokio::test]
+async fn a_melt_run_is_served_with_the_tail_rule_of_the_whole_history() {
+    let (pretrained, cache) = trained();
+    let root = tempfile::tempdir().unwrap();
+    let cfg = hsuga_train::RunConfig::from_toml(&format!(
+        "name = \"melt\"\ndataset = \"{}\"\nout_dir = \"{}\"\n\
+         [model]\nhidden = 16\nmax_len = 20\n\
+         [method]\nmelt = {{}}\npretrained = {{ run = \"{}\" }}\n\
+         [train]\nepochs = 1\nprogress = false\n",
+        repo().join("configs/datasets/ml-100k.toml").display(),
+        root.path().join("runs").display(),
+        pretrained.display(),
+    ))
+    .unwrap();
+    let dirs = hsuga_experiment::InputDirs {
+        cache_dir: cache,
+        models_dir: &root.path().join("models"),
+        hsu_configs: &repo().join("configs/hsu"),
+    };
+    let resolve = |entry: &str| Ok(PathBuf::from(entry));
+    let dir = hsuga_experiment::train_one(&cfg, &dirs, &resolve, Default::default())
+        .unwrap()
+        .dir;
+    let run = Run::load(&dir, &source(cache)).unwrap();
+    assert_eq!(run.melt_tail_flag(20).as_deref(), Some(&[1.0f32][..]));
+    assert_eq!(run.melt_tail_flag(10_000).as_deref(), Some(&[0.0f32][..]));
+    // The user with the longest history: a head user.
+    let (user, history) = run
+        .prepared
+        .dataset
+        .user_ids
+        .iter()
+        .map(|u| (u.clone(), run.dataset_history(u).unwrap().to_vec()))
+        .max_by_key(|(_, h)| h.len())
+        .unwrap();
+    assert_eq!(
+        run.melt_tail_flag(history.len()).as_deref(),
+        Some(&[0.0f32][..])
+    );
+    let recent = &history[history.len() - 20..];
+    let as_head = run.score(&[recent], &[&[0.0]]);
+    let as_tail = run.score(&[recent], &[&[1.0]]);
+    let moved = as_head
+        .iter()
+        .zip(&as_tail)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(moved > 1e-3, "the transfer changes no score: {moved}");
+    let mut seen = history.clone();
+    seen.sort_unstable();
+    seen.dedup();
+    let want: Vec<f64> = hsuga_serve::batch::top_k(&as_head, &seen, 5)
+        .iter()
+        .map(|&(_, s)| f64::from(s))
+        .collect();
+    let state = tempfile::tempdir().unwrap();
+    let svc = Service::new(
+        run,
+        source(cache),
+        Options {
+            state: state.path().join("interactions.sqlite"),
+            token: None,
+            limits: Limits::default(),
+            batch: BatchConfig::default(),
+            hsu_queue: hsuga_serve::DEFAULT_HSU_QUEUE,
+        },
+    )
+    .unwrap();
+    let a = get(&svc, &format!("/v1/users/{user}/recommendations?k=5")).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    let got = scores_of(&a);
+    assert_eq!(got.len(), 5);
+    for (g, w) in got.iter().zip(&want) {
+        assert!(
+            (g - w).abs() < 1e-4,
+            "served {got:?}, head scoring {want:?}"
+        );
+    }
+}

@@ -77,13 +77,13 @@ pub fn model_differences(a: &ModelConfig, b: &ModelConfig) -> Vec<String> {
         .collect()
 }
 
-/// The pretrained backbone in `dir`, checked for a CITIES run with
+/// The pretrained backbone in `dir`, checked for a CITIES (or MELT) run with
 /// `model` on a catalogue of `num_items`: the run is a plain backbone (no
 /// method part) with the same `[model]` (CITIES evaluates it unchanged, so
 /// another `max_len`, `causal` or `hidden` would evaluate another model),
 /// and its best checkpoint loads. Every error names `method.pretrained`
 /// and the folder. Whether it ran on the same dataset is the caller's check.
-fn load_pretrained(
+pub(crate) fn load_pretrained(
     stored: Option<&RunConfig>,
     dir: &Path,
     model: &ModelConfig,
@@ -99,7 +99,8 @@ fn load_pretrained(
     if let Some(stored) = stored {
         if stored.method != MethodConfig::default() {
             return Err(fail(format!(
-                "is a run with method parts ({}); CITIES starts from a plain backbone run",
+                "is a run with method parts ({}); CITIES and MELT start from a plain backbone \
+                 run",
                 toml::to_string(&stored.method)
                     .unwrap_or_default()
                     .trim()
@@ -110,7 +111,7 @@ fn load_pretrained(
         if !diff.is_empty() {
             return Err(fail(format!(
                 "its [model] differs from this run's ({}); CITIES evaluates that backbone \
-                 unchanged, so they must match",
+                 unchanged (MELT trains it on), so they must match",
                 diff.join("; ")
             )));
         }

@@ -303,6 +303,7 @@ impl DistillConfig {
 /// | ICSRec | `icsrec = {}` with `model.loss = "ce"` |
 /// | ICSRec + HSU | `icsrec = {}`, `fusion = "gate"` with `inputs.user_semantic` |
 /// | CITIES | `cities = {}`, `pretrained = { run = "<backbone run folder>" }` (or `{ row = "SASRec" }`), same `[model]` as that run |
+/// | MELT | `melt = {}`, `pretrained = { run = "<backbone run folder>" }` (or `{ row = "SASRec" }`), same `[model]` as that run |
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MethodConfig {
@@ -354,6 +355,12 @@ pub struct MethodConfig {
     /// ([`hsuga_model::cities`], `crate::cities`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cities: Option<CitiesConfig>,
+    /// MELT: the backbone of the trained run named by `pretrained` is
+    /// trained on with a user branch and an item branch under curriculum
+    /// weights, the tail items' rows refreshed each epoch and tail users
+    /// transferred at inference ([`hsuga_model::melt`], `crate::melt`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub melt: Option<hsuga_model::MeltConfig>,
 }
 
 /// Where a method's trained source run is (`method.pretrained`).
@@ -392,7 +399,13 @@ impl MethodConfig {
 
     /// Whether the method reads a trained run (`method.pretrained`).
     pub fn needs_pretrained(&self) -> bool {
-        self.llmemb.is_some() || self.cities.is_some()
+        self.llmemb.is_some() || self.cities.is_some() || self.melt.is_some()
+    }
+
+    /// Whether the method starts from a whole trained plain backbone with
+    /// this row's `[model]` (CITIES, MELT), not only its item table.
+    pub fn reads_pretrained_backbone(&self) -> bool {
+        self.cities.is_some() || self.melt.is_some()
     }
 
     /// Whether the method reads user semantic embeddings.
@@ -427,6 +440,9 @@ impl MethodConfig {
         if self.rlmrec.is_some() {
             t.push_str("/rlmrec");
         }
+        if self.melt.is_some() {
+            t.push_str("/melt");
+        }
         t
     }
 
@@ -459,6 +475,22 @@ impl MethodConfig {
                  fusion, distill, or another system)",
             );
         }
+        // MELT: likewise, but it trains the backbone on.
+        let others = MethodConfig {
+            melt: None,
+            pretrained: None,
+            ..self.clone()
+        };
+        if self.melt.is_some() && others != MethodConfig::default() {
+            return bad(
+                "method.melt trains a trained plain backbone on with its own two branches: it \
+                 takes no other method part (item_init, dual_view, fusion, distill, or another \
+                 system)",
+            );
+        }
+        if let Some(m) = &self.melt {
+            m.validate()?;
+        }
         if let Some(e) = &self.llmemb {
             e.validate()?;
         }
@@ -479,14 +511,15 @@ impl MethodConfig {
         match (&self.pretrained, self.needs_pretrained()) {
             (None, true) => {
                 return bad(
-                    "method.llmemb and method.cities read a trained backbone run: it needs \
-                     method.pretrained = { run = \"<run folder>\" } (in an experiment, or \
+                    "method.llmemb, method.cities and method.melt read a trained backbone run: \
+                     it needs method.pretrained = { run = \"<run folder>\" } (in an experiment, or \
                      { row = \"<row>\" })",
                 );
             }
             (Some(_), false) => {
                 return bad(
-                    "method.pretrained is read only by method.llmemb and method.cities; this \
+                    "method.pretrained is read only by method.llmemb, method.cities and \
+                     method.melt; this \
                      method reads it \
                      nowhere (remove it or add the method part)",
                 );

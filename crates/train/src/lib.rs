@@ -19,6 +19,7 @@ pub mod epoch_commit;
 pub mod error;
 pub mod icsrec_objective;
 pub mod log;
+pub mod melt;
 pub mod objective;
 pub mod progress;
 pub mod rcl_objective;
@@ -33,7 +34,7 @@ pub use config::{
 };
 pub use distill::Distiller;
 pub use error::TrainError;
-pub use objective::{EpochStart, Objective, Step};
+pub use objective::{EpochEdit, EpochStart, Objective, Step};
 pub use progress::Progress;
 pub use scoring::{ModelScorer, attach_users, represent_users};
 pub use semantic::{Matrix, SemanticInputs, item_mean, pretrained_items};

@@ -10,6 +10,11 @@
 //! representation from the rank-loss forward); the extra losses are added
 //! to the rank loss before the backward pass.
 //!
+//! An objective that must *change* the trained model at an epoch start
+//! (MELT overwrites the tail items' rows) returns an [`EpochEdit`] from
+//! [`Objective::edit_epoch`], which the trainer applies to the autodiff
+//! model; the others keep the default, no edit.
+//!
 //! Reproducible and resumable by construction: the epoch stream is seeded
 //! from the run's seed and the epoch number ([`epoch_rng`]), apart from the
 //! stream that shuffles batches, so adding an objective leaves the batches
@@ -69,11 +74,30 @@ pub struct Step<'a> {
     pub user_semantic: Option<&'a Tensor<2>>,
 }
 
+/// Changes an objective makes to the model being trained at an epoch
+/// start (MELT's refresh of the tail items' rows), applied by the trainer
+/// to the autodiff model before the epoch's first batch: the parameters
+/// keep their ids, so the optimiser's moments carry over as they do for an
+/// in-place `.data` write in PyTorch.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EpochEdit {
+    /// `(item id, new row)` of the backbone's item table.
+    pub item_rows: Vec<(u32, Vec<f32>)>,
+}
+
 /// A training objective added to the model's own loss.
 pub trait Objective {
     /// Called before each epoch's first batch (also the first epoch after
     /// a resume).
     fn start_epoch(&mut self, _start: EpochStart<'_>) {}
+
+    /// Called after [`Self::start_epoch`] with the number of batches the
+    /// epoch will run: what to change in the trained model before its
+    /// first batch. A function of what `start_epoch` saw, so a resumed run
+    /// makes the same edit. Nothing by default.
+    fn edit_epoch(&mut self, _batches: usize) -> EpochEdit {
+        EpochEdit::default()
+    }
 
     /// The extra loss of one step (`[1]`), already weighted.
     fn loss(&mut self, step: &Step<'_>) -> Tensor<1>;

@@ -294,6 +294,7 @@ impl Builder<'_> {
                 }),
                 _ => None,
             },
+            melt: self.method.melt.is_some(),
         };
         Ok(Recommender::with_extras(
             self.model,
@@ -360,13 +361,20 @@ pub fn fit(job: &Job<'_>) -> Result<Outcome, TrainError> {
         ad.seed(job.seed);
         builder.build(&ad)
     })?;
+    // MELT trains on from a pretrained backbone, with its own objective.
+    let melt = match &job.method.melt {
+        Some(cfg) => Some(crate::melt::start(job, cfg, &mut model, &ad)?),
+        None => None,
+    };
     // Fusing models read each row's user embedding; constants, no gradient.
+    // MELT's scoring reads each row's tail flag in the same slot (its
+    // rank loss and branches read none).
     let (users_ad, users_plain) = match (&job.semantic.user_semantic, model.fuses_users()) {
         (Some(u), true) => (
             Some(matrix_tensor(u, &ad)),
             Some(matrix_tensor(u, &job.device)),
         ),
-        _ => (None, None),
+        _ => (None, melt.as_ref().map(|m| m.tail_flags(&job.device))),
     };
     let mut adam = AdamConfig::new().with_epsilon(1e-8);
     if s.weight_decay > 0.0 {
@@ -382,6 +390,9 @@ pub fn fit(job: &Job<'_>) -> Result<Outcome, TrainError> {
         job.seed,
         &ad,
     )?;
+    if let Some(m) = melt {
+        objectives.push(Box::new(m));
+    }
     let batcher = Batcher::new(job.model, num_items, &ad);
     let eval_batcher = Batcher::new(job.model, num_items, &job.device);
     let min_len = job.model.backbone.reading().min_train_len();
@@ -439,6 +450,13 @@ pub fn fit(job: &Job<'_>) -> Result<Outcome, TrainError> {
                     split,
                     rng: &mut orng,
                 });
+            }
+            let mut rows = Vec::new();
+            for o in objectives.iter_mut() {
+                rows.extend(o.edit_epoch(batches.len()).item_rows);
+            }
+            if !rows.is_empty() {
+                overwrite_item_rows(&mut model, &rows);
             }
         }
         let bar = if s.progress {
@@ -654,6 +672,23 @@ pub fn fit(job: &Job<'_>) -> Result<Outcome, TrainError> {
         log::write_outcome(dir, &outcome)?;
     }
     Ok(outcome)
+}
+
+/// Writes `(item, row)` into the trained item table (an objective's
+/// [`crate::objective::EpochEdit`]): a fresh leaf of the same parameter id,
+/// so the optimiser's moments for the table carry over.
+fn overwrite_item_rows(model: &mut Recommender, rows: &[(u32, Vec<f32>)]) {
+    use hsuga_model::SequenceEncoder;
+    let weight = model.encoder.item_weight_mut();
+    let old = weight.val();
+    let [v, h] = old.dims();
+    let device = old.device();
+    let mut table = hsuga_model::to_f32(old);
+    for (i, r) in rows {
+        table[*i as usize * h..(*i as usize + 1) * h].copy_from_slice(r);
+    }
+    let fresh = Tensor::<2>::from_data(TensorData::new(table, [v, h]), &device).require_grad();
+    *weight = Param::initialized(weight.id, fresh);
 }
 
 fn last_valid(state: &State) -> String {
