@@ -8,9 +8,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-
-use common::{ml100k, popularity_ndcg};
+use common::{Source, job, ml100k, popularity_ndcg, settings, train_source};
 use hsuga_data::{Candidates, Prepared};
 use hsuga_eval::{Column, Metric};
 use hsuga_model::burn::module::{Module, ModuleVisitor, Param};
@@ -18,7 +16,7 @@ use hsuga_model::burn::tensor::Tensor;
 use hsuga_model::{Backbone, CitiesConfig, Loss, ModelConfig, cpu};
 use hsuga_train::cities::{CitiesLog, pretrained_table, training_contexts};
 use hsuga_train::{
-    Job, Matrix, MethodConfig, ModelScorer, Outcome, Pretrained, RunConfig, SemanticInputs,
+    Matrix, MethodConfig, ModelScorer, Outcome, Pretrained, RunConfig, SemanticInputs,
     TrainSettings, fit, load_best,
 };
 
@@ -35,79 +33,12 @@ fn model() -> ModelConfig {
     }
 }
 
-fn train(epochs: usize) -> TrainSettings {
-    TrainSettings {
-        epochs,
-        progress: false,
-        ..TrainSettings::default()
-    }
-}
-
-fn job<'a>(
-    p: &'a Prepared,
-    c: &'a Candidates,
-    model: &'a ModelConfig,
-    train: &'a TrainSettings,
-    method: &'a MethodConfig,
-    semantic: &'a SemanticInputs,
-    dir: Option<&'a Path>,
-) -> Job<'a> {
-    Job {
-        model,
-        train,
-        eval: Box::leak(Box::default()),
-        method,
-        semantic,
-        seed: 42,
-        split: &p.split,
-        groups: &p.groups,
-        candidates: c,
-        run_dir: dir,
-        device: cpu(),
-        progress: Default::default(),
-    }
-}
-
-/// The SASRec run CITIES starts from, trained once per test binary.
-struct Source {
-    dir: PathBuf,
-    stored: RunConfig,
-    items: Matrix,
-    out: Outcome,
-}
-
 const SOURCE_EPOCHS: usize = 6;
 
+/// The SASRec run CITIES starts from, trained once per test binary.
 fn source(p: &Prepared, c: &Candidates) -> &'static Source {
     static SOURCE: std::sync::OnceLock<Source> = std::sync::OnceLock::new();
-    SOURCE.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cities-source-sasrec");
-        let _ = std::fs::remove_dir_all(&dir);
-        let m = model();
-        let t = train(SOURCE_EPOCHS);
-        let plain = MethodConfig::default();
-        let none = SemanticInputs::default();
-        let out = fit(&job(p, c, &m, &t, &plain, &none, Some(&dir))).unwrap();
-        let stored = RunConfig {
-            name: "sasrec".into(),
-            dataset: "ml-100k".into(),
-            seed: 42,
-            negatives: 100,
-            out_dir: "runs".into(),
-            model: m.clone(),
-            train: t,
-            eval: Default::default(),
-            method: MethodConfig::default(),
-            inputs: Default::default(),
-        };
-        let items = pretrained_table(&stored, &dir, &m, p.split.num_items).unwrap();
-        Source {
-            dir,
-            stored,
-            items,
-            out,
-        }
-    })
+    SOURCE.get_or_init(|| train_source(p, c, model(), SOURCE_EPOCHS, "cities-source-sasrec"))
 }
 
 /// `f` at a CPU-test budget: a narrower window (8 items a side, not 24),
@@ -212,7 +143,7 @@ fn cities_changes_only_tail_rows_and_serves_from_its_folder() {
         model(),
         TrainSettings {
             progress: true,
-            ..train(1)
+            ..settings(1)
         },
     );
     let out = fit(&job(&p, &c, &m, &t, &method, &semantic, Some(run.path()))).unwrap();
@@ -362,7 +293,7 @@ fn cities_f_learns_on_ml100k() {
         model(),
         TrainSettings {
             progress: true,
-            ..train(1)
+            ..settings(1)
         },
     );
     let out = fit(&job(&p, &c, &m, &t, &method, &semantic, Some(run.path()))).unwrap();
@@ -451,7 +382,7 @@ fn cities_refuses_a_missing_or_mismatched_pretrained_run() {
         pretrained_items: Some(src.items.clone()),
         ..Default::default()
     };
-    let t = train(1);
+    let t = settings(1);
     let e = fit(&job(&p, &c, &m, &t, &method, &semantic, Some(&out_dir)))
         .unwrap_err()
         .to_string();
@@ -538,7 +469,7 @@ fn cities_until_early_stop_on_ml100k() {
         pretrained_items: Some(src.items.clone()),
         ..Default::default()
     };
-    let (m, t) = (model(), train(1));
+    let (m, t) = (model(), settings(1));
     let out = fit(&job(&p, &c, &m, &t, &method, &semantic, Some(run.path()))).unwrap();
     let log: CitiesLog =
         serde_json::from_str(&std::fs::read_to_string(run.path().join("cities.json")).unwrap())
@@ -595,7 +526,7 @@ fn cities_changes_only_tail_rows_of_bert4rec_and_gru4rec() {
         };
         let src = tempfile::tempdir().unwrap();
         let (plain, none) = (MethodConfig::default(), SemanticInputs::default());
-        let t = train(1);
+        let t = settings(1);
         fit(&job(&p, &c, &m, &t, &plain, &none, Some(src.path()))).unwrap();
         let cfg = small(1);
         let method = MethodConfig {

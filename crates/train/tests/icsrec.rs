@@ -18,8 +18,8 @@ use hsuga_model::{
 use hsuga_train::icsrec_objective::IcsrecObjective;
 use hsuga_train::objective::epoch_rng;
 use hsuga_train::{
-    EpochStart, Job, Matrix, MethodConfig, ModelScorer, Objective, Outcome, RunConfig,
-    SemanticInputs, Step, TrainError, TrainSettings, attach_users, fit, item_mean, load_best,
+    EpochStart, Matrix, MethodConfig, ModelScorer, Objective, Outcome, RunConfig, SemanticInputs,
+    Step, TrainError, TrainSettings, attach_users, fit, item_mean, load_best,
 };
 
 /// The shared short-window SASRec with ICSRec's full-softmax CE.
@@ -52,20 +52,7 @@ fn try_run(
     train: &TrainSettings,
     dir: Option<&std::path::Path>,
 ) -> Result<Outcome, TrainError> {
-    fit(&Job {
-        model,
-        train,
-        eval: &Default::default(),
-        method,
-        semantic,
-        seed: 42,
-        split: &p.split,
-        groups: &p.groups,
-        candidates: c,
-        run_dir: dir,
-        device: cpu(),
-        progress: Default::default(),
-    })
+    fit(&common::job(p, c, model, train, method, semantic, dir))
 }
 
 fn run(

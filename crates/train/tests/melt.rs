@@ -10,9 +10,9 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-
-use common::{ml100k, popularity_ndcg, popularity_valid, settings, small, turn};
+use common::{
+    Source, job, ml100k, popularity_ndcg, popularity_valid, settings, small, train_source, turn,
+};
 use hsuga_data::{Candidates, Prepared};
 use hsuga_eval::{Column, Metric, Scorer};
 use hsuga_model::burn::tensor::{Tensor, TensorData};
@@ -25,48 +25,15 @@ use hsuga_train::cities::pretrained_table;
 use hsuga_train::melt::MeltObjective;
 use hsuga_train::objective::epoch_rng;
 use hsuga_train::{
-    EpochStart, Job, Matrix, MethodConfig, ModelScorer, Objective, Outcome, Pretrained, RunConfig,
+    EpochStart, Matrix, MethodConfig, ModelScorer, Objective, Outcome, Pretrained, RunConfig,
     SemanticInputs, TrainSettings, fit, load_best,
 };
-
-fn job<'a>(
-    p: &'a Prepared,
-    c: &'a Candidates,
-    model: &'a ModelConfig,
-    train: &'a TrainSettings,
-    method: &'a MethodConfig,
-    semantic: &'a SemanticInputs,
-    dir: Option<&'a Path>,
-) -> Job<'a> {
-    Job {
-        model,
-        train,
-        eval: Box::leak(Box::default()),
-        method,
-        semantic,
-        seed: 42,
-        split: &p.split,
-        groups: &p.groups,
-        candidates: c,
-        run_dir: dir,
-        device: cpu(),
-        progress: Default::default(),
-    }
-}
-
-/// The SASRec run MELT starts from, trained once per test binary.
-struct Source {
-    dir: PathBuf,
-    stored: RunConfig,
-    items: Matrix,
-    out: Outcome,
-}
 
 const SOURCE_EPOCHS: usize = 8;
 
 fn source(p: &Prepared, c: &Candidates) -> &'static Source {
     static SOURCE: std::sync::OnceLock<Source> = std::sync::OnceLock::new();
-    SOURCE.get_or_init(|| train_source(p, c, small(), "melt-source-sasrec"))
+    SOURCE.get_or_init(|| train_source(p, c, small(), SOURCE_EPOCHS, "melt-source-sasrec"))
 }
 
 /// The learning test's source: a 10-item window (MELT's epoch costs
@@ -80,36 +47,7 @@ fn short() -> ModelConfig {
 
 fn short_source(p: &Prepared, c: &Candidates) -> &'static Source {
     static SOURCE: std::sync::OnceLock<Source> = std::sync::OnceLock::new();
-    SOURCE.get_or_init(|| train_source(p, c, short(), "melt-source-sasrec-10"))
-}
-
-fn train_source(p: &Prepared, c: &Candidates, m: ModelConfig, name: &str) -> Source {
-    {
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
-        let _ = std::fs::remove_dir_all(&dir);
-        let t = settings(SOURCE_EPOCHS);
-        let (plain, none) = (MethodConfig::default(), SemanticInputs::default());
-        let out = fit(&job(p, c, &m, &t, &plain, &none, Some(&dir))).unwrap();
-        let stored = RunConfig {
-            name: "sasrec".into(),
-            dataset: "ml-100k".into(),
-            seed: 42,
-            negatives: 100,
-            out_dir: "runs".into(),
-            model: m.clone(),
-            train: t,
-            eval: Default::default(),
-            method: MethodConfig::default(),
-            inputs: Default::default(),
-        };
-        let items = pretrained_table(&stored, &dir, &m, p.split.num_items).unwrap();
-        Source {
-            dir,
-            stored,
-            items,
-            out,
-        }
-    }
+    SOURCE.get_or_init(|| train_source(p, c, short(), SOURCE_EPOCHS, "melt-source-sasrec-10"))
 }
 
 fn melt(src: &Source, cfg: MeltConfig) -> MethodConfig {

@@ -1,11 +1,13 @@
 //! Helpers shared by the real-data training tests.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use hsuga_data::{Candidates, DatasetConfig, Phase, Prepared};
 use hsuga_eval::{Metric, Protocol, Scorer, evaluate};
 use hsuga_model::{Backbone, ModelConfig};
-use hsuga_train::{Job, Matrix, MethodConfig, Outcome, SemanticInputs, TrainSettings, fit};
+use hsuga_train::{
+    Job, Matrix, MethodConfig, Outcome, RunConfig, SemanticInputs, TrainSettings, fit,
+};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -133,10 +135,25 @@ pub fn run(
     epochs: usize,
     dir: Option<&Path>,
 ) -> Outcome {
-    fit(&Job {
+    let train = settings(epochs);
+    fit(&job(p, c, model, &train, method, semantic, dir)).unwrap()
+}
+
+/// A seed-42 training job on the ML-100K split, in memory or in `dir`.
+#[allow(dead_code)]
+pub fn job<'a>(
+    p: &'a Prepared,
+    c: &'a Candidates,
+    model: &'a ModelConfig,
+    train: &'a TrainSettings,
+    method: &'a MethodConfig,
+    semantic: &'a SemanticInputs,
+    dir: Option<&'a Path>,
+) -> Job<'a> {
+    Job {
         model,
-        train: &settings(epochs),
-        eval: &Default::default(),
+        train,
+        eval: Box::leak(Box::default()),
         method,
         semantic,
         seed: 42,
@@ -146,6 +163,52 @@ pub fn run(
         run_dir: dir,
         device: hsuga_model::cpu(),
         progress: Default::default(),
-    })
-    .unwrap()
+    }
+}
+
+/// A plain backbone run that a system starting from a trained run (CITIES,
+/// MELT) reads through `method.pretrained`: its folder, the config it
+/// would have stored, its item table and its outcome.
+#[allow(dead_code)]
+pub struct Source {
+    pub dir: PathBuf,
+    pub stored: RunConfig,
+    pub items: Matrix,
+    pub out: Outcome,
+}
+
+/// Trains `m` plainly for `epochs` into `CARGO_TARGET_TMPDIR/<name>`.
+#[allow(dead_code)]
+pub fn train_source(
+    p: &Prepared,
+    c: &Candidates,
+    m: ModelConfig,
+    epochs: usize,
+    name: &str,
+) -> Source {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    let t = settings(epochs);
+    let (plain, none) = (MethodConfig::default(), SemanticInputs::default());
+    let out = fit(&job(p, c, &m, &t, &plain, &none, Some(&dir))).unwrap();
+    let stored = RunConfig {
+        name: "sasrec".into(),
+        dataset: "ml-100k".into(),
+        seed: 42,
+        negatives: 100,
+        out_dir: "runs".into(),
+        model: m.clone(),
+        train: t,
+        eval: Default::default(),
+        method: MethodConfig::default(),
+        inputs: Default::default(),
+    };
+    let items =
+        hsuga_train::cities::pretrained_table(&stored, &dir, &m, p.split.num_items).unwrap();
+    Source {
+        dir,
+        stored,
+        items,
+        out,
+    }
 }
