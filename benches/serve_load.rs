@@ -504,8 +504,12 @@ fn levels(
         })
         .collect();
     let user_ids: Arc<Vec<String>> = Arc::new(run.prepared.dataset.user_ids.clone());
-    let users_file = tempfile::NamedTempFile::new().expect("temp file");
-    std::fs::write(users_file.path(), user_ids.join("\n") + "\n").expect("writing user ids");
+    // wrk's script reads the raw ids from a file.
+    let users_file = wrk.then(|| {
+        let f = tempfile::NamedTempFile::new().expect("temp file");
+        std::fs::write(f.path(), user_ids.join("\n") + "\n").expect("writing user ids");
+        f
+    });
     let mut rows = Vec::new();
     for clients in [1usize, 8, 64] {
         let bare = bare_throughput(run, &histories, clients, seconds.min(5.0), false);
@@ -514,7 +518,8 @@ fn levels(
         let ids = user_ids.clone();
         let before = metrics();
         let level = if wrk {
-            wrk_load(addr, clients, seconds, users_file.path())
+            let users = users_file.as_ref().expect("written when wrk is on");
+            wrk_load(addr, clients, seconds, users.path())
         } else {
             let (t, secs) = load(addr, clients, seconds, move |rng, _| {
                 let u = &ids[rng.random_range(0..ids.len())];

@@ -158,18 +158,7 @@ fn source(p: &Prepared, c: &Candidates) -> &'static Source {
             out.test[0].get(Metric::Ndcg(10)),
             out.train_seconds / out.history.len() as f64
         );
-        let stored = RunConfig {
-            name: "sasrec".into(),
-            dataset: "ml-100k".into(),
-            seed: 42,
-            negatives: 100,
-            out_dir: "runs".into(),
-            model: sasrec,
-            train: settings(EPOCHS),
-            eval: Default::default(),
-            method: MethodConfig::default(),
-            inputs: Default::default(),
-        };
+        let stored = common::plain_run_config(sasrec, settings(EPOCHS));
         let items = pretrained_items(&stored, &dir, p.split.num_items, 64).unwrap();
         assert_eq!((items.rows, items.dim), (p.split.num_items as usize, 64));
         Source { dir, stored, items }

@@ -191,18 +191,7 @@ pub fn train_source(
     let t = settings(epochs);
     let (plain, none) = (MethodConfig::default(), SemanticInputs::default());
     let out = fit(&job(p, c, &m, &t, &plain, &none, Some(&dir))).unwrap();
-    let stored = RunConfig {
-        name: "sasrec".into(),
-        dataset: "ml-100k".into(),
-        seed: 42,
-        negatives: 100,
-        out_dir: "runs".into(),
-        model: m.clone(),
-        train: t,
-        eval: Default::default(),
-        method: MethodConfig::default(),
-        inputs: Default::default(),
-    };
+    let stored = plain_run_config(m.clone(), t);
     let items =
         hsuga_train::cities::pretrained_table(&stored, &dir, &m, p.split.num_items).unwrap();
     Source {
@@ -210,5 +199,23 @@ pub fn train_source(
         stored,
         items,
         out,
+    }
+}
+
+/// The config a plain seed-42 ML-100K backbone run stores: what a system
+/// reading it through `method.pretrained` checks against.
+#[allow(dead_code)]
+pub fn plain_run_config(model: ModelConfig, train: TrainSettings) -> RunConfig {
+    RunConfig {
+        name: "sasrec".into(),
+        dataset: "ml-100k".into(),
+        seed: 42,
+        negatives: 100,
+        out_dir: "runs".into(),
+        model,
+        train,
+        eval: Default::default(),
+        method: MethodConfig::default(),
+        inputs: Default::default(),
     }
 }
